@@ -1,0 +1,64 @@
+"""Shared helpers of the benchmark scripts: timing, machine description, README blocks.
+
+Every benchmark writes the figures it measured into a README between
+``<!-- bench:start -->`` and ``<!-- bench:end -->`` markers (never typed by hand), and a JSON file
+beside it under ``benchmarks/results/``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def machine() -> str:
+    """One line naming the CPU, core count and Python, so figures are read in context."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{cpu}, {cores} cores available, Python {platform.python_version()}"
+
+
+def timeit(fn: Callable[[], object], *, repeat: int = 7, warmup: int = 2) -> float:
+    """Median wall time in seconds of ``fn()`` after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def write_block(readme: Path, body: str, *, name: str, data: dict) -> None:
+    """Replace the bench block of ``readme`` and save ``data`` as JSON."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
+    block = f"<!-- bench:start -->\n{body.rstrip()}\n\n_Measured {stamp} on {machine()} by `benchmarks/{name}.py`._\n<!-- bench:end -->"
+    text = readme.read_text()
+    start, end = text.index("<!-- bench:start -->"), text.index("<!-- bench:end -->")
+    readme.write_text(text[:start] + block + text[end + len("<!-- bench:end -->") :])
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps({"machine": machine(), "date": stamp, **data}, indent=2))
+    print(body)

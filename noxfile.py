@@ -1,0 +1,92 @@
+"""Every automation of the Pancakes monorepo.
+
+    nox -s tests        all test suites, one venv per package, packages installed as users would
+    nox -s lint         ruff check + ruff format --check
+    nox -s build        wheels + sdists of every package, contents checked
+    nox -s bench        benchmark scripts; they write their figures into the READMEs
+    nox -s demo         the main job on the embedded default sample
+
+Every install passes ``-c constraints/dev.txt`` so torch resolves to the pinned CPU wheel instead of
+a multi-GB CUDA build; the virtualenv backend is used because uv ignores the local wheel.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import nox
+
+nox.needs_version = ">=2024.3.2"
+nox.options.default_venv_backend = "virtualenv"
+nox.options.sessions = ["lint", "tests"]
+
+ROOT = Path(__file__).parent
+CONSTRAINTS = ("-c", str(ROOT / "constraints" / "dev.txt"))
+PACKAGES = {
+    "eval": "packages/pancakes-eval",
+    "model": "packages/pancakes-model",
+}
+# Test-only dependencies per suite (the packages' own dependencies come from their metadata).
+TEST_DEPS = {
+    "eval": ["pytest>=8", "hypothesis>=6.100", "monai>=1.3"],
+    "eval-minimal": ["pytest>=8", "hypothesis>=6.100"],
+    "model": ["pytest>=8", "hypothesis>=6.100"],
+}
+EXTRAS = {"eval": "[io]", "eval-minimal": "", "model": ""}
+
+
+def _install(session: nox.Session, *args: str) -> None:
+    session.install(*CONSTRAINTS, *args)
+
+
+@nox.session
+@nox.parametrize("suite", list(TEST_DEPS))
+def tests(session: nox.Session, suite: str) -> None:
+    """Run one package's tests. `eval-minimal` proves pancakes-eval installs and works without torch."""
+    pkg = PACKAGES[suite.removesuffix("-minimal")]
+    _install(session, f"./{pkg}{EXTRAS[suite]}", *TEST_DEPS[suite])
+    if suite == "eval-minimal":
+        # The bare install must not pull torch (its users may not want a 1 GB dependency).
+        session.run("python", "-c", "import importlib.util, sys; "
+                    "sys.exit('torch was installed with pancakes-eval' "
+                    "if importlib.util.find_spec('torch') else 0)")
+    session.run("pytest", f"{pkg}/tests", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and format check over the whole tree (config in the root pyproject.toml)."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".", *session.posargs)
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """Build wheel + sdist of every package and check that they hold what users need."""
+    session.install("build>=1", "hatchling>=1.24")
+    dist = ROOT / "dist"
+    for name, pkg in PACKAGES.items():
+        session.run("python", "-m", "build", "--no-isolation", "--outdir", str(dist), pkg)
+        module = Path(pkg).name.replace("-", "_")
+        wheels = sorted(dist.glob(f"{module}-*.whl"), key=os.path.getmtime)
+        names = set(zipfile.ZipFile(wheels[-1]).namelist())
+        required = [f"{module}/__init__.py", f"{module}/py.typed", f"{module}/__about__.py"]
+        if name == "model":
+            required.append(f"{module}/weights/pancakes-default.safetensors")
+        missing = [r for r in required if r not in names]
+        if missing:
+            session.error(f"{wheels[-1].name} lacks {missing}")
+        session.log(f"{wheels[-1].name}: {len(names)} files, required present")
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmarks; each script writes its measured table into the package README."""
+    _install(session, *(f"./{p}" for p in PACKAGES.values()))
+    for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
+        if session.posargs and not any(a in script.name for a in session.posargs):
+            continue
+        session.run("python", str(script))

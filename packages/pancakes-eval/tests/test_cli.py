@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from pancakes_eval.cli import main
+
+Image = pytest.importorskip("PIL.Image")
+nib = pytest.importorskip("nibabel")
+
+
+def write_png(path, arr):
+    Image.fromarray(arr.astype(np.uint8)).save(path)
+
+
+@pytest.fixture
+def pred_gt(tmp_path):
+    rng = np.random.default_rng(0)
+    (tmp_path / "out" / "labels").mkdir(parents=True)
+    (tmp_path / "gt").mkdir()
+    for i in range(3):
+        gt = np.zeros((16, 20), np.uint8)
+        gt[4 + i : 10 + i, 5:12] = 1
+        write_png(tmp_path / "gt" / f"img{i}.png", gt * 255)
+        write_png(tmp_path / "out" / "labels" / f"img{i}_m00.png", rng.integers(0, 4, (16, 20)))
+        write_png(tmp_path / "out" / "labels" / f"img{i}_m01.png", gt * 3)  # perfect, label 3
+    return tmp_path
+
+
+def test_cli_scores_a_set_as_json_and_csv(pred_gt, capsys):
+    assert main(["score", str(pred_gt / "out"), str(pred_gt / "gt"), "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 1
+    assert rows[0]["set_dice"] == 1.0
+    assert (rows[0]["dice_protocol"], rows[0]["dice_label"]) == (1, 3)
+    assert rows[0]["set_hd95"] == 0.0
+    out = pred_gt / "s.csv"
+    assert main(["score", str(pred_gt / "out"), str(pred_gt / "gt"), "--format", "csv", "-o", str(out)]) == 0
+    with out.open(newline="") as fh:
+        assert next(csv.DictReader(fh))["n_images"] == "3"
+
+
+def test_cli_groups_and_table(pred_gt, capsys):
+    groups = pred_gt / "groups.csv"
+    groups.write_text("stem,set\nimg0,a\nimg1,a\nimg2,b\n")
+    assert main(["score", str(pred_gt / "out"), str(pred_gt / "gt"), "--groups", str(groups)]) == 0
+    text = capsys.readouterr().out
+    assert text.splitlines()[0].startswith("set")
+    assert len(text.strip().splitlines()) == 3
+
+
+def test_cli_nifti_3d(tmp_path, capsys):
+    (tmp_path / "out" / "labels").mkdir(parents=True)
+    (tmp_path / "gt").mkdir()
+    gt = np.zeros((8, 8, 6), np.uint8)
+    gt[2:6, 2:6, 1:4] = 1
+    aff = np.diag([0.5, 0.5, 2.0, 1.0])
+    nib.save(nib.Nifti1Image(gt, aff), tmp_path / "gt" / "vol.nii.gz")
+    nib.save(nib.Nifti1Image(gt * 2, aff), tmp_path / "out" / "labels" / "vol_m00.nii.gz")
+    assert main(["score", str(tmp_path / "out"), str(tmp_path / "gt"), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["set_dice"] == 1.0
+
+
+def test_cli_bad_input_exit_2(pred_gt, tmp_path, capsys):
+    assert main(["score", str(tmp_path / "missing"), str(pred_gt / "gt")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (pred_gt / "gt" / "img1.png").unlink()
+    assert main(["score", str(pred_gt / "out"), str(pred_gt / "gt")]) == 2
+    assert "img1" in capsys.readouterr().err
+    (pred_gt / "gt" / "img1.png").write_bytes(b"not a png")
+    assert main(["score", str(pred_gt / "out"), str(pred_gt / "gt")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    assert main(["score", str(pred_gt / "out"), str(pred_gt / "gt"), "--metrics", "foo"]) == 2

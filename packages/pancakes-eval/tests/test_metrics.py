@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from pancakes_eval import (
+    compute_assd,
+    compute_dice,
+    compute_hausdorff,
+    compute_hd95,
+    compute_iou,
+    surface_distances,
+)
+
+
+def square(shape=(16, 16), lo=4, hi=10):
+    m = np.zeros(shape, bool)
+    m[lo:hi, lo:hi] = True
+    return m
+
+
+def test_dice_iou_known_values():
+    a = np.zeros((4, 4), bool)
+    b = np.zeros((4, 4), bool)
+    a[0, :] = True  # 4 px
+    b[0, :2] = True  # 2 px, both inside a
+    assert compute_dice(a, b) == pytest.approx(2 * 2 / 6)
+    assert compute_iou(a, b) == pytest.approx(2 / 4)
+
+
+@pytest.mark.parametrize("fn", [compute_dice, compute_iou])
+def test_overlap_empty_cases(fn):
+    empty = np.zeros((5, 5), bool)
+    full = np.ones((5, 5), bool)
+    assert math.isnan(fn(empty, empty))
+    assert fn(empty, empty, both_empty=1.0) == 1.0
+    assert fn(full, empty) == 0.0
+    assert fn(empty, full) == 0.0
+
+
+def test_distances_empty_cases():
+    empty = np.zeros((6, 6), bool)
+    m = square((6, 6), 1, 4)
+    for fn in (compute_hd95, compute_assd, compute_hausdorff):
+        assert math.isnan(fn(empty, empty))
+        assert fn(m, empty) == math.inf
+        assert fn(empty, m) == math.inf
+
+
+def test_hausdorff_shifted_square_with_spacing():
+    a = square()
+    b = np.roll(a, 2, axis=1)  # shifted by 2 columns
+    assert compute_hausdorff(a, b) == pytest.approx(2.0)
+    assert compute_hausdorff(a, b, spacing=(1.0, 0.5)) == pytest.approx(1.0)
+    assert compute_hausdorff(a, b, spacing=(3.0, 0.5)) == pytest.approx(1.0)
+    assert compute_hd95(a, a) == 0.0
+    assert compute_assd(a, a) == 0.0
+
+
+def test_surface_distances_3d_shift_along_anisotropic_axis():
+    a = np.zeros((10, 10, 10), bool)
+    a[3:7, 3:7, 3:7] = True
+    b = np.roll(a, 1, axis=0)
+    d_ab, d_ba = surface_distances(a, b, spacing=(2.5, 1.0, 1.0))
+    assert d_ab.max() == pytest.approx(2.5)
+    assert d_ba.max() == pytest.approx(2.5)
+    assert d_ab.min() == 0.0
+
+
+def test_multilabel_returns_one_value_per_label():
+    p = np.array([[0, 1, 1], [2, 2, 0]])
+    t = np.array([[0, 1, 0], [2, 2, 2]])
+    d = compute_dice(p, t, labels=[0, 1, 2, 3])
+    assert d.shape == (4,)
+    np.testing.assert_allclose(d[:3], [2 * 1 / 4, 2 * 1 / 3, 2 * 2 / 5])
+    assert math.isnan(d[3])
+    hd = compute_hd95(p, t, labels=[1, 2])
+    assert hd.shape == (2,)
+
+
+def test_bad_inputs_name_the_problem():
+    a = np.zeros((4, 4), bool)
+    with pytest.raises(ValueError, match=r"\(4, 4\) and \(4, 5\)"):
+        compute_dice(a, np.zeros((4, 5), bool))
+    with pytest.raises(ValueError, match="binary"):
+        compute_dice(np.full((4, 4), 2), a)
+    with pytest.raises(ValueError, match="non-finite"):
+        compute_dice(np.full((4, 4), np.nan), a)
+    with pytest.raises(ValueError, match="integer labels"):
+        compute_dice(np.full((4, 4), 0.5), np.zeros((4, 4)), labels=[0])
+    with pytest.raises(ValueError, match="non-negative"):
+        compute_dice(np.full((4, 4), -1), np.zeros((4, 4), int), labels=[0])
+    with pytest.raises(ValueError, match="spacing has 3"):
+        compute_hd95(a, a, spacing=(1, 1, 1))
+    with pytest.raises(ValueError, match="positive"):
+        compute_hd95(a, a, spacing=(0, 1))
+    with pytest.raises(ValueError, match="percentile"):
+        compute_hausdorff(a, a, percentile=101)
+
+
+def test_accepts_lists_and_torch_tensors():
+    a = [[0, 1], [1, 1]]
+    assert compute_dice(a, a) == 1.0
+    torch = pytest.importorskip("torch")
+    t = torch.tensor(a, dtype=torch.bool, requires_grad=False)
+    assert compute_dice(t, t) == 1.0
+    assert compute_dice(torch.tensor(a, dtype=torch.float32).requires_grad_(), a) == 1.0

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pancakes_model import (
+    Pancakes,
+    candidate_dice_losses,
+    joint_set_dice_loss,
+    set_dice_loss,
+    winner_only_set_dice_loss,
+)
+
+
+def targets_from(probs_label_map, k):
+    return (probs_label_map == k).float()[:, :, None]
+
+
+def test_loss_is_zero_for_a_perfect_candidate():
+    g = torch.Generator().manual_seed(0)
+    lab = torch.randint(0, 4, (2, 3, 16, 16), generator=g)  # (B, S, H, W), protocol 1 is perfect
+    probs = torch.rand(2, 3, 2, 4, 16, 16, generator=g).softmax(dim=3)
+    probs[:, :, 1] = torch.nn.functional.one_hot(lab, 4).permute(0, 1, 4, 2, 3).float()
+    res = set_dice_loss(probs, targets_from(lab, 2))
+    assert res.loss.item() == pytest.approx(0.0, abs=1e-6)
+    assert res.protocol.tolist() == [1, 1]
+    assert res.label.tolist() == [2, 2]
+
+
+def test_loss_picks_the_true_minimum():
+    g = torch.Generator().manual_seed(1)
+    probs = torch.rand(2, 3, 4, 5, 8, 8, generator=g).softmax(dim=3)
+    y = (torch.rand(2, 3, 1, 8, 8, generator=g) > 0.5).float()
+    res = set_dice_loss(probs, y)
+    brute = torch.empty(2, 4, 5)
+    for b in range(2):
+        for m in range(4):
+            for k in range(5):
+                per = []
+                for s in range(3):
+                    p, t = probs[b, s, m, k], y[b, s, 0]
+                    per.append(1 - (2 * (p * t).sum() + 1e-5) / (p.sum() + t.sum() + 1e-5))
+                brute[b, m, k] = torch.stack(per).mean()
+    torch.testing.assert_close(res.table, brute)
+    assert res.loss.item() == pytest.approx(brute.flatten(1).min(1).values.mean().item(), rel=1e-5)
+
+
+def test_empty_targets_are_finite_and_prefer_empty_predictions():
+    probs = torch.zeros(1, 2, 1, 2, 8, 8)
+    probs[:, :, 0, 0] = 1.0  # label 0 everywhere, label 1 empty
+    y = torch.zeros(1, 2, 1, 8, 8)
+    d = candidate_dice_losses(probs, y)
+    assert torch.isfinite(d).all()
+    assert d[0, 0, 1] < 1e-6 < d[0, 0, 0]
+
+
+def test_winner_only_matches_full_loss_value_and_gradients():
+    torch.manual_seed(0)
+    model = Pancakes()
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(2, 3, 1, 32, 32, generator=g)
+    y = (torch.rand(2, 3, 1, 32, 32, generator=g) > 0.6).float()
+    full = set_dice_loss(model(x, M=4, K=6), y)
+    full.loss.backward()
+    grads_full = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    fast = winner_only_set_dice_loss(model, x, y, 4, 6)
+    fast.loss.backward()
+    assert fast.protocol.tolist() == full.protocol.tolist()
+    assert fast.label.tolist() == full.label.tolist()
+    assert fast.loss.item() == pytest.approx(full.loss.item(), rel=1e-5)
+    for a, b in zip(grads_full, (p.grad for p in model.parameters())):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_joint_variant_uses_two_labels_of_one_protocol():
+    lab = torch.randint(0, 3, (1, 2, 8, 8), generator=torch.Generator().manual_seed(4))
+    lab[..., 0, 0], lab[..., 0, 1] = 0, 1
+    onehot = torch.nn.functional.one_hot(lab, 3).permute(0, 1, 4, 2, 3).float()
+    probs = torch.full((1, 2, 3, 3, 8, 8), 1 / 3)
+    probs[:, :, 2] = onehot
+    y = torch.stack([targets_from(lab, 0), targets_from(lab, 1)])  # (T=2, B, S, 1, H, W)
+    res = joint_set_dice_loss(probs, y)
+    assert res.loss.item() == pytest.approx(0.0, abs=1e-6)
+    assert res.protocol.tolist() == [2]
+    assert res.label.tolist() == [[0, 1]]
+    with pytest.raises(ValueError, match="T = 1 or 2"):
+        joint_set_dice_loss(probs, torch.cat([y, y[:1]]))
+
+
+def test_bad_target_shape():
+    with pytest.raises(ValueError, match="do not match"):
+        set_dice_loss(torch.rand(1, 2, 1, 2, 8, 8), torch.rand(1, 3, 1, 8, 8))

@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pancakes_model import Pancakes, PancakesConfig, ProtocolEmbedding
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return Pancakes().eval()
+
+
+def images(b=1, s=2, h=32, w=48, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(b, s, 1, h, w, generator=g)
+
+
+@pytest.mark.parametrize(("b", "s", "m", "k"), [(1, 1, 1, 1), (2, 3, 4, 5), (1, 5, 15, 40), (3, 2, 8, 20)])
+def test_shapes_and_partition(model, b, s, m, k):
+    x = images(b, s)
+    with torch.no_grad():
+        p = model(x, M=m, K=k)
+        lab = model.predict_labels(x, M=m, K=k)
+    assert p.shape == (b, s, m, k, 32, 48)
+    assert torch.isfinite(p).all()
+    torch.testing.assert_close(p.sum(dim=3), torch.ones(b, s, m, 32, 48))
+    assert lab.shape == (b, s, m, 32, 48)
+    assert lab.dtype == torch.int64
+    assert int(lab.max()) < k
+
+
+def test_logits_option_and_determinism(model):
+    x = images()
+    with torch.no_grad():
+        a = model(x, M=3, K=4, logits=True)
+        b = model(x, M=3, K=4, logits=True)
+        p = model(x, M=3, K=4)
+    assert torch.equal(a, b)
+    torch.testing.assert_close(a.softmax(dim=3), p)
+    bound = model.config.temperature + model.config.bias_bound
+    assert a.abs().max() <= bound + 1e-4
+
+
+def test_parameter_count_is_paper_sized(model):
+    assert 180_000 < model.num_parameters() < 260_000
+
+
+def test_gradients_reach_featurizer_and_sampler():
+    torch.manual_seed(1)
+    model = Pancakes()
+    p = model(images(), M=2, K=3)
+    p[:, :, 0, 1].mean().backward()
+    for name in ("featurizer", "sampler"):
+        grads = [q.grad for q in getattr(model, name).parameters()]
+        assert all(g is not None for g in grads), name
+        assert sum(float(g.abs().sum()) for g in grads) > 0, name
+
+
+def test_embedding_is_non_degenerate_and_valid_for_one():
+    emb = ProtocolEmbedding(dims=12)
+    v = emb(1, 1)
+    assert v.shape == (1, 1, 24)
+    assert torch.isfinite(v).all()
+    u = emb.encode(20)  # (20, 12)
+    # No column is the negative (or copy) of another: the official form had cos/-cos pairs.
+    corr = torch.corrcoef(u.T)
+    off = corr - torch.diag(torch.diag(corr))
+    assert off.abs().max() < 0.999
+    assert torch.linalg.matrix_rank(u) == 12
+
+
+def test_sampler_fast_path_equals_concat_form_float64():
+    torch.manual_seed(3)
+    model = Pancakes(sampler_dims=16, sampler_hidden=24).double()
+    for prm in model.sampler.parameters():  # non-trivial random weights
+        torch.nn.init.normal_(prm, std=0.5)
+    phi = torch.randn(3, 32, 16, 24, dtype=torch.float64)
+    v = model.embedding.double()(5, 7).double()
+    fast = model.sampler(phi, v)
+    slow = model.sampler.forward_concat(phi, v)
+    torch.testing.assert_close(fast, slow, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"M": 0}, "M must be >= 1, got 0"),
+        ({"K": 0}, "K must be >= 1, got 0"),
+        ({"K": 2.5}, "K must be an integer"),
+    ],
+)
+def test_bad_m_k(model, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        model(images(), **{"M": 2, "K": 3, **kwargs})
+
+
+def test_bad_images(model):
+    with pytest.raises(ValueError, match=r"\(B, S, C, H, W\), got \(2, 1, 32, 32\)"):
+        model(torch.rand(2, 1, 32, 32))
+    with pytest.raises(ValueError, match="multiples of 16, got H=30, W=32"):
+        model(torch.rand(1, 1, 1, 30, 32))
+    x = images()
+    x[0, 0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        model(x)
+    with pytest.raises(ValueError, match="C=3"):
+        model(torch.rand(1, 1, 3, 32, 32))
+    with pytest.raises(ValueError, match="unknown Pancakes config keys"):
+        PancakesConfig.from_dict({"features": 32, "bogus": 1})
