@@ -109,3 +109,15 @@ def test_bad_images(model):
         model(torch.rand(1, 1, 3, 32, 32))
     with pytest.raises(ValueError, match="unknown Pancakes config keys"):
         PancakesConfig.from_dict({"features": 32, "bogus": 1})
+
+
+def test_train_and_eval_layouts_give_the_same_function():
+    torch.manual_seed(2)
+    model = Pancakes()
+    params = [id(p) for p in model.parameters()]
+    x = images()
+    with torch.no_grad():
+        a = model.train()(x, M=2, K=3, logits=True)
+        b = model.eval()(x, M=2, K=3, logits=True)
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    assert [id(p) for p in model.parameters()] == params

@@ -134,7 +134,7 @@ def winner_only_set_dice_loss(
         images: (B, S, C, H, W).
         targets: (B, S, 1, H, W) binary.
     """
-    from pancakes_model.model import check_mk
+    from pancakes_model.model import _softmax_k, check_mk
 
     check_mk(M, K)
     b, s = images.shape[:2]
@@ -144,7 +144,8 @@ def winner_only_set_dice_loss(
     v = model.embedding(M, K)
     with torch.no_grad():
         key, bias = sampler.keys(v)
-        probs = sampler.combine(q.detach(), key, bias).softmax(dim=2)
+        bound = sampler.temperature + sampler.bias_bound
+        probs = _softmax_k(sampler.combine(q.detach(), key, bias), bound)
         probs = rearrange(probs, "(B S) M K H W -> B S M K H W", B=b)
         table = candidate_dice_losses(probs, targets, eps=eps)
         m, k = _argmin_mk(table)

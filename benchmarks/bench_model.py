@@ -1,0 +1,166 @@
+"""Benchmark pancakes-model on this CPU: inference, training step, peak memory, sampler forms.
+
+Targets (issue #3), 2 cores, 128×128, M=8, K=20: inference S=3 ≤ 100 ms (aim 80), S=1 ≤ 35 ms;
+training step S=3 ≤ 300 ms; worst case S=5 M=15 K=40 peak RSS ≤ 1.5 GB. Writes the table into
+packages/pancakes-model/README.md. ``--quick`` skips torch.compile and the slow official sampler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+import torch
+from _common import ROOT, peak_rss_mb, timeit, write_block
+
+from pancakes_model import Pancakes, winner_only_set_dice_loss
+from pancakes_model.loss import set_dice_loss
+from pancakes_model.reference import ConcatConvSampler, OfficialSampler
+
+H = W = 128
+
+
+def batch(s: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(1, s, 1, H, W, generator=g)
+    y = (torch.rand(1, s, 1, H, W, generator=g) > 0.7).float()
+    return x, y
+
+
+def make_step(model: Pancakes, s: int, m: int, k: int, *, winner_only: bool = True):
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    x, y = batch(s)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        if winner_only:
+            res = winner_only_set_dice_loss(model, x, y, m, k)
+        else:
+            res = set_dice_loss(model(x, m, k), y)
+        res.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+
+    return step
+
+
+def rss_child(kind: str, s: int, m: int, k: int) -> None:
+    """Run one configuration in this (fresh) process and print its time and peak RSS."""
+    torch.set_num_threads(2)
+    torch.set_flush_denormal(True)
+    model = Pancakes()
+    if kind == "train":
+        model.train()
+        fn = make_step(model, s, m, k)
+        t = timeit(fn, repeat=3, warmup=1)
+    else:
+        model.eval()
+        x, _ = batch(s)
+
+        def fn() -> None:
+            with torch.inference_mode():
+                model(x, m, k)
+
+        t = timeit(fn, repeat=3, warmup=1)
+    print(json.dumps({"seconds": t, "peak_rss_mb": peak_rss_mb()}))
+
+
+def in_child(kind: str, s: int, m: int, k: int) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", kind, str(s), str(m), str(k)],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--child", nargs=4)
+    args = ap.parse_args()
+    if args.child:
+        kind, *nums = args.child
+        rss_child(kind, *map(int, nums))
+        return
+
+    torch.set_num_threads(2)
+    torch.set_flush_denormal(True)  # AdamW state sinks into denormals otherwise (perf notes)
+    torch.manual_seed(0)
+    model = Pancakes().eval()
+    n_params = model.num_parameters()
+    rows: list[tuple[str, str, str]] = []
+    data: dict = {"parameters": n_params}
+
+    inf = {}
+    for s in (1, 3, 5):
+        x, _ = batch(s)
+        with torch.inference_mode():
+            inf[s] = timeit(lambda x=x: model(x, 8, 20), repeat=9)
+            unet = timeit(lambda x=x: model.featurizer(x[0].contiguous(memory_format=torch.channels_last)), repeat=9)
+        target = {1: "≤ 35 ms", 3: "≤ 100 ms (aim 80)", 5: ""}[s]
+        rows.append((f"inference S={s}, M=8, K=20", f"{inf[s] * 1e3:.0f} ms (UNet alone {unet * 1e3:.0f} ms)", target))
+    data["inference_ms"] = {s: v * 1e3 for s, v in inf.items()}
+
+    model.train()
+    t_fast = timeit(make_step(model, 3, 8, 20), repeat=7)
+    t_full = timeit(make_step(model, 3, 8, 20, winner_only=False), repeat=5)
+    rows.append(("training step S=3, M=8, K=20 (fwd+bwd+AdamW), winner-only grads", f"{t_fast * 1e3:.0f} ms", "≤ 300 ms"))
+    rows.append(("  same, gradients through all M·K maps", f"{t_full * 1e3:.0f} ms ({t_full / t_fast:.2f}× slower)", ""))
+    data["train_step_ms"] = {"winner_only": t_fast * 1e3, "full": t_full * 1e3}
+
+    worst = in_child("train", 5, 15, 40)
+    rows.append(("worst case training step S=5, M=15, K=40", f"{worst['seconds'] * 1e3:.0f} ms, peak RSS {worst['peak_rss_mb']:.0f} MB", "RSS ≤ 1500 MB"))
+    worst_inf = in_child("infer", 5, 15, 40)
+    rows.append(("worst case inference S=5, M=15, K=40", f"{worst_inf['seconds'] * 1e3:.0f} ms, peak RSS {worst_inf['peak_rss_mb']:.0f} MB", ""))
+    data["worst_case"] = {"train": worst, "inference": worst_inf}
+
+    # Plain concat-form samplers behind the same UNet: the ratio is what the fast sampler buys.
+    model.eval()
+    x1, _ = batch(1)
+    with torch.inference_mode():
+        phi = model.features(x1)
+        v = model.embedding(8, 20)
+        t_ours = timeit(lambda: model.sampler(phi, v).softmax(2), repeat=9)
+        concat = ConcatConvSampler(features=32, embed_dims=v.shape[-1]).eval()
+        t_concat = timeit(lambda: concat(phi, v).softmax(2), repeat=3, warmup=1)
+        rows.append(("sampler alone S=1, M=8, K=20: ours (query·key)", f"{t_ours * 1e3:.1f} ms", ""))
+        rows.append(("  plain concat → 3×3 conv + two 1×1 per map", f"{t_concat * 1e3:.0f} ms ({t_concat / t_ours:.0f}× ours)", ""))
+        data["sampler_ms"] = {"ours": t_ours * 1e3, "concat_conv": t_concat * 1e3}
+        if not args.quick:
+            official = OfficialSampler(features=32, embed_dims=v.shape[-1]).eval()
+            t_off = timeit(lambda: official(phi, v).softmax(2), repeat=1, warmup=1)
+            rows.append(("  the authors' three 3×3 convs per map", f"{t_off * 1e3:.0f} ms ({t_off / t_ours:.0f}× ours)", ""))
+            data["sampler_ms"]["official"] = t_off * 1e3
+
+    if not args.quick:
+        compiled = Pancakes().eval()
+        t0 = time.perf_counter()
+        fn = torch.compile(compiled)
+        x3, _ = batch(3)
+        with torch.inference_mode():
+            fn(x3, 8, 20)
+            compile_s = time.perf_counter() - t0
+            t_comp = timeit(lambda: fn(x3, 8, 20), repeat=9)
+        rows.append(("inference S=3 with torch.compile", f"{t_comp * 1e3:.0f} ms (one-off compile {compile_s:.0f} s)", ""))
+        trained = Pancakes().train()
+        trained.featurizer.compile()
+        step = make_step(trained, 3, 8, 20)
+        t0 = time.perf_counter()
+        step()
+        compile_train_s = time.perf_counter() - t0
+        t_step_c = timeit(step, repeat=7)
+        rows.append(("training step S=3 with the featurizer compiled", f"{t_step_c * 1e3:.0f} ms (one-off compile {compile_train_s:.0f} s)", ""))
+        data["compiled_train_step_ms"] = t_step_c * 1e3
+        data["compiled_inference_s3_ms"] = t_comp * 1e3
+        data["compile_seconds"] = compile_s
+
+    lines = [f"Parameters: {n_params:,}.", "", "| what | measured | target |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    write_block(ROOT / "packages" / "pancakes-model" / "README.md", "\n".join(lines), name="bench_model", data=data)
+
+
+if __name__ == "__main__":
+    main()
