@@ -27,14 +27,16 @@ CONSTRAINTS = ("-c", str(ROOT / "constraints" / "dev.txt"))
 PACKAGES = {
     "eval": "packages/pancakes-eval",
     "model": "packages/pancakes-model",
+    "synth": "packages/pancakes-synth",
 }
 # Test-only dependencies per suite (the packages' own dependencies come from their metadata).
 TEST_DEPS = {
     "eval": ["pytest>=8", "hypothesis>=6.100", "monai>=1.3"],
     "eval-minimal": ["pytest>=8", "hypothesis>=6.100"],
     "model": ["pytest>=8", "hypothesis>=6.100"],
+    "synth": ["pytest>=8"],
 }
-EXTRAS = {"eval": "[io]", "eval-minimal": "", "model": ""}
+EXTRAS = {"eval": "[io]", "eval-minimal": "", "model": "", "synth": ""}
 
 
 def _install(session: nox.Session, *args: str) -> None:

@@ -1,0 +1,31 @@
+"""pancakes-synth: Anatomix-style synthetic image sets from 3D label maps."""
+
+from __future__ import annotations
+
+from pancakes_synth.__about__ import __version__
+from pancakes_synth.generator import ElementParams, GeneratorConfig, SetGenerator, SynthSet, TemplateParams
+from pancakes_synth.shards import ShardDataset, SynthStream, generate_dataset
+from pancakes_synth.sources import (
+    LabelMapSource,
+    ProceduralSource,
+    StructureBank,
+    TotalSegmentatorSource,
+    parse_source,
+)
+
+__all__ = [
+    "ElementParams",
+    "GeneratorConfig",
+    "LabelMapSource",
+    "ProceduralSource",
+    "SetGenerator",
+    "ShardDataset",
+    "StructureBank",
+    "SynthSet",
+    "SynthStream",
+    "TemplateParams",
+    "TotalSegmentatorSource",
+    "__version__",
+    "generate_dataset",
+    "parse_source",
+]

@@ -1,0 +1,297 @@
+"""On-disk synthetic datasets: safetensors shards + a JSON manifest, written atomically, resumable.
+
+Layout of ``OUT``::
+
+    manifest.json                 n pairs, set size, seed, source, generator version, parameters,
+                                  shard list, status ("running" | "complete")
+    shard-00000.safetensors       images (n_sets, S, H, W) float16 in [0, 1]
+                                  labels (n_sets, S, H, W) uint8 (uint16 when ids exceed 255)
+                                  n_labels (n_sets,) int32
+    ...
+
+Shard k holds sets ``k·shard_sets … (k+1)·shard_sets − 1``; set i is a pure function of
+(seed, i), so a resumed run regenerates exactly what a killed run did not finish. Each shard is
+written to a temporary name and renamed, so a shard file either is complete or does not exist.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pancakes_synth.__about__ import __version__
+
+__all__ = ["ShardDataset", "SynthStream", "generate_dataset"]
+
+MANIFEST = "manifest.json"
+
+
+def _shard_name(k: int) -> str:
+    return f"shard-{k:05d}.safetensors"
+
+
+# ---------------------------------------------------------------------------- writing
+_WORKER: dict = {}
+
+
+def _init_worker(source, set_size: int, seed: int) -> None:
+    torch.set_num_threads(1)  # one process per core is faster than threads for small ops
+    from pancakes_synth.generator import SetGenerator
+
+    gen = SetGenerator(source, set_size=set_size, seed=seed)
+    _ = gen.bank
+    _WORKER["gen"] = gen
+
+
+def _make_shard(args: tuple[str, int, int, int]) -> tuple[int, int]:
+    from safetensors.numpy import save_file
+
+    out, k, first, count = args
+    gen = _WORKER["gen"]
+    sets = [gen.generate(i) for i in range(first, first + count)]
+    labels = np.stack([s.labels for s in sets])
+    dtype = np.uint8 if labels.max() <= 255 else np.uint16
+    tensors = {
+        "images": np.stack([s.images for s in sets]).astype(np.float16),
+        "labels": labels.astype(dtype),
+        "n_labels": np.asarray([s.n_labels for s in sets], dtype=np.int32),
+    }
+    path = Path(out) / _shard_name(k)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    save_file(tensors, str(tmp), metadata={"first_set": str(first), "n_sets": str(count)})
+    tmp.replace(path)
+    return k, count
+
+
+def _valid_shard(path: Path, count: int, set_size: int, size: int) -> bool:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="np") as fh:
+            shape = fh.get_slice("images").get_shape()
+            return list(shape) == [count, set_size, size, size] and int(fh.metadata()["n_sets"]) == count
+    except Exception:  # unreadable header: treat as missing and regenerate
+        return False
+
+
+class _Progress:
+    def __init__(self, total: int, *, stream=sys.stderr, enabled: bool = True) -> None:
+        self.total, self.done, self.t0, self.stream, self.enabled = total, 0, time.perf_counter(), stream, enabled
+        self.last = 0.0
+
+    def update(self, n: int) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if self.enabled and (now - self.last > 0.5 or self.done >= self.total):
+            rate = self.done / max(now - self.t0, 1e-9)
+            eta = (self.total - self.done) / max(rate, 1e-9)
+            width = 30
+            fill = int(width * self.done / max(self.total, 1))
+            self.stream.write(
+                f"\r[{'#' * fill}{'.' * (width - fill)}] {self.done}/{self.total} pairs "
+                f"{rate:7.1f} pairs/s ETA {eta:6.0f} s"
+            )
+            self.stream.flush()
+            self.last = now
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+
+
+def generate_dataset(
+    out: str | Path,
+    *,
+    n: int,
+    set_size: int = 5,
+    source="procedural",
+    seed: int = 0,
+    workers: int | None = None,
+    resume: bool = False,
+    force: bool = False,
+    shard_sets: int = 200,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+) -> dict:
+    """Generate ``n`` image/label pairs in sets of ``set_size`` into ``out``.
+
+    Returns the manifest (also written to ``out/manifest.json``).
+
+    Raises:
+        ValueError: bad arguments, a non-empty ``out`` without ``resume``/``force``, or a
+            ``resume`` whose parameters differ from the interrupted run.
+    """
+    from pancakes_synth.generator import GeneratorConfig
+    from pancakes_synth.sources import parse_source
+
+    if n < 1:
+        raise ValueError(f"--n must be >= 1, got {n}")
+    if set_size < 1:
+        raise ValueError(f"--set-size must be >= 1, got {set_size}")
+    if shard_sets < 1:
+        raise ValueError(f"shard_sets must be >= 1, got {shard_sets}")
+    if resume and force:
+        raise ValueError("--resume and --force exclude each other")
+    # A spec string or a source object; parsing validates the source before anything is written.
+    src = parse_source(source, cache_dir=cache_dir) if isinstance(source, str) else source
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a directory")
+    n_sets = math.ceil(n / set_size)
+    if n_sets * set_size != n:
+        log(f"note: {n} pairs is not a multiple of set size {set_size}; generating {n_sets} sets = {n_sets * set_size} pairs")
+    cfg = GeneratorConfig()
+    plan = {
+        "format": "pancakes-synth/1",
+        "generator_version": __version__,
+        "n_pairs": n_sets * set_size,
+        "n_sets": n_sets,
+        "set_size": set_size,
+        "image_size": cfg.size,
+        "seed": seed,
+        "source": src.spec,
+        "shard_sets": shard_sets,
+        "parameters": json.loads(json.dumps(asdict(cfg))),
+    }
+    manifest_path = out / MANIFEST
+    existing = sorted(out.iterdir()) if out.is_dir() else []
+    if existing and resume:
+        if not manifest_path.is_file():
+            raise ValueError(f"--resume: {out} has no {MANIFEST}; it is not a pancakes-synth output")
+        old = json.loads(manifest_path.read_text())
+        diff = {k: (old.get(k), v) for k, v in plan.items() if old.get(k) != v}
+        if diff:
+            raise ValueError(f"--resume: {out} was generated with different parameters: {diff}")
+    elif existing and not force:
+        raise ValueError(f"--out {out} is not empty; pass --resume to finish an interrupted run or --force to replace it")
+    elif existing and force:
+        ours = [p for p in existing if p.name == MANIFEST or p.name.startswith("shard-")]
+        others = [p.name for p in existing if p not in ours]
+        if others:
+            raise ValueError(f"--force: {out} holds files pancakes-synth did not write ({others[:5]}); refusing to delete them")
+        for p in ours:
+            p.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    for tmp in out.glob("shard-*.tmp*"):  # leftovers of a killed run
+        tmp.unlink()
+
+    n_shards = math.ceil(n_sets / shard_sets)
+    jobs = []
+    done_pairs = 0
+    for k in range(n_shards):
+        first = k * shard_sets
+        count = min(shard_sets, n_sets - first)
+        path = out / _shard_name(k)
+        if path.is_file() and _valid_shard(path, count, set_size, cfg.size):
+            done_pairs += count * set_size
+            continue
+        jobs.append((str(out), k, first, count))
+    manifest = {**plan, "status": "running", "shards": [_shard_name(k) for k in range(n_shards)]}
+    _write_json(manifest_path, manifest)
+    if done_pairs:
+        log(f"resuming: {done_pairs} pairs already on disk, {len(jobs)} shard(s) to go")
+
+    workers = max(1, workers if workers is not None else min(os.cpu_count() or 1, 8))
+    bar = _Progress(n_sets * set_size, enabled=progress)
+    bar.update(done_pairs)
+    t0 = time.perf_counter()
+    init = (src, set_size, seed)
+    if workers == 1 or len(jobs) <= 1:
+        _init_worker(*init)
+        for job in jobs:
+            bar.update(_make_shard(job)[1] * set_size)
+    else:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+        with ctx.Pool(min(workers, len(jobs)), initializer=_init_worker, initargs=init) as pool:
+            for _, count in pool.imap_unordered(_make_shard, jobs):
+                bar.update(count * set_size)
+    bar.close()
+    manifest.update(status="complete", seconds=round(time.perf_counter() - t0, 2),
+                    bytes=sum((out / s).stat().st_size for s in manifest["shards"]))
+    _write_json(manifest_path, manifest)
+    return manifest
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)
+
+
+# ---------------------------------------------------------------------------- reading
+class ShardDataset(torch.utils.data.Dataset):
+    """Sets from a generated directory: item i → dict(images (S, 1, H, W) float32,
+    labels (S, H, W) int64, n_labels int, index int). Shards are opened lazily (memory-mapped)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        path = self.root / MANIFEST
+        if not path.is_file():
+            raise FileNotFoundError(f"{self.root}: no {MANIFEST}; not a pancakes-synth dataset")
+        self.manifest = json.loads(path.read_text())
+        if self.manifest.get("status") != "complete":
+            raise ValueError(f"{self.root}: generation did not finish (status {self.manifest.get('status')!r}); run with --resume")
+        self.shard_sets = int(self.manifest["shard_sets"])
+        self._handles: dict[int, object] = {}
+
+    def __len__(self) -> int:
+        return int(self.manifest["n_sets"])
+
+    def _shard(self, k: int):
+        from safetensors import safe_open
+
+        if k not in self._handles:
+            self._handles[k] = safe_open(str(self.root / self.manifest["shards"][k]), framework="pt")
+        return self._handles[k]
+
+    def __getitem__(self, i: int) -> dict:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"set index {i} out of range for {len(self)} sets")
+        i %= len(self)
+        k, j = divmod(i, self.shard_sets)
+        fh = self._shard(k)
+        images = fh.get_slice("images")[j : j + 1][0].float()
+        labels = fh.get_slice("labels")[j : j + 1][0].long()
+        n_labels = int(fh.get_slice("n_labels")[j : j + 1][0])
+        return {"images": images[:, None], "labels": labels, "n_labels": n_labels, "index": i}
+
+    def __getstate__(self):  # handles are per process (DataLoader workers reopen them)
+        return {**self.__dict__, "_handles": {}}
+
+
+class SynthStream(torch.utils.data.IterableDataset):
+    """Endless on-the-fly sets, no disk: yields the same dicts as :class:`ShardDataset`.
+
+    DataLoader workers take interleaved set indices (worker w of W: start + w, start + w + W, …),
+    so a run is reproducible for a given number of workers.
+    """
+
+    def __init__(self, generator, *, start: int = 0) -> None:
+        self.generator = generator
+        self.start = start
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info else (0, 1)
+        i = self.start + wid
+        while True:
+            s = self.generator.generate(i)
+            yield {
+                "images": torch.from_numpy(s.images)[:, None],
+                "labels": torch.from_numpy(s.labels),
+                "n_labels": s.n_labels,
+                "index": i,
+            }
+            i += nw

@@ -1,0 +1,296 @@
+"""Label sources: where the 3D structures that synthetic sets are cut from come from.
+
+* :class:`ProceduralSource` — random 3D structures, no files needed (the default).
+* :class:`TotalSegmentatorSource` — ``<root>/<subject>/segmentations/<structure>.nii.gz``.
+* :class:`LabelMapSource` — any directory of multi-label 3D NIfTI maps (one structure per label).
+
+Every source turns its structures into a :class:`StructureBank` of smooth G³ fields (see
+:mod:`pancakes_synth.fields`); the generator samples 20–40 of them per set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pancakes_synth.fields import FAMILIES, GRID, HELD_OUT_FAMILIES, make_field, mask_to_field
+
+__all__ = [
+    "LabelMapSource",
+    "ProceduralSource",
+    "StructureBank",
+    "TotalSegmentatorSource",
+    "parse_source",
+]
+
+
+@dataclass
+class StructureBank:
+    """Structures ready to place.
+
+    Attributes:
+        fields: (N, G, G, G) float16, > 0 inside the structure.
+        extents: (N, 3) physical size of each field box, normalised so the largest axis is 1.
+        names: N structure names (family or file/label).
+    """
+
+    fields: torch.Tensor
+    extents: torch.Tensor
+    names: list[str]
+
+    def __len__(self) -> int:
+        return self.fields.shape[0]
+
+    @property
+    def support(self) -> np.ndarray:
+        """(N, 3, 2) local-coordinate box (min, max per axis, z y x) where each field is > 0,
+        grown by one grid cell; lets the generator look fields up only where they can be inside."""
+        if getattr(self, "_support", None) is None:
+            pos = (self.fields > 0).numpy()
+            axis_coords = np.linspace(-1.0, 1.0, self.fields.shape[1])
+            cell = 2.0 / (self.fields.shape[1] - 1)
+            box = np.zeros((len(self), 3, 2))
+            for a in range(3):
+                other = tuple(b for b in (1, 2, 3) if b != a + 1)
+                hit = pos.any(axis=other)  # (N, G)
+                first = hit.argmax(axis=1)
+                last = hit.shape[1] - 1 - hit[:, ::-1].argmax(axis=1)
+                box[:, a, 0] = np.where(hit.any(1), axis_coords[first] - cell, 1.0)
+                box[:, a, 1] = np.where(hit.any(1), axis_coords[last] + cell, -1.0)
+            self._support = box
+        return self._support
+
+
+class ProceduralSource:
+    """Random structures from procedural families (ellipsoids, blobs, shells, tubes, trees,
+    blob fields, slabs); ``families=["voronoi"]`` gives the held-out family used for validation.
+
+    Args:
+        families: families to draw from (default: every training family).
+        bank_size: structures generated once per process; sets draw 20–40 of them and place
+            each with its own random affine, so a few hundred give endless variety.
+    """
+
+    def __init__(
+        self,
+        families: list[str] | None = None,
+        *,
+        bank_size: int = 384,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        fams = list(families) if families else sorted(FAMILIES)
+        unknown = [f for f in fams if f not in FAMILIES and f not in HELD_OUT_FAMILIES]
+        if unknown:
+            raise ValueError(f"unknown procedural families {unknown}; known: {sorted(FAMILIES) + sorted(HELD_OUT_FAMILIES)}")
+        if bank_size < 1:
+            raise ValueError(f"bank_size must be >= 1, got {bank_size}")
+        self.families = fams
+        self.bank_size = bank_size
+        self.cache_dir = Path(cache_dir) if cache_dir else _default_cache()
+
+    @property
+    def spec(self) -> str:
+        return "procedural" if self.families == sorted(FAMILIES) else "procedural:" + ",".join(self.families)
+
+    def _build(self, seed: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        rng = np.random.default_rng([seed, 0xBA4C])
+        names = [self.families[i % len(self.families)] for i in range(self.bank_size)]
+        fields = np.stack([make_field(n, rng) for n in names])
+        ext = rng.uniform(0.5, 1.0, size=(self.bank_size, 3)).astype(np.float32)
+        ext /= ext.max(axis=1, keepdims=True)
+        return torch.from_numpy(fields), torch.from_numpy(ext), names
+
+    def bank(self, seed: int) -> StructureBank:
+        """The bank for ``seed`` (built in a few seconds, then cached under ``cache_dir``)."""
+        from pancakes_synth.__about__ import __version__
+
+        key = json.dumps([__version__, GRID, self.families, self.bank_size, seed])
+        path = self.cache_dir / f"procedural-{hashlib.sha256(key.encode()).hexdigest()[:20]}.safetensors"
+        fields, ext, names = _cached_tensors(path, lambda: self._build(seed))
+        return StructureBank(fields.float(), ext, names)
+
+
+def _default_cache() -> Path:
+    return Path.home() / ".cache" / "pancakes-synth"
+
+
+def _cached_tensors(path: Path, build) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Load (fields, extents, names) from ``path`` or build and store them there.
+
+    A corrupt cache entry is rebuilt, never trusted; an unwritable cache directory only costs
+    the rebuild next time.
+    """
+    from safetensors.torch import load_file, save_file
+
+    names_path = path.with_suffix(".json")
+    if path.is_file() and names_path.is_file():
+        try:
+            data = load_file(str(path))
+            return data["fields"], data["extents"], json.loads(names_path.read_text())
+        except Exception:  # noqa: S110 - any decoding problem means: rebuild
+            pass
+    fields, extents, names = build()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        save_file({"fields": fields.contiguous(), "extents": extents.contiguous()}, str(tmp))
+        names_path.write_text(json.dumps(names))
+        tmp.replace(path)
+    except OSError:
+        pass
+    return fields, extents, names
+
+
+def _load_nifti(path: Path) -> tuple[np.ndarray, tuple[float, float, float]]:
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(path))
+        data = np.asanyarray(img.dataobj)
+    except Exception as exc:  # nibabel raises many types for corrupt files
+        raise ValueError(f"cannot read NIfTI {path}: {exc}") from exc
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise ValueError(f"{path}: label maps must be 3D, got shape {data.shape}")
+    zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
+    return data, zooms  # type: ignore[return-value]
+
+
+def _check_integer(data: np.ndarray, path: Path) -> np.ndarray:
+    if np.issubdtype(data.dtype, np.floating):
+        frac = np.mod(data, 1)
+        if np.any(frac != 0):
+            raise ValueError(f"{path}: labels must be integers, found value {data[frac != 0].ravel()[0]}")
+    return data.astype(np.int64)
+
+
+class _CachedFileSource:
+    """Shared caching of per-file fields: a second run does not re-read the NIfTI files."""
+
+    def __init__(self, root: str | Path, *, cache_dir: str | Path | None, max_structures: int) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"label source directory does not exist: {self.root}")
+        self.cache_dir = Path(cache_dir) if cache_dir else _default_cache()
+        if max_structures < 1:
+            raise ValueError(f"max_structures must be >= 1, got {max_structures}")
+        self.max_structures = max_structures
+
+    def _cache_path(self, item: Path, files: list[Path]) -> Path:
+        key = json.dumps([str(item.resolve())] + [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files])
+        return self.cache_dir / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.safetensors"
+
+    def _cached(self, item: Path, files: list[Path], build) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        return _cached_tensors(self._cache_path(item, files), build)
+
+    def _collect(self, items: list[Path], seed: int, files_of, build_of) -> StructureBank:
+        rng = np.random.default_rng([seed, 0x5EED])
+        order = rng.permutation(len(items))
+        fields, extents, names = [], [], []
+        total = 0
+        for i in order:
+            item = items[int(i)]
+            f, e, n = self._cached(item, files_of(item), lambda item=item: build_of(item))
+            fields.append(f)
+            extents.append(e)
+            names += n
+            total += len(n)
+            if total >= self.max_structures:
+                break
+        if total == 0:
+            raise ValueError(f"{self.root}: no non-empty structures found")
+        ext = torch.cat(extents)[: self.max_structures]
+        return StructureBank(torch.cat(fields)[: self.max_structures].float(), ext / ext.max(dim=1, keepdim=True).values, names[: self.max_structures])
+
+
+def _stack(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
+    if not pairs:
+        return torch.zeros((0, GRID, GRID, GRID), dtype=torch.float16), torch.zeros((0, 3))
+    return torch.from_numpy(np.stack([p[0] for p in pairs])), torch.from_numpy(np.stack([p[1] for p in pairs]))
+
+
+class TotalSegmentatorSource(_CachedFileSource):
+    """TotalSegmentator layout (v1 and v2 names): ``<root>/<subject>/segmentations/*.nii.gz``.
+
+    One binary mask per structure; empty masks are dropped. Masks are read lazily, subject by
+    subject, cropped to their bounding box and cached as fields under ``cache_dir``
+    (default ``~/.cache/pancakes-synth``; the source tree is never written to).
+    """
+
+    def __init__(self, root: str | Path, *, cache_dir: str | Path | None = None, max_structures: int = 4096) -> None:
+        super().__init__(root, cache_dir=cache_dir, max_structures=max_structures)
+        self.subjects = sorted(p for p in self.root.iterdir() if (p / "segmentations").is_dir())
+        if not self.subjects:
+            raise FileNotFoundError(f"{self.root}: no '<subject>/segmentations/' folders (TotalSegmentator layout)")
+
+    @property
+    def spec(self) -> str:
+        return f"totalseg:{self.root}"
+
+    @staticmethod
+    def _files(subject: Path) -> list[Path]:
+        return sorted((subject / "segmentations").glob("*.nii*"))
+
+    def _build(self, subject: Path):
+        pairs, names = [], []
+        for f in self._files(subject):
+            data, zooms = _load_nifti(f)
+            mask = _check_integer(data, f) > 0
+            if mask.any():
+                pairs.append(mask_to_field(mask, zooms))
+                names.append(f.name.split(".nii")[0])
+        fields, extents = _stack(pairs)
+        return fields, extents, names
+
+    def bank(self, seed: int) -> StructureBank:
+        if not any(self._files(s) for s in self.subjects):
+            raise FileNotFoundError(f"{self.root}: segmentation folders hold no .nii/.nii.gz masks")
+        return self._collect(self.subjects, seed, self._files, self._build)
+
+
+class LabelMapSource(_CachedFileSource):
+    """A directory of multi-label 3D NIfTI maps; every non-zero label of every file is a structure."""
+
+    def __init__(self, root: str | Path, *, cache_dir: str | Path | None = None, max_structures: int = 4096) -> None:
+        super().__init__(root, cache_dir=cache_dir, max_structures=max_structures)
+        self.files = sorted(p for p in self.root.rglob("*.nii*") if p.name.endswith((".nii", ".nii.gz")))
+        if not self.files:
+            raise FileNotFoundError(f"{self.root}: no .nii/.nii.gz label maps")
+
+    @property
+    def spec(self) -> str:
+        return f"labels:{self.root}"
+
+    def _build(self, path: Path):
+        data, zooms = _load_nifti(path)
+        lab = _check_integer(data, path)
+        pairs, names = [], []
+        for value in np.unique(lab):
+            if value == 0:
+                continue
+            pairs.append(mask_to_field(lab == value, zooms))
+            names.append(f"{path.name.split('.nii')[0]}:{int(value)}")
+        fields, extents = _stack(pairs)
+        return fields, extents, names
+
+    def bank(self, seed: int) -> StructureBank:
+        return self._collect(self.files, seed, lambda p: [p], self._build)
+
+
+def parse_source(spec: str, *, cache_dir: str | Path | None = None, bank_size: int = 384):
+    """``procedural`` | ``procedural:fam1,fam2`` | ``totalseg:DIR`` | ``labels:DIR`` → a source."""
+    kind, _, arg = spec.partition(":")
+    if kind == "procedural":
+        return ProceduralSource([f for f in arg.split(",") if f] or None, cache_dir=cache_dir, bank_size=bank_size)
+    if kind == "totalseg" and arg:
+        return TotalSegmentatorSource(arg, cache_dir=cache_dir)
+    if kind == "labels" and arg:
+        return LabelMapSource(arg, cache_dir=cache_dir)
+    raise ValueError(f"unknown source {spec!r}; use procedural, procedural:FAMILIES, totalseg:DIR or labels:DIR")
