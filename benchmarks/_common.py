@@ -55,7 +55,8 @@ def peak_rss_mb() -> float:
 def write_block(readme: Path, body: str, *, name: str, data: dict) -> None:
     """Replace the bench block of ``readme`` and save ``data`` as JSON."""
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
-    block = f"<!-- bench:start -->\n{body.rstrip()}\n\n_Measured {stamp} on {machine()} by `benchmarks/{name}.py`._\n<!-- bench:end -->"
+    footer = f"_Measured {stamp} on {machine()} by `benchmarks/{name}.py`._"
+    block = f"<!-- bench:start -->\n{body.rstrip()}\n\n{footer}\n<!-- bench:end -->"
     text = readme.read_text()
     start, end = text.index("<!-- bench:start -->"), text.index("<!-- bench:end -->")
     readme.write_text(text[:start] + block + text[end + len("<!-- bench:end -->") :])

@@ -36,10 +36,7 @@ def make_step(model: Pancakes, s: int, m: int, k: int, *, winner_only: bool = Tr
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        if winner_only:
-            res = winner_only_set_dice_loss(model, x, y, m, k)
-        else:
-            res = set_dice_loss(model(x, m, k), y)
+        res = winner_only_set_dice_loss(model, x, y, m, k) if winner_only else set_dice_loss(model(x, m, k), y)
         res.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -71,7 +68,9 @@ def rss_child(kind: str, s: int, m: int, k: int) -> None:
 def in_child(kind: str, s: int, m: int, k: int) -> dict:
     out = subprocess.run(
         [sys.executable, __file__, "--child", kind, str(s), str(m), str(k)],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -107,14 +106,30 @@ def main() -> None:
     model.train()
     t_fast = timeit(make_step(model, 3, 8, 20), repeat=7)
     t_full = timeit(make_step(model, 3, 8, 20, winner_only=False), repeat=5)
-    rows.append(("training step S=3, M=8, K=20 (fwd+bwd+AdamW), winner-only grads", f"{t_fast * 1e3:.0f} ms", "≤ 300 ms"))
-    rows.append(("  same, gradients through all M·K maps", f"{t_full * 1e3:.0f} ms ({t_full / t_fast:.2f}× slower)", ""))
+    rows.append(
+        ("training step S=3, M=8, K=20 (fwd+bwd+AdamW), winner-only grads", f"{t_fast * 1e3:.0f} ms", "≤ 300 ms")
+    )
+    rows.append(
+        ("  same, gradients through all M·K maps", f"{t_full * 1e3:.0f} ms ({t_full / t_fast:.2f}× slower)", "")
+    )
     data["train_step_ms"] = {"winner_only": t_fast * 1e3, "full": t_full * 1e3}
 
     worst = in_child("train", 5, 15, 40)
-    rows.append(("worst case training step S=5, M=15, K=40", f"{worst['seconds'] * 1e3:.0f} ms, peak RSS {worst['peak_rss_mb']:.0f} MB", "RSS ≤ 1500 MB"))
+    rows.append(
+        (
+            "worst case training step S=5, M=15, K=40",
+            f"{worst['seconds'] * 1e3:.0f} ms, peak RSS {worst['peak_rss_mb']:.0f} MB",
+            "RSS ≤ 1500 MB",
+        )
+    )
     worst_inf = in_child("infer", 5, 15, 40)
-    rows.append(("worst case inference S=5, M=15, K=40", f"{worst_inf['seconds'] * 1e3:.0f} ms, peak RSS {worst_inf['peak_rss_mb']:.0f} MB", ""))
+    rows.append(
+        (
+            "worst case inference S=5, M=15, K=40",
+            f"{worst_inf['seconds'] * 1e3:.0f} ms, peak RSS {worst_inf['peak_rss_mb']:.0f} MB",
+            "",
+        )
+    )
     data["worst_case"] = {"train": worst, "inference": worst_inf}
 
     # Plain concat-form samplers behind the same UNet: the ratio is what the fast sampler buys.
@@ -127,12 +142,20 @@ def main() -> None:
         concat = ConcatConvSampler(features=32, embed_dims=v.shape[-1]).eval()
         t_concat = timeit(lambda: concat(phi, v).softmax(2), repeat=3, warmup=1)
         rows.append(("sampler alone S=1, M=8, K=20: ours (query·key)", f"{t_ours * 1e3:.1f} ms", ""))
-        rows.append(("  plain concat → 3×3 conv + two 1×1 per map", f"{t_concat * 1e3:.0f} ms ({t_concat / t_ours:.0f}× ours)", ""))
+        rows.append(
+            (
+                "  plain concat → 3×3 conv + two 1×1 per map",
+                f"{t_concat * 1e3:.0f} ms ({t_concat / t_ours:.0f}× ours)",
+                "",
+            )
+        )
         data["sampler_ms"] = {"ours": t_ours * 1e3, "concat_conv": t_concat * 1e3}
         if not args.quick:
             official = OfficialSampler(features=32, embed_dims=v.shape[-1]).eval()
             t_off = timeit(lambda: official(phi, v).softmax(2), repeat=1, warmup=1)
-            rows.append(("  the authors' three 3×3 convs per map", f"{t_off * 1e3:.0f} ms ({t_off / t_ours:.0f}× ours)", ""))
+            rows.append(
+                ("  the authors' three 3×3 convs per map", f"{t_off * 1e3:.0f} ms ({t_off / t_ours:.0f}× ours)", "")
+            )
             data["sampler_ms"]["official"] = t_off * 1e3
 
     if not args.quick:
@@ -144,7 +167,9 @@ def main() -> None:
             fn(x3, 8, 20)
             compile_s = time.perf_counter() - t0
             t_comp = timeit(lambda: fn(x3, 8, 20), repeat=9)
-        rows.append(("inference S=3 with torch.compile", f"{t_comp * 1e3:.0f} ms (one-off compile {compile_s:.0f} s)", ""))
+        rows.append(
+            ("inference S=3 with torch.compile", f"{t_comp * 1e3:.0f} ms (one-off compile {compile_s:.0f} s)", "")
+        )
         trained = Pancakes().train()
         trained.featurizer.compile()
         step = make_step(trained, 3, 8, 20)
@@ -152,7 +177,13 @@ def main() -> None:
         step()
         compile_train_s = time.perf_counter() - t0
         t_step_c = timeit(step, repeat=7)
-        rows.append(("training step S=3 with the featurizer compiled", f"{t_step_c * 1e3:.0f} ms (one-off compile {compile_train_s:.0f} s)", ""))
+        rows.append(
+            (
+                "training step S=3 with the featurizer compiled",
+                f"{t_step_c * 1e3:.0f} ms (one-off compile {compile_train_s:.0f} s)",
+                "",
+            )
+        )
         data["compiled_train_step_ms"] = t_step_c * 1e3
         data["compiled_inference_s3_ms"] = t_comp * 1e3
         data["compile_seconds"] = compile_s

@@ -57,11 +57,15 @@ def main() -> None:
             bank_s = time.perf_counter() - t0
             out = tmp / f"out-{len(rows)}"
             t0 = time.perf_counter()
-            m = generate_dataset(out, n=N, set_size=5, source=src, seed=0, workers=2, progress=False, log=lambda _: None)
+            m = generate_dataset(
+                out, n=N, set_size=5, source=src, seed=0, workers=2, progress=False, log=lambda _: None
+            )
             dt = time.perf_counter() - t0
             rate = N / dt
             per_pair = m["bytes"] / N
-            rows.append(f"| {name} | {rate:.0f} | {120000 / rate / 60:.1f} min | {bank_s:.1f} s | {per_pair / 1e3:.1f} kB |")
+            rows.append(
+                f"| {name} | {rate:.0f} | {120000 / rate / 60:.1f} min | {bank_s:.1f} s | {per_pair / 1e3:.1f} kB |"
+            )
             data[name] = {"pairs_per_s": rate, "bank_build_s": bank_s, "bytes_per_pair": per_pair}
             shutil.rmtree(out)
         proc = data["procedural (default)"]
@@ -72,7 +76,8 @@ def main() -> None:
             "|---|---|---|---|---|",
             *rows,
             "",
-            f"120,000 pairs take about {proc['bytes_per_pair'] * 120000 / 1e9:.1f} GB on disk (images float16, labels uint8).",
+            f"120,000 pairs take about {proc['bytes_per_pair'] * 120000 / 1e9:.1f} GB on disk "
+            "(images float16, labels uint8).",
             f"Target ≥ 400 pairs/s (procedural): {'met' if proc['pairs_per_s'] >= 400 else 'NOT met'}.",
         ]
         write_block(ROOT / "packages" / "pancakes-synth" / "README.md", "\n".join(lines), name="bench_synth", data=data)

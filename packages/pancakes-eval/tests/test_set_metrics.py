@@ -65,7 +65,8 @@ def test_set_hd95_absent_label_is_inf_and_per_image_spacing():
     pred[:, 0, 2:6, 2:6] = 1
     pred[1, 0, 0, 0] = 2  # label 2 only in image 1
     res = compute_set_hd95(pred, y, num_labels=3, spacing=[(1.0, 1.0), (2.0, 2.0)])
-    assert res.score == 0.0 and (res.protocol, res.label) == (0, 1)
+    assert res.score == 0.0
+    assert (res.protocol, res.label) == (0, 1)
     assert res.table[0, 2] == math.inf
 
 
@@ -75,7 +76,8 @@ def test_probabilities_are_argmaxed():
     y = rng.random((2, 8, 8)) < 0.5
     a = compute_set_dice(probs, y)
     b = compute_set_dice(probs.argmax(axis=2), y, num_labels=4)
-    assert a.score == b.score and (a.protocol, a.label) == (b.protocol, b.label)
+    assert a.score == b.score
+    assert (a.protocol, a.label) == (b.protocol, b.label)
 
 
 def test_3d_sets():
@@ -91,7 +93,8 @@ def test_perfect_prediction_scores_one():
     pred = np.zeros((3, 2, 8, 8), int)
     pred[:, 1][y] = 4
     res = compute_set_dice(pred, y, num_labels=6)
-    assert res.score == 1.0 and (res.protocol, res.label) == (1, 4)
+    assert res.score == 1.0
+    assert (res.protocol, res.label) == (1, 4)
     assert compute_set_hd95(pred, y).score == 0.0
 
 

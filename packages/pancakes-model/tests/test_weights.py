@@ -14,7 +14,8 @@ def test_round_trip_is_bit_exact(tmp_path):
     loaded = Pancakes.from_pretrained(path)
     assert loaded.config == model.config
     for (ka, a), (kb, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
-        assert ka == kb and torch.equal(a, b)
+        assert ka == kb
+        assert torch.equal(a, b)
     x = torch.rand(1, 2, 1, 32, 32)
     model.eval()
     with torch.no_grad():
@@ -30,13 +31,15 @@ def test_mismatched_keys_and_shapes_are_named(tmp_path):
 
     with safe_open(str(path), framework="pt") as fh:
         meta = fh.metadata()
-        state = {k: fh.get_tensor(k) for k in fh.keys()}
+        state = {k: fh.get_tensor(k) for k in fh}
     state.pop("sampler.query.0.weight")
     state["sampler.key.0.bias"] = torch.zeros(3)
     state["extra.weight"] = torch.zeros(1)
     bad = tmp_path / "bad.safetensors"
     save_file(state, str(bad), metadata=meta)
-    with pytest.raises(ValueError, match=r"missing keys \['sampler.query.0.weight'\].*extra.weight.*sampler.key.0.bias"):
+    with pytest.raises(
+        ValueError, match=r"missing keys \['sampler.query.0.weight'\].*extra.weight.*sampler.key.0.bias"
+    ):
         Pancakes.from_pretrained(bad)
 
 
@@ -51,5 +54,5 @@ def test_bad_files(tmp_path):
     save_file({"a": torch.zeros(1)}, str(plain))
     with pytest.raises(ValueError, match="not a Pancakes weights file"):
         Pancakes.from_pretrained(plain)
-    with pytest.raises(ValueError, match=".safetensors"):
+    with pytest.raises(ValueError, match=r"\.safetensors"):
         Pancakes().save_pretrained(tmp_path / "w.pt")

@@ -43,15 +43,22 @@ def test_template_invariants(small_source, index):
 def test_elements_shapes_ranges_and_shared_ids(small_source):
     gen = SetGenerator(small_source, set_size=4, seed=2)
     s = gen.generate(0)
-    assert s.images.shape == (4, 128, 128) and s.images.dtype == np.float32
+    assert s.images.shape == (4, 128, 128)
+    assert s.images.dtype == np.float32
     assert s.labels.shape == (4, 128, 128)
-    assert 0.0 <= s.images.min() and s.images.max() <= 1.0
+    assert s.images.min() >= 0.0
+    assert s.images.max() <= 1.0
     assert s.labels.max() < s.n_labels
 
 
 def test_without_element_deformation_every_element_is_the_template(small_source):
-    cfg = dataclasses.replace(GeneratorConfig(), element_rotation_deg=0.0, element_scale=(1.0, 1.0),
-                              element_translation=0.0, elastic_std=(0.0, 0.0))
+    cfg = dataclasses.replace(
+        GeneratorConfig(),
+        element_rotation_deg=0.0,
+        element_scale=(1.0, 1.0),
+        element_translation=0.0,
+        elastic_std=(0.0, 0.0),
+    )
     gen = SetGenerator(small_source, set_size=3, seed=3, config=cfg)
     rng = np.random.default_rng([3, 0])
     tmpl = gen.render_template(gen.sample_template_params(rng))
@@ -91,7 +98,8 @@ def test_intensity_spread_is_shared_by_the_set(small_source):
 def test_every_family_makes_a_nonempty_field(family):
     f = make_field(family, np.random.default_rng(0))
     assert f.shape == (32, 32, 32)
-    assert (f > 0).any() and (f <= 0).any()
+    assert (f > 0).any()
+    assert (f <= 0).any()
 
 
 def test_bad_arguments(small_source):

@@ -16,13 +16,16 @@ def same_shard(a, b) -> bool:
     with safe_open(str(a), framework="np") as fa, safe_open(str(b), framework="np") as fb:
         if fa.metadata() != fb.metadata() or sorted(fa.keys()) != sorted(fb.keys()):
             return False
-        return all(np.array_equal(fa.get_tensor(k), fb.get_tensor(k)) for k in fa.keys())
+        return all(np.array_equal(fa.get_tensor(k), fb.get_tensor(k)) for k in fa)
 
 
 def test_shard_round_trip_matches_the_generator(tmp_path, small_source):
-    m = generate_dataset(tmp_path / "out", n=12, set_size=3, source=small_source, seed=5,
-                         workers=1, shard_sets=3, progress=False)
-    assert m["status"] == "complete" and m["n_sets"] == 4 and len(m["shards"]) == 2
+    m = generate_dataset(
+        tmp_path / "out", n=12, set_size=3, source=small_source, seed=5, workers=1, shard_sets=3, progress=False
+    )
+    assert m["status"] == "complete"
+    assert m["n_sets"] == 4
+    assert len(m["shards"]) == 2
     ds = ShardDataset(tmp_path / "out")
     assert len(ds) == 4
     gen = SetGenerator(small_source, set_size=3, seed=5)
@@ -93,7 +96,8 @@ def test_stream_splits_indices_between_workers(small_source):
 
     stream = SynthStream(SetGenerator(small_source, set_size=2, seed=0))
     first = next(iter(stream))
-    assert first["index"] == 0 and first["images"].shape == (2, 1, 128, 128)
+    assert first["index"] == 0
+    assert first["images"].shape == (2, 1, 128, 128)
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=2)
     seen = []
     for item in loader:
@@ -105,8 +109,24 @@ def test_stream_splits_indices_between_workers(small_source):
 
 def test_cli_generate_preview_and_errors(tmp_path, capsys):
     small = ["--cache-dir", str(tmp_path / "c"), "--bank-size", "16"]
-    assert main(["generate", "--n", "4", "--set-size", "2", "--out", str(tmp_path / "d"), "--workers", "1",
-                 "--quiet", *small]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--n",
+                "4",
+                "--set-size",
+                "2",
+                "--out",
+                str(tmp_path / "d"),
+                "--workers",
+                "1",
+                "--quiet",
+                *small,
+            ]
+        )
+        == 0
+    )
     assert "4 pairs" in capsys.readouterr().out
     assert main(["generate", "--n", "4", "--out", str(tmp_path / "d"), *small]) == 2
     assert "not empty" in capsys.readouterr().err
@@ -117,4 +137,5 @@ def test_cli_generate_preview_and_errors(tmp_path, capsys):
     from PIL import Image
 
     with Image.open(png) as im:
-        assert im.size[0] > 128 * 2 and im.size[1] > 128 * 4
+        assert im.size[0] > 128 * 2
+        assert im.size[1] > 128 * 4

@@ -65,7 +65,7 @@ def test_bad_sources(tmp_path):
     with pytest.raises(ValueError, match=r"must be 3D, got shape \(8, 8\)"):
         LabelMapSource(tmp_path / "flat", cache_dir=tmp_path / "c").bank(0)
     write_nifti(tmp_path / "float" / "x.nii.gz", np.full((8, 8, 8), 1.5, np.float32))
-    with pytest.raises(ValueError, match="labels must be integers, found value 1.5"):
+    with pytest.raises(ValueError, match=r"labels must be integers, found value 1\.5"):
         LabelMapSource(tmp_path / "float", cache_dir=tmp_path / "c").bank(0)
     (tmp_path / "corrupt").mkdir()
     (tmp_path / "corrupt" / "x.nii.gz").write_bytes(b"garbage")

@@ -47,8 +47,7 @@ def check_binary(x: np.ndarray, *, name: str) -> np.ndarray:
     extra = values[(values != 0) & (values != 1)]
     if extra.size:
         raise ValueError(
-            f"{name} must be binary (0/1 or bool), found values {extra[:5].tolist()}"
-            + (" …" if extra.size > 5 else "")
+            f"{name} must be binary (0/1 or bool), found values {extra[:5].tolist()}" + (" …" if extra.size > 5 else "")
         )
     return x.astype(bool)
 

@@ -63,9 +63,7 @@ class SetMetric:
         """Set scores collected so far, shape ``(N,)``."""
         return np.asarray([r.score for r in self.results], dtype=np.float64)
 
-    def aggregate(
-        self, *, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0
-    ) -> ConfidenceInterval:
+    def aggregate(self, *, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> ConfidenceInterval:
         """Mean Set score over the finite sets with a bootstrap interval.
 
         Sets with an undefined (NaN) or infinite score are left out; their count is in

@@ -31,12 +31,10 @@ def _parser() -> argparse.ArgumentParser:
     sc.add_argument("pred", type=Path, help="prediction folder (pancakes segment's OUT)")
     sc.add_argument("gt", type=Path, help="folder of reference masks named <stem>.<ext>")
     sc.add_argument("--groups", type=Path, help="CSV with columns stem,set (default: one set)")
-    sc.add_argument("--label", type=int, default=None,
-                    help="reference label to score (default: every non-zero voxel)")
+    sc.add_argument("--label", type=int, default=None, help="reference label to score (default: every non-zero voxel)")
     sc.add_argument("--num-labels", "-K", type=int, default=None, help="K of the predictions")
     sc.add_argument("--metrics", default="dice,iou,hd95", help="comma list of dice,iou,hd95")
-    sc.add_argument("--spacing", default=None,
-                    help="voxel size 'x,y[,z]' for HD95 (default: NIfTI header, else 1)")
+    sc.add_argument("--spacing", default=None, help="voxel size 'x,y[,z]' for HD95 (default: NIfTI header, else 1)")
     sc.add_argument("--format", choices=("table", "csv", "json"), default="table")
     sc.add_argument("--output", "-o", type=Path, default=None, help="write here instead of stdout")
     return ap
@@ -107,8 +105,7 @@ def _score(args: argparse.Namespace) -> list[dict]:
             elif metric == "iou":
                 res = compute_set_iou(pred_arr, ref_arr, num_labels=args.num_labels)
             else:
-                res = compute_set_hd95(pred_arr, ref_arr, num_labels=args.num_labels,
-                                       spacing=np.asarray(spacings))
+                res = compute_set_hd95(pred_arr, ref_arr, num_labels=args.num_labels, spacing=np.asarray(spacings))
             row[f"set_{metric}"] = res.score
             row[f"{metric}_protocol"] = res.protocol
             row[f"{metric}_label"] = res.label

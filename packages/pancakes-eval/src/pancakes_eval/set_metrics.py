@@ -110,9 +110,7 @@ def _prepare(pred: Any, y: Any, num_labels: int | None) -> tuple[np.ndarray, np.
     t = check_binary(t, name="y")
     p, k = to_label_maps(pred, t.ndim, num_labels=num_labels)
     if p.shape[0] != t.shape[0] or p.shape[2:] != t.shape[1:]:
-        raise ValueError(
-            f"pred (S, M, *spatial) = {p.shape} does not match y (S, *spatial) = {t.shape}"
-        )
+        raise ValueError(f"pred (S, M, *spatial) = {p.shape} does not match y (S, *spatial) = {t.shape}")
     if p.shape[1] == 0:
         raise ValueError("pred has no protocols (M = 0)")
     return p, t, k
@@ -159,9 +157,7 @@ def _best(per_image: np.ndarray, metric: str, *, maximize: bool) -> SetScore:
     return SetScore(float(table[m, k]), int(m), int(k), per_image[:, m, k].copy(), table, metric)
 
 
-def compute_set_dice(
-    pred: Any, y: Any, *, num_labels: int | None = None, both_empty: float = float("nan")
-) -> SetScore:
+def compute_set_dice(pred: Any, y: Any, *, num_labels: int | None = None, both_empty: float = float("nan")) -> SetScore:
     """Set Dice = max over (m, k) of the mean over the set of Dice(pred[s, m] == k, y[s]).
 
     Args:
@@ -181,9 +177,7 @@ def compute_set_dice(
     return _best(dice, "dice", maximize=True)
 
 
-def compute_set_iou(
-    pred: Any, y: Any, *, num_labels: int | None = None, both_empty: float = float("nan")
-) -> SetScore:
+def compute_set_iou(pred: Any, y: Any, *, num_labels: int | None = None, both_empty: float = float("nan")) -> SetScore:
     """Set IoU: as :func:`compute_set_dice` with IoU = |P∩Y| / |P∪Y|."""
     inter, psize, tsize = candidate_overlaps(pred, y, num_labels=num_labels)
     union = psize + tsize[:, None, None] - inter

@@ -48,8 +48,9 @@ def _flat_targets(targets: torch.Tensor, b: int, s: int) -> torch.Tensor:
             raise ValueError(f"targets must be (B, S, 1, H, W), got {tuple(targets.shape)}")
         targets = targets[:, :, 0]
     if targets.ndim != 4 or targets.shape[:2] != (b, s):
-        raise ValueError(f"targets (B, S, [1,] H, W) do not match predictions with B={b}, S={s}: "
-                         f"got {tuple(targets.shape)}")
+        raise ValueError(
+            f"targets (B, S, [1,] H, W) do not match predictions with B={b}, S={s}: got {tuple(targets.shape)}"
+        )
     return rearrange(targets.to(torch.float32), "B S H W -> B S (H W)")
 
 
@@ -108,7 +109,7 @@ def joint_set_dice_loss(probs: torch.Tensor, targets: torch.Tensor, *, eps: floa
         raise ValueError(f"the joint loss supports T = 1 or 2 targets, got T={t}")
     d1 = candidate_dice_losses(probs, targets[0], eps=eps)  # (B, M, K)
     d2 = candidate_dice_losses(probs, targets[1], eps=eps)
-    b, m, k = d1.shape
+    b, _m, k = d1.shape
     pair = (d1[:, :, :, None] + d2[:, :, None, :]) / 2  # (B, M, K1, K2)
     if k > 1:
         # Two different structures need two different labels.

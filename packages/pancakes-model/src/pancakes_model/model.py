@@ -69,14 +69,11 @@ class UNet(nn.Module):
         super().__init__()
         self.levels = levels
         self.down = nn.ModuleList(
-            ConvBlock(in_channels=in_channels if i == 0 else features, out_channels=features)
-            for i in range(levels)
+            ConvBlock(in_channels=in_channels if i == 0 else features, out_channels=features) for i in range(levels)
         )
         self.bottleneck = ConvBlock(in_channels=features, out_channels=features)
         self.up = nn.ModuleList(nn.ConvTranspose2d(features, features, 2, stride=2) for _ in range(levels))
-        self.decode = nn.ModuleList(
-            ConvBlock(in_channels=2 * features, out_channels=features) for _ in range(levels)
-        )
+        self.decode = nn.ModuleList(ConvBlock(in_channels=2 * features, out_channels=features) for _ in range(levels))
         self.out = nn.Sequential(nn.Conv2d(features, features, 1), nn.PReLU(features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -123,9 +120,7 @@ class ProtocolEmbedding(nn.Module):
         if dims < 2 or dims % 2:
             raise ValueError(f"embedding dims J must be an even integer >= 2, got {dims}")
         self.dims = dims
-        self.register_buffer(
-            "freqs", math.pi * 2.0 ** torch.arange(dims // 2, dtype=torch.float32), persistent=False
-        )
+        self.register_buffer("freqs", math.pi * 2.0 ** torch.arange(dims // 2, dtype=torch.float32), persistent=False)
 
     def encode(self, count: int) -> torch.Tensor:
         """u(t; T) for t = 0 … T−1: (T, J)."""
@@ -182,12 +177,8 @@ class Sampler(nn.Module):
         self.features = features
         self.temperature = temperature
         self.bias_bound = bias_bound
-        self.query = nn.Sequential(
-            nn.Conv2d(features, dims, 1), nn.PReLU(dims), nn.Conv2d(dims, dims, 1)
-        )
-        self.key = nn.Sequential(
-            nn.Linear(embed_dims, hidden), nn.PReLU(), nn.Linear(hidden, dims + 1)
-        )
+        self.query = nn.Sequential(nn.Conv2d(features, dims, 1), nn.PReLU(dims), nn.Conv2d(dims, dims, 1))
+        self.key = nn.Sequential(nn.Linear(embed_dims, hidden), nn.PReLU(), nn.Linear(hidden, dims + 1))
 
     def queries(self, phi: torch.Tensor) -> torch.Tensor:
         """Unit-norm per-pixel queries: φ (N, C, H, W) → (N, D, H, W)."""

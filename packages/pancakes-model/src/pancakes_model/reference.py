@@ -39,8 +39,10 @@ class ConcatConvSampler(_PerMapSampler):
     def __init__(self, *, features: int = 32, embed_dims: int = 24, hidden: int = 32) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(features + embed_dims, hidden, 3, padding=1), nn.PReLU(hidden),
-            nn.Conv2d(hidden, hidden, 1), nn.PReLU(hidden),
+            nn.Conv2d(features + embed_dims, hidden, 3, padding=1),
+            nn.PReLU(hidden),
+            nn.Conv2d(hidden, hidden, 1),
+            nn.PReLU(hidden),
             nn.Conv2d(hidden, 1, 1),
         )
 

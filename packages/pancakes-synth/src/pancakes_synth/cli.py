@@ -1,8 +1,8 @@
 """``pancakes-synth``: generate synthetic training sets, or preview them.
 
-    pancakes-synth generate --n 120000 --out DIR [--set-size 5] [--source procedural]
-                            [--seed 0] [--workers N] [--resume] [--force]
-    pancakes-synth preview --out sets.png [--sets 4] [--source procedural] [--seed 0]
+pancakes-synth generate --n 120000 --out DIR [--set-size 5] [--source procedural]
+                        [--seed 0] [--workers N] [--resume] [--force]
+pancakes-synth preview --out sets.png [--sets 4] [--source procedural] [--seed 0]
 """
 
 from __future__ import annotations
@@ -28,8 +28,12 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--workers", type=int, default=None, help="processes (default: all cores, max 8)")
     g.add_argument("--shard-sets", type=int, default=200, help="sets per shard file")
-    g.add_argument("--cache-dir", type=Path, default=None,
-                   help="where structure banks are cached (default ~/.cache/pancakes-synth)")
+    g.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="where structure banks are cached (default ~/.cache/pancakes-synth)",
+    )
     g.add_argument("--bank-size", type=int, default=384, help="procedural structures per bank")
     g.add_argument("--resume", action="store_true", help="finish an interrupted run in OUT")
     g.add_argument("--force", action="store_true", help="replace an earlier pancakes-synth output in OUT")
@@ -51,17 +55,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "generate":
             from pancakes_synth.shards import generate_dataset
-
             from pancakes_synth.sources import parse_source
 
             source = parse_source(args.source, cache_dir=args.cache_dir, bank_size=args.bank_size)
             m = generate_dataset(
-                args.out, n=args.n, set_size=args.set_size, source=source, seed=args.seed,
-                workers=args.workers, resume=args.resume, force=args.force, shard_sets=args.shard_sets,
-                cache_dir=args.cache_dir, progress=not args.quiet,
+                args.out,
+                n=args.n,
+                set_size=args.set_size,
+                source=source,
+                seed=args.seed,
+                workers=args.workers,
+                resume=args.resume,
+                force=args.force,
+                shard_sets=args.shard_sets,
+                cache_dir=args.cache_dir,
+                progress=not args.quiet,
             )
-            print(f"{m['n_pairs']} pairs in {len(m['shards'])} shard(s), {m['bytes'] / 1e6:.1f} MB, "
-                  f"{m['seconds']:.1f} s → {args.out}")
+            print(
+                f"{m['n_pairs']} pairs in {len(m['shards'])} shard(s), {m['bytes'] / 1e6:.1f} MB, "
+                f"{m['seconds']:.1f} s → {args.out}"
+            )
         else:
             if args.sets < 1:
                 raise ValueError(f"--sets must be >= 1, got {args.sets}")

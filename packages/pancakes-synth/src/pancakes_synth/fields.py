@@ -10,13 +10,15 @@ All functions are deterministic given their ``numpy.random.Generator``.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from scipy import ndimage
 
 __all__ = [
     "FAMILIES",
-    "HELD_OUT_FAMILIES",
     "GRID",
+    "HELD_OUT_FAMILIES",
     "make_field",
     "mask_to_field",
     "smooth_noise",
@@ -64,7 +66,7 @@ def _polyline_distance(c, pts):
     """Distance from every grid point to a polyline through ``pts`` (n, 3)."""
     flat = c.reshape(3, -1).T
     best = np.full(flat.shape[0], np.inf, dtype=np.float32)
-    for a, b in zip(pts[:-1], pts[1:]):
+    for a, b in itertools.pairwise(pts):
         ab = b - a
         t = np.clip(((flat - a) @ ab) / max(float(ab @ ab), 1e-9), 0.0, 1.0)
         d = np.linalg.norm(flat - (a + t[:, None] * ab), axis=1)
@@ -156,7 +158,9 @@ def make_field(family: str, rng: np.random.Generator) -> np.ndarray:
     return field.astype(np.float16)
 
 
-def mask_to_field(mask: np.ndarray, spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> tuple[np.ndarray, np.ndarray]:
+def mask_to_field(
+    mask: np.ndarray, spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+) -> tuple[np.ndarray, np.ndarray]:
     """A binary 3D mask → (field (G, G, G) float16, physical extent (3,) of the cropped box).
 
     The mask is cropped to its bounding box (plus one voxel), smoothed slightly and resampled to

@@ -251,7 +251,7 @@ class SetGenerator:
         structure's field is positive, with a margin of one coarse cell, so only pixels that can be
         inside a structure are looked up.
         """
-        n, size = len(p.structure_ids), self.config.size
+        _n, size = len(p.structure_ids), self.config.size
         axes = [a for a in range(3) if a != p.axis]
         plane = (2 * p.slice_index + 1) / size - 1.0
         g = np.linspace(-1.0, 1.0, 33)
@@ -300,10 +300,18 @@ class SetGenerator:
                 rows, cols = centres[r0:r1], centres[c0:c1]
             a = aff[i]
             # local = A · (point on the plane) + b, with the point affine in (row, col).
-            local = (rows[:, None, None] * a[:, axes[0]] + cols[None, :, None] * a[:, axes[1]]
-                     + (a[:, p.axis] * plane + a[:, 3]))
-            val = F.grid_sample(fields[int(p.structure_ids[i])][None, None], torch.from_numpy(local)[None, None],
-                                mode="bilinear", padding_mode="zeros", align_corners=True)[0]  # (1, 1, hh, ww)
+            local = (
+                rows[:, None, None] * a[:, axes[0]]
+                + cols[None, :, None] * a[:, axes[1]]
+                + (a[:, p.axis] * plane + a[:, 3])
+            )
+            val = F.grid_sample(
+                fields[int(p.structure_ids[i])][None, None],
+                torch.from_numpy(local)[None, None],
+                mode="bilinear",
+                padding_mode="zeros",
+                align_corners=True,
+            )[0]  # (1, 1, hh, ww)
             if coarse:
                 val = F.interpolate(val, size=(h, w), mode="bilinear", align_corners=True)
             lab_np[r0:r1, c0:c1][val[0, 0].numpy() > 0] = i + 1  # painted in order: later on top
@@ -372,7 +380,9 @@ class SetGenerator:
         bias_amp = np.where(rng.random(s) < cfg.p_bias, rng.uniform(*cfg.bias_strength, size=s), 0.0)
         bias = rng.standard_normal((s, 4, 4)) * bias_amp[:, None, None]
         noise = rng.uniform(*cfg.noise_std, size=s)
-        gamma = np.where(rng.random(s) < cfg.p_gamma, np.exp(rng.uniform(np.log(cfg.gamma[0]), np.log(cfg.gamma[1]), size=s)), 1.0)
+        gamma = np.where(
+            rng.random(s) < cfg.p_gamma, np.exp(rng.uniform(np.log(cfg.gamma[0]), np.log(cfg.gamma[1]), size=s)), 1.0
+        )
         return ElementParams(theta, disp, means, stds, tex_amp, texture, texture_fine, pixel, blur, bias, noise, gamma)
 
     def render_elements(self, template: np.ndarray, p: ElementParams) -> tuple[np.ndarray, np.ndarray]:
@@ -399,7 +409,9 @@ class SetGenerator:
         img = _blur(img, torch.from_numpy(p.blur_sigma).float())
         bias = _upsample(torch.from_numpy(p.bias).float()[:, None], h)[:, 0]
         img = img * torch.exp(bias)
-        img = img + torch.from_numpy(p.noise_std).float()[:, None, None] * torch.from_numpy(p.pixel_noise).float().roll(7, dims=1)
+        img = img + torch.from_numpy(p.noise_std).float()[:, None, None] * torch.from_numpy(p.pixel_noise).float().roll(
+            7, dims=1
+        )
         lo = img.flatten(1).min(1).values[:, None, None]
         hi = img.flatten(1).max(1).values[:, None, None]
         img = (img - lo) / (hi - lo).clamp_min(1e-6)

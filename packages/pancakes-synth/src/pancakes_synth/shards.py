@@ -149,7 +149,10 @@ def generate_dataset(
         raise ValueError(f"--out {out} exists and is not a directory")
     n_sets = math.ceil(n / set_size)
     if n_sets * set_size != n:
-        log(f"note: {n} pairs is not a multiple of set size {set_size}; generating {n_sets} sets = {n_sets * set_size} pairs")
+        log(
+            f"note: {n} pairs is not a multiple of set size {set_size}; "
+            f"generating {n_sets} sets = {n_sets * set_size} pairs"
+        )
     cfg = GeneratorConfig()
     plan = {
         "format": "pancakes-synth/1",
@@ -173,12 +176,16 @@ def generate_dataset(
         if diff:
             raise ValueError(f"--resume: {out} was generated with different parameters: {diff}")
     elif existing and not force:
-        raise ValueError(f"--out {out} is not empty; pass --resume to finish an interrupted run or --force to replace it")
+        raise ValueError(
+            f"--out {out} is not empty; pass --resume to finish an interrupted run or --force to replace it"
+        )
     elif existing and force:
         ours = [p for p in existing if p.name == MANIFEST or p.name.startswith("shard-")]
         others = [p.name for p in existing if p not in ours]
         if others:
-            raise ValueError(f"--force: {out} holds files pancakes-synth did not write ({others[:5]}); refusing to delete them")
+            raise ValueError(
+                f"--force: {out} holds files pancakes-synth did not write ({others[:5]}); refusing to delete them"
+            )
         for p in ours:
             p.unlink()
     out.mkdir(parents=True, exist_ok=True)
@@ -218,8 +225,11 @@ def generate_dataset(
             for _, count in pool.imap_unordered(_make_shard, jobs):
                 bar.update(count * set_size)
     bar.close()
-    manifest.update(status="complete", seconds=round(time.perf_counter() - t0, 2),
-                    bytes=sum((out / s).stat().st_size for s in manifest["shards"]))
+    manifest.update(
+        status="complete",
+        seconds=round(time.perf_counter() - t0, 2),
+        bytes=sum((out / s).stat().st_size for s in manifest["shards"]),
+    )
     _write_json(manifest_path, manifest)
     return manifest
 
@@ -242,7 +252,9 @@ class ShardDataset(torch.utils.data.Dataset):
             raise FileNotFoundError(f"{self.root}: no {MANIFEST}; not a pancakes-synth dataset")
         self.manifest = json.loads(path.read_text())
         if self.manifest.get("status") != "complete":
-            raise ValueError(f"{self.root}: generation did not finish (status {self.manifest.get('status')!r}); run with --resume")
+            raise ValueError(
+                f"{self.root}: generation did not finish (status {self.manifest.get('status')!r}); run with --resume"
+            )
         self.shard_sets = int(self.manifest["shard_sets"])
         self._handles: dict[int, object] = {}
 

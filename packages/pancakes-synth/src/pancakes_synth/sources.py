@@ -87,7 +87,9 @@ class ProceduralSource:
         fams = list(families) if families else sorted(FAMILIES)
         unknown = [f for f in fams if f not in FAMILIES and f not in HELD_OUT_FAMILIES]
         if unknown:
-            raise ValueError(f"unknown procedural families {unknown}; known: {sorted(FAMILIES) + sorted(HELD_OUT_FAMILIES)}")
+            raise ValueError(
+                f"unknown procedural families {unknown}; known: {sorted(FAMILIES) + sorted(HELD_OUT_FAMILIES)}"
+            )
         if bank_size < 1:
             raise ValueError(f"bank_size must be >= 1, got {bank_size}")
         self.families = fams
@@ -133,7 +135,7 @@ def _cached_tensors(path: Path, build) -> tuple[torch.Tensor, torch.Tensor, list
         try:
             data = load_file(str(path))
             return data["fields"], data["extents"], json.loads(names_path.read_text())
-        except Exception:  # noqa: S110 - any decoding problem means: rebuild
+        except Exception:
             pass
     fields, extents, names = build()
     try:
@@ -207,7 +209,11 @@ class _CachedFileSource:
         if total == 0:
             raise ValueError(f"{self.root}: no non-empty structures found")
         ext = torch.cat(extents)[: self.max_structures]
-        return StructureBank(torch.cat(fields)[: self.max_structures].float(), ext / ext.max(dim=1, keepdim=True).values, names[: self.max_structures])
+        return StructureBank(
+            torch.cat(fields)[: self.max_structures].float(),
+            ext / ext.max(dim=1, keepdim=True).values,
+            names[: self.max_structures],
+        )
 
 
 def _stack(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,26 @@
+"""pancakes-data: the dataset store, importers, and the multi-protocol set sampler."""
+
+from __future__ import annotations
+
+from pancakes_data.__about__ import __version__
+from pancakes_data.augment import SetAugmentation, paper_across_set, paper_within_set
+from pancakes_data.importers import import_brain_packages, import_folder, import_nnunet
+from pancakes_data.sampler import SamplerConfig, SetSampler, collate_sets
+from pancakes_data.store import Dataset, DatasetWriter, Store, split_subjects
+
+__all__ = [
+    "Dataset",
+    "DatasetWriter",
+    "SamplerConfig",
+    "SetAugmentation",
+    "SetSampler",
+    "Store",
+    "__version__",
+    "collate_sets",
+    "import_brain_packages",
+    "import_folder",
+    "import_nnunet",
+    "paper_across_set",
+    "paper_within_set",
+    "split_subjects",
+]

