@@ -54,11 +54,16 @@ def test_synthetic_mix(toy, tmp_path):
     assert (batch["targets"].flatten(3).sum(-1) > 0).all()
 
 
-def test_workers_give_different_streams(toy):
-    cfg = SamplerConfig(set_size=(2, 2), augment=False, split="all")
+def test_batches_do_not_depend_on_workers_and_resume_exactly(toy):
+    cfg = SamplerConfig(set_size=(2, 4), split="all")
     loader = torch.utils.data.DataLoader(SetSampler([toy], config=cfg), batch_size=None, num_workers=2)
     got = [b for _, b in zip(range(4), loader)]
     assert not torch.equal(got[0]["images"], got[1]["images"])
+    single = [b for _, b in zip(range(4), SetSampler([toy], config=cfg))]
+    resumed = next(iter(SetSampler([toy], config=cfg, start=3)))
+    for a, b in zip(got, single):
+        assert torch.equal(a["images"], b["images"])
+    assert torch.equal(resumed["targets"], got[3]["targets"])
 
 
 def test_bad_configs(toy):

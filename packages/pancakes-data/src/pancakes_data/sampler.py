@@ -10,7 +10,7 @@ Batches group sets of one S (S is drawn per batch), so they stack:
     targets (T, B, S, 1, H, W) float32 binary; T = 1, or 2 for the appendix-D variant
     meta    list of B dicts (source, dataset, protocol, label(s), image ids)
 
-Reproducible: the stream of worker w is a pure function of (seed, w).
+Reproducible: batch i is a pure function of (seed, i), whatever the number of workers.
 """
 
 from __future__ import annotations
@@ -74,9 +74,13 @@ class SetSampler(torch.utils.data.IterableDataset):
         synth: a synthetic source — a ``pancakes_synth.SetGenerator`` (on the fly) or a
             ``pancakes_synth.ShardDataset`` (from disk) — or ``None``.
         config: sampling knobs.
+        start: index of the first batch the iterator yields (to resume a run).
     """
 
-    def __init__(self, datasets: Sequence[Dataset], *, synth=None, config: SamplerConfig | None = None) -> None:
+    def __init__(
+        self, datasets: Sequence[Dataset], *, synth=None, config: SamplerConfig | None = None, start: int = 0
+    ) -> None:
+        self.start = int(start)
         self.config = cfg = config or SamplerConfig()
         lo, hi = cfg.set_size
         if not 1 <= lo <= hi:
@@ -190,15 +194,24 @@ class SetSampler(torch.utils.data.IterableDataset):
         # (S, T, H, W) → (T, S, 1, H, W)
         return {"images": images.float(), "targets": targets.permute(1, 0, 2, 3)[:, :, None], "meta": raw["meta"]}
 
-    def batches(self, rng: np.random.Generator) -> Iterator[dict]:
+    def batch(self, index: int) -> dict:
+        """Batch number ``index`` of the stream: a pure function of (seed, index).
+
+        Training uses it to resume exactly: step i always sees batch i.
+        """
+        rng = np.random.default_rng([self.config.seed, int(index)])
         lo, hi = self.config.set_size
-        while True:
-            s = int(rng.integers(lo, hi + 1))
-            yield collate_sets([self.sample_set(rng, s) for _ in range(self.config.batch_size)])
+        s = int(rng.integers(lo, hi + 1))
+        return collate_sets([self.sample_set(rng, s) for _ in range(self.config.batch_size)])
 
     def __iter__(self) -> Iterator[dict]:
+        """Batches ``start, start + 1, …`` in order; with W DataLoader workers, worker w makes
+        ``start + w + k·W`` and the DataLoader's round-robin puts them back in order."""
         info = torch.utils.data.get_worker_info()
-        wid = info.id if info else 0
+        wid, nw = (info.id, info.num_workers) if info else (0, 1)
         if info is not None:
             torch.set_num_threads(1)  # one worker per core; intra-op threads only contend
-        return self.batches(np.random.default_rng([self.config.seed, wid]))
+        i = self.start + wid
+        while True:
+            yield self.batch(i)
+            i += nw
