@@ -1,8 +1,8 @@
 """Shared helpers of the benchmark scripts: timing, machine description, README blocks.
 
 Every benchmark writes the figures it measured into a README between
-``<!-- bench:start -->`` and ``<!-- bench:end -->`` markers (never typed by hand), and a JSON file
-beside it under ``benchmarks/results/``.
+``<!-- <script name>:start -->`` and ``<!-- <script name>:end -->`` markers (never typed by hand),
+and a JSON file under ``benchmarks/results/``.
 """
 
 from __future__ import annotations
@@ -53,13 +53,16 @@ def peak_rss_mb() -> float:
 
 
 def write_block(readme: Path, body: str, *, name: str, data: dict) -> None:
-    """Replace the bench block of ``readme`` and save ``data`` as JSON."""
+    """Replace the ``<!-- {name}:start -->`` … ``<!-- {name}:end -->`` block of ``readme``
+    and save ``data`` as JSON."""
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
     footer = f"_Measured {stamp} on {machine()} by `benchmarks/{name}.py`._"
-    block = f"<!-- bench:start -->\n{body.rstrip()}\n\n{footer}\n<!-- bench:end -->"
+    start_m, end_m = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     text = readme.read_text()
-    start, end = text.index("<!-- bench:start -->"), text.index("<!-- bench:end -->")
-    readme.write_text(text[:start] + block + text[end + len("<!-- bench:end -->") :])
+    if start_m not in text or end_m not in text:
+        raise ValueError(f"{readme} has no {start_m} … {end_m} block")
+    start, end = text.index(start_m) + len(start_m), text.index(end_m)
+    readme.write_text(text[:start] + f"\n{body.rstrip()}\n\n{footer}\n" + text[end:])
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps({"machine": machine(), "date": stamp, **data}, indent=2))
     print(body)

@@ -31,7 +31,7 @@ def test_mismatched_keys_and_shapes_are_named(tmp_path):
 
     with safe_open(str(path), framework="pt") as fh:
         meta = fh.metadata()
-        state = {k: fh.get_tensor(k) for k in fh}
+        state = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 - safe_open is not iterable
     state.pop("sampler.query.0.weight")
     state["sampler.key.0.bias"] = torch.zeros(3)
     state["extra.weight"] = torch.zeros(1)

@@ -16,7 +16,7 @@ def same_shard(a, b) -> bool:
     with safe_open(str(a), framework="np") as fa, safe_open(str(b), framework="np") as fb:
         if fa.metadata() != fb.metadata() or sorted(fa.keys()) != sorted(fb.keys()):
             return False
-        return all(np.array_equal(fa.get_tensor(k), fb.get_tensor(k)) for k in fa)
+        return all(np.array_equal(fa.get_tensor(k), fb.get_tensor(k)) for k in fa.keys())  # noqa: SIM118 - safe_open is not iterable
 
 
 def test_shard_round_trip_matches_the_generator(tmp_path, small_source):

@@ -218,15 +218,18 @@ def compute_set_hd95(
     s, m = p.shape[:2]
     spacings = _per_image_spacing(spacing, s, t.ndim - 1)
     hd = np.full((s, m, k), np.inf)
+    flat = p.reshape(s, m, -1)
+    present = np.stack([np.stack([np.bincount(flat[si, mi], minlength=k) > 0 for mi in range(m)]) for si in range(s)])
+    ref_empty = ~t.reshape(s, -1).any(axis=1)
+    # A candidate absent from an image with a non-empty reference has mean HD95 = inf whatever the
+    # other images say: only candidates present wherever the reference is need distances.
+    needed = (present | ref_empty[:, None, None]).all(axis=0)  # (M, K)
     for si in range(s):
         for mi in range(m):
             lab = p[si, mi]
-            # Only labels present in the image need distances; absent ones stay inf
-            # (or NaN when the reference is empty too).
-            for ki in np.unique(lab):
+            for ki in np.flatnonzero(needed[mi] & present[si, mi]):
                 d_pt, d_tp = surface_distances(lab == ki, t[si], spacing=spacings[si])
                 hd[si, mi, ki] = _hausdorff_from(d_pt, d_tp, 95.0)
-            if not t[si].any():
-                absent = np.setdiff1d(np.arange(k), np.unique(lab))
-                hd[si, mi, absent] = np.nan
+            if ref_empty[si]:
+                hd[si, mi, ~present[si, mi]] = np.nan
     return _best(hd, "hd95", maximize=False)

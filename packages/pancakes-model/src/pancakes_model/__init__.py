@@ -24,6 +24,24 @@ from pancakes_model.model import (
 )
 from pancakes_model.weights import read_metadata
 
+
+def segment(images, M: int = 8, K: int = 20, *, model: Pancakes | None = None):
+    """Segment in-memory 2D images (one set) into M consistent protocols of up to K labels.
+
+    Args:
+        images: grey 2D arrays (H_i, W_i), any sizes and intensity ranges.
+        M: number of protocols. K: labels per protocol.
+        model: a loaded model (default: the shipped weights).
+
+    Returns:
+        One int64 array (M, H_i, W_i) per image, at that image's size.
+    """
+    # Imported here: the image I/O and preprocessing stack is not needed by the network core.
+    from pancakes_model.segmentation import segment as _segment
+
+    return _segment(images, M, K, model=model)
+
+
 __all__ = [
     "LossResult",
     "Pancakes",
@@ -36,6 +54,7 @@ __all__ = [
     "joint_set_dice_loss",
     "pancakes",
     "read_metadata",
+    "segment",
     "set_dice_loss",
     "winner_only_set_dice_loss",
 ]

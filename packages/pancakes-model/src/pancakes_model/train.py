@@ -94,8 +94,16 @@ def _merge(base: dict, over: dict, path: str = "") -> dict:
     return out
 
 
+def _toml():
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    return tomllib
+
+
 def _parse_value(text: str) -> Any:
-    import tomllib
+    tomllib = _toml()
 
     try:
         return tomllib.loads(f"v = {text}")["v"]
@@ -105,7 +113,7 @@ def _parse_value(text: str) -> Any:
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> dict:
     """Defaults ← TOML file ← ``section.key=value`` overrides (values parsed as TOML)."""
-    import tomllib
+    tomllib = _toml()
 
     cfg = _merge(DEFAULTS, {})
     if path is not None:

@@ -1,0 +1,588 @@
+"""Segment a collection of images or volumes into M consistent protocols (``pancakes segment``).
+
+All inputs of one call form the set: label k of protocol m means the same structure in every
+input. Preprocessing is the training recipe (``pancakes_data.preprocess``): percentile
+normalisation to [0, 1], square pixels, zero-pad to a square, anti-aliased resize to 128×128.
+Outputs are mapped back to each input's own size and grid (logits are interpolated, then argmax).
+
+Output layout of ``OUT`` (other tools depend on it):
+
+    OUT/labels/<stem>_m{m:02d}.png      2D inputs: uint8 (uint16 if K > 256), input's width × height
+    OUT/labels/<stem>_m{m:02d}.nii.gz   NIfTI inputs: input's shape, affine and header, integer dtype
+    OUT/labels/labels.txt               ITK-SNAP label description (the overview's palette)
+    OUT/overview.png                    protocols (rows) × inputs (columns), labels over images
+    OUT/report.html                     self-contained page: protocols side by side + statistics
+    OUT/stats.csv                       input,protocol,label,count,area_mm2,volume_ml
+    OUT/run.json                        versions, model hash, M, K, protocols kept, timings
+
+Everything is written to a temporary folder next to OUT and moved into place at the end.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import html
+import io
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pancakes_model.model import Pancakes, check_mk
+
+__all__ = ["IMAGE_SUFFIXES", "InputError", "SegmentInput", "read_input", "run_segment", "segment"]
+
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".nii", ".nii.gz")
+AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
+SIZE = 128
+MAX_SHOWN = 24  # inputs drawn in overview.png / report.html (statistics cover every input)
+
+
+class InputError(ValueError):
+    """A problem with the user's input (reported with exit code 2, no traceback)."""
+
+
+def stem_of(path: Path) -> str:
+    name = path.name
+    for suf in IMAGE_SUFFIXES:
+        if name.lower().endswith(suf):
+            return name[: -len(suf)]
+    return path.stem
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    return next((s for s in IMAGE_SUFFIXES if name.endswith(s)), path.suffix.lower())
+
+
+@dataclass
+class SegmentInput:
+    """One input file, read and ready to slice.
+
+    Attributes:
+        path, stem: the file and its name without the image suffix.
+        kind: "2d" or "3d".
+        data: 2D (H, W) array, or 3D array in canonical RAS orientation.
+        spacing: pixel/voxel size in mm (None when the format does not carry it).
+        nifti: the original nibabel image (NIfTI inputs only).
+        notes: warnings shown to the user (RGB converted, constant image, …).
+    """
+
+    path: Path
+    stem: str
+    kind: str
+    data: np.ndarray
+    spacing: tuple[float, ...] | None
+    nifti: object | None = None
+    canonical: object | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def read_input(path: Path) -> SegmentInput:
+    """Read a PNG/JPEG/TIFF (grey, 16-bit or RGB → grey) or a 2D/3D NIfTI file."""
+    if not path.is_file():
+        raise InputError(f"input not found: {path}")
+    suffix = _suffix(path)
+    notes: list[str] = []
+    if suffix in (".nii", ".nii.gz"):
+        import nibabel as nib
+
+        try:
+            img = nib.load(str(path))
+            shape = img.shape
+        except Exception as exc:  # nibabel raises many types for corrupt files
+            raise InputError(f"cannot read NIfTI {path}: {exc}") from exc
+        if len(shape) == 4 and shape[3] == 1:
+            img = img.slicer[..., 0]
+            shape = img.shape
+        if len(shape) == 4:
+            raise InputError(f"{path}: 4D NIfTI {shape} is not supported; split the volumes (e.g. fslsplit)")
+        if len(shape) == 3 and shape[2] == 1:
+            data = np.asarray(img.dataobj, dtype=np.float32)[:, :, 0]
+            zooms = tuple(float(z) for z in img.header.get_zooms()[:2])
+            return _check(SegmentInput(path, stem_of(path), "2d", data, zooms, img, None, notes))
+        if len(shape) not in (2, 3):
+            raise InputError(f"{path}: expected a 2D or 3D image, got shape {shape}")
+        if len(shape) == 2:
+            data = np.asarray(img.dataobj, dtype=np.float32)
+            zooms = tuple(float(z) for z in img.header.get_zooms()[:2])
+            return _check(SegmentInput(path, stem_of(path), "2d", data, zooms, img, None, notes))
+        try:
+            canonical = nib.as_closest_canonical(img)
+            data = np.asarray(canonical.dataobj, dtype=np.float32)
+        except Exception as exc:
+            raise InputError(f"cannot read NIfTI {path}: {exc}") from exc
+        zooms = tuple(float(z) for z in canonical.header.get_zooms()[:3])
+        return _check(SegmentInput(path, stem_of(path), "3d", data, zooms, img, canonical, notes))
+    if suffix not in (".png", ".tif", ".tiff", ".jpg", ".jpeg"):
+        raise InputError(f"{path}: unsupported file type; use PNG, JPEG, TIFF or NIfTI")
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im)
+            mode = im.mode
+    except Exception as exc:  # PIL raises several types for corrupt files
+        raise InputError(f"cannot read image {path}: {exc}") from exc
+    if arr.ndim == 3:
+        if arr.shape[2] >= 3:
+            notes.append(f"{path.name}: {mode} image converted to grey (luminance)")
+            arr = arr[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        else:
+            arr = arr[..., 0]
+    return _check(SegmentInput(path, stem_of(path), "2d", arr.astype(np.float32), None, None, None, notes))
+
+
+def _check(item: SegmentInput) -> SegmentInput:
+    shape = item.data.shape
+    if min(shape) < 2:
+        raise InputError(f"{item.path}: image is {'×'.join(map(str, shape))} pixels; at least 2 per side needed")
+    if not np.all(np.isfinite(item.data)):
+        item.notes.append(f"{item.path.name}: NaN/inf values replaced by 0")
+        item.data = np.nan_to_num(item.data, nan=0.0, posinf=0.0, neginf=0.0)
+    if float(item.data.max()) == float(item.data.min()):
+        item.notes.append(f"{item.path.name}: constant image; its label maps are not meaningful")
+    return item
+
+
+# ---------------------------------------------------------------------------- geometry
+@dataclass
+class _Plan:
+    """How one 2D slice was mapped to 128×128, to map the predictions back."""
+
+    shape: tuple[int, int]  # original slice shape
+    square: tuple[int, int]  # shape after resampling to square pixels
+    pad: tuple[int, int]  # (top, left) padding to the square side n
+    n: int
+
+
+def _prepare_slice(slice2d: np.ndarray, spacing: Sequence[float] | None) -> tuple[np.ndarray, _Plan]:
+    from pancakes_data.preprocess import pad_to_square, resize_image, square_pixels
+
+    sq = square_pixels(slice2d, spacing, order=1) if spacing is not None else slice2d
+    n = max(sq.shape)
+    top, left = (n - sq.shape[0]) // 2, (n - sq.shape[1]) // 2
+    img = resize_image(pad_to_square(sq), SIZE)
+    return np.clip(img, 0.0, 1.0), _Plan(tuple(slice2d.shape), tuple(sq.shape), (top, left), n)
+
+
+def _logits_to_labels(logits: torch.Tensor, plan: _Plan) -> np.ndarray:
+    """(M, K, 128, 128) logits → (M, H, W) labels on the original slice grid."""
+    out = np.empty((logits.shape[0], *plan.shape), dtype=np.int64)
+    top, left = plan.pad
+    h, w = plan.square
+    for m in range(logits.shape[0]):
+        # Interpolate logits (not labels) back: smooth boundaries at any output size.
+        up = F.interpolate(logits[m][None], size=(plan.n, plan.n), mode="bilinear", align_corners=False)[0]
+        up = up[:, top : top + h, left : left + w]
+        if (h, w) != plan.shape:  # undo the square-pixel resampling
+            up = F.interpolate(up[None], size=plan.shape, mode="bilinear", align_corners=False)[0]
+        out[m] = up.argmax(dim=0).numpy()
+    return out
+
+
+# ---------------------------------------------------------------------------- inference
+def _normalize(data: np.ndarray) -> np.ndarray:
+    from pancakes_data.preprocess import normalize_intensity
+
+    return normalize_intensity(data)
+
+
+def _slices(item: SegmentInput, axis: int) -> list[tuple[np.ndarray, Sequence[float] | None]]:
+    norm = _normalize(item.data)
+    if item.kind == "2d":
+        return [(norm, item.spacing)]
+    other = [a for a in range(3) if a != axis]
+    sp = [item.spacing[a] for a in other] if item.spacing else None
+    return [(np.take(norm, i, axis=axis), sp) for i in range(norm.shape[axis])]
+
+
+def predict_items(
+    model: Pancakes,
+    items: Sequence[SegmentInput],
+    *,
+    M: int,
+    K: int,
+    axis: int = 2,
+    batch: int = 16,
+    device: str = "cpu",
+    progress: Callable[[int, int], None] | None = None,
+) -> list[np.ndarray]:
+    """Label maps per input: (M, H, W) for 2D, (M, *canonical shape) for 3D volumes."""
+    jobs = []  # (item index, slice index, image128, plan)
+    for i, item in enumerate(items):
+        for j, (sl, sp) in enumerate(_slices(item, axis)):
+            img, plan = _prepare_slice(sl, sp)
+            jobs.append((i, j, img, plan))
+    results: list[np.ndarray] = []
+    for item in items:
+        shape = item.data.shape
+        results.append(np.zeros((M, *shape), dtype=np.int64))
+    model.eval()
+    dev = torch.device(device)
+    for start in range(0, len(jobs), batch):
+        chunk = jobs[start : start + batch]
+        x = torch.from_numpy(np.stack([c[2] for c in chunk]))[None, :, None].float().to(dev)
+        with torch.inference_mode():
+            logits = model(x, M, K, logits=True)[0].cpu()  # (n, M, K, 128, 128)
+        for (i, j, _, plan), lg in zip(chunk, logits):
+            labels = _logits_to_labels(lg, plan)
+            if items[i].kind == "2d":
+                results[i] = labels
+            else:
+                idx = [slice(None)] * 4
+                idx[axis + 1] = j
+                results[i][tuple(idx)] = labels
+        if progress:
+            progress(min(start + batch, len(jobs)), len(jobs))
+    return results
+
+
+def segment(
+    images: Sequence[np.ndarray], M: int = 8, K: int = 20, *, model: Pancakes | None = None
+) -> list[np.ndarray]:
+    """Python API: segment in-memory 2D images (one set) into M protocols.
+
+    Args:
+        images: grey 2D arrays (H_i, W_i), any sizes and intensity ranges.
+        M, K: protocols and labels per protocol.
+        model: a loaded model (default: the shipped weights).
+
+    Returns:
+        One int64 array (M, H_i, W_i) per image, at that image's size.
+    """
+    check_mk(M, K)
+    if len(images) == 0:
+        raise ValueError("the set is empty: give at least one image")
+    items = []
+    for n, im in enumerate(images):
+        arr = np.asarray(im, dtype=np.float32)
+        if arr.ndim != 2:
+            raise ValueError(f"image {n}: expected a 2D array, got shape {arr.shape}")
+        items.append(_check(SegmentInput(Path(f"image{n}"), f"image{n}", "2d", arr, None)))
+    model = model or Pancakes.from_pretrained()
+    return predict_items(model, items, M=M, K=K)
+
+
+# ---------------------------------------------------------------------------- writing
+def _write_label_file(item: SegmentInput, labels: np.ndarray, path: Path, K: int) -> None:
+    dtype = np.uint8 if K <= 256 else np.uint16
+    if item.nifti is None:
+        from PIL import Image
+
+        Image.fromarray(labels.astype(dtype)).save(path)
+        return
+    import nibabel as nib
+
+    img = item.nifti
+    if item.kind == "3d":
+        # back from canonical (RAS) to the input's own orientation
+        canon_ornt = nib.orientations.io_orientation(item.canonical.affine)
+        orig_ornt = nib.orientations.io_orientation(img.affine)
+        labels = nib.orientations.apply_orientation(labels, nib.orientations.ornt_transform(canon_ornt, orig_ornt))
+    elif len(img.shape) == 3:  # stored as (X, Y, 1)
+        labels = labels[..., None]
+    header = img.header.copy()
+    header.set_data_dtype(dtype)
+    header["scl_slope"], header["scl_inter"] = 1.0, 0.0
+    out = nib.Nifti1Image(np.ascontiguousarray(labels.astype(dtype)), img.affine, header)
+    nib.save(out, str(path))
+
+
+def _png_b64(array: np.ndarray) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _preview_slice(item: SegmentInput, labels: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Image (H, W) in [0, 1] and label maps (M, H, W) to show for one input."""
+    norm = _normalize(item.data)
+    if item.kind == "2d":
+        return norm, labels
+    mid = norm.shape[axis] // 2
+    img = np.take(norm, mid, axis=axis)
+    lab = np.take(labels, mid, axis=axis + 1)
+    # display with the superior/anterior side up
+    return np.rot90(img), np.stack([np.rot90(m) for m in lab])
+
+
+def _report(items, previews, stats_rows, protocols, meta) -> str:
+    from pancakes_model.render import PALETTE, overlay
+
+    esc = html.escape
+    rows = []
+    for m_out, m in enumerate(protocols):
+        cells = "".join(
+            f'<figure><img src="data:image/png;base64,{_png_b64(overlay(img, lab[m_out]))}" '
+            f'alt="{esc(item.stem)} protocol {m}"><figcaption>{esc(item.stem)}</figcaption></figure>'
+            for item, (img, lab) in zip(items, previews)
+        )
+        rows.append(f'<section id="m{m:02d}"><h2>Protocol {m}</h2><div class="row">{cells}</div></section>')
+    originals = "".join(
+        f'<figure><img src="data:image/png;base64,{_png_b64((np.clip(img, 0, 1) * 255).astype(np.uint8))}" '
+        f'alt="{esc(item.stem)}"><figcaption>{esc(item.stem)}</figcaption></figure>'
+        for item, (img, _) in zip(items, previews)
+    )
+    cols = ("input", "protocol", "label", "count", "area_mm2", "volume_ml")
+
+    def swatch(label: int) -> str:
+        r, g, b = (int(c) for c in PALETTE[label % len(PALETTE)])
+        return f'<span class="sw" style="background:rgb({r},{g},{b})"></span>'
+
+    table = "".join(
+        "<tr>" + "".join(f"<td>{esc(str(r[k]))}</td>" for k in cols) + f"<td>{swatch(int(r['label']))}</td></tr>"
+        for r in stats_rows
+    )
+    nav = " ".join(f'<a href="#m{m:02d}">{m}</a>' for m in protocols)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Pancakes report</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:1.5em;background:#fafafa;color:#222}}
+.row{{display:flex;flex-wrap:wrap;gap:8px}} figure{{margin:0;text-align:center}}
+img{{width:180px;height:auto;image-rendering:pixelated;border:1px solid #ccc;background:#000}}
+figcaption{{font-size:12px}} table{{border-collapse:collapse;font-size:12px}}
+td,th{{border:1px solid #ddd;padding:2px 6px}} .sw{{display:inline-block;width:14px;height:14px}}
+section{{margin-bottom:1.2em}}
+</style></head><body>
+<h1>Pancakes: {len(items)} input(s), {len(protocols)} protocol(s), K = {meta["K"]}</h1>
+<p>Each row is one protocol; a colour (label) means the same structure in every image of the row.
+Pick the protocol that fits your study and rerun with <code>--protocol N --like OUT</code>.
+Model {esc(meta["model"])} ({esc(meta["model_sha256"][:12])}), M = {meta["M"]}, K = {meta["K"]}.</p>
+<p>Protocols: {nav}</p>
+<section><h2>Inputs</h2><div class="row">{originals}</div></section>
+{"".join(rows)}
+<h2>Per-label statistics</h2>
+<table><tr><th>input</th><th>protocol</th><th>label</th><th>count</th><th>area (mm²)</th><th>volume (ml)</th>
+<th>colour</th></tr>{table}</table>
+</body></html>
+"""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def collect_inputs(paths: Sequence[str | Path]) -> list[Path]:
+    """Files as given; directories contribute their image files (sorted, not recursive)."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.is_file() and _suffix(f) in IMAGE_SUFFIXES)
+            if not found:
+                raise InputError(f"directory {p} holds no PNG/JPEG/TIFF/NIfTI files")
+            files += found
+        elif p.exists():
+            files.append(p)
+        else:
+            raise InputError(f"input not found: {p}")
+    if not files:
+        raise InputError("no inputs given")
+    stems: dict[str, Path] = {}
+    for f in files:
+        s = stem_of(f)
+        if s in stems:
+            raise InputError(f"two inputs have the same name stem {s!r}: {stems[s]} and {f}; rename one")
+        stems[s] = f
+    return files
+
+
+def run_segment(
+    inputs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    M: int = 8,
+    K: int = 20,
+    model_path: str | Path = "default",
+    axis: str = "axial",
+    device: str = "cpu",
+    force: bool = False,
+    protocols: Sequence[int] | None = None,
+    like: str | Path | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+) -> dict:
+    """The ``pancakes segment`` command as a function; returns run.json's content."""
+    t_start = time.perf_counter()
+    try:
+        check_mk(M, K)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+    if axis not in AXES:
+        raise InputError(f"--axis must be one of {sorted(AXES)}, got {axis!r}")
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        raise InputError(f"output {out} exists and is not empty; pass --force to replace it")
+    from pancakes_model.weights import resolve
+
+    try:
+        weights = resolve(model_path)
+        model = Pancakes.from_pretrained(weights)
+    except (FileNotFoundError, ValueError) as exc:
+        raise InputError(f"cannot load model {model_path}: {exc}") from exc
+    model_hash = _sha256(weights)
+    if like is not None:
+        ref_path = Path(like) / "run.json" if Path(like).is_dir() else Path(like)
+        if not ref_path.is_file():
+            raise InputError(f"--like: no run.json at {ref_path}")
+        ref = json.loads(ref_path.read_text())
+        diffs = [
+            f"{k}: earlier {ref.get(k)!r}, now {v!r}"
+            for k, v in (("M", M), ("K", K), ("model_sha256", model_hash))
+            if ref.get(k) != v
+        ]
+        if diffs:
+            raise InputError(
+                "protocol numbers are defined by (M, K, model), and this run differs from "
+                f"{ref_path}: " + "; ".join(diffs) + ". Use the same -M, -K and --model."
+            )
+    keep = sorted(set(protocols)) if protocols else list(range(M))
+    bad = [m for m in keep if not 0 <= m < M]
+    if bad:
+        raise InputError(f"--protocol {bad} out of range: protocols are numbered 0..{M - 1}")
+
+    files = collect_inputs(inputs)
+    t_read = time.perf_counter()
+    items = [read_input(f) for f in files]
+    kinds = {it.kind for it in items}
+    if len(kinds) > 1:
+        raise InputError("the set mixes 2D images and 3D volumes; segment them in separate calls")
+    for it in items:
+        for note in it.notes:
+            log(f"note: {note}")
+    t_infer = time.perf_counter()
+
+    def bar(done: int, total: int) -> None:
+        if progress:
+            sys.stderr.write(f"\rsegmenting: {done}/{total} slices")
+            sys.stderr.flush()
+
+    labels = predict_items(model, items, M=M, K=K, axis=AXES[axis], device=device, progress=bar)
+    if progress:
+        sys.stderr.write("\n")
+    t_write = time.perf_counter()
+
+    parent = out.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    from pancakes_model.render import itksnap_labels, protocol_grid, save_png
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+    try:
+        (tmp / "labels").mkdir()
+        stats_rows = []
+        previews = []
+        for item, lab in zip(items, labels):
+            ext = ".nii.gz" if item.nifti is not None else ".png"
+            for m in keep:
+                _write_label_file(item, lab[m], tmp / "labels" / f"{item.stem}_m{m:02d}{ext}", K)
+            unit = None
+            if item.spacing is not None:
+                unit = float(np.prod(item.spacing))
+            for m in keep:
+                counts = np.bincount(lab[m].ravel(), minlength=K)
+                for k in np.flatnonzero(counts):
+                    row = {
+                        "input": item.path.name,
+                        "protocol": m,
+                        "label": int(k),
+                        "count": int(counts[k]),
+                        "area_mm2": "",
+                        "volume_ml": "",
+                    }
+                    if unit is not None and item.kind == "2d":
+                        row["area_mm2"] = round(counts[k] * unit, 4)
+                    elif unit is not None:
+                        row["volume_ml"] = round(counts[k] * unit / 1000.0, 6)
+                    stats_rows.append(row)
+            if len(previews) < MAX_SHOWN:
+                img, pl = _preview_slice(item, lab, AXES[axis])
+                previews.append((img, pl[keep]))
+        (tmp / "labels" / "labels.txt").write_text(itksnap_labels(K))
+        with (tmp / "stats.csv").open("w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=["input", "protocol", "label", "count", "area_mm2", "volume_ml"])
+            w.writeheader()
+            w.writerows(stats_rows)
+        grid_labels = [[p[i] for i in range(len(keep))] for _, p in previews]
+        if len(items) > MAX_SHOWN:
+            log(f"note: overview and report show the first {MAX_SHOWN} of {len(items)} inputs")
+        save_png(
+            protocol_grid([p[0] for p in previews], grid_labels, titles=[it.stem for it in items]), tmp / "overview.png"
+        )
+        meta = _run_meta(items, M, K, keep, str(model_path), weights, model_hash, axis, device)
+        (tmp / "report.html").write_text(_report(items[:MAX_SHOWN], previews, stats_rows, keep, meta))
+        t_end = time.perf_counter()
+        meta["timings_s"] = {
+            "startup_and_model": round(t_read - t_start, 3),
+            "read": round(t_infer - t_read, 3),
+            "inference": round(t_write - t_infer, 3),
+            "write": round(t_end - t_write, 3),
+            "total": round(t_end - t_start, 3),
+        }
+        (tmp / "run.json").write_text(json.dumps(meta, indent=1))
+        _move_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return meta
+
+
+def _run_meta(items, M, K, keep, model_name, weights, model_hash, axis, device) -> dict:
+    import importlib.metadata as md
+
+    versions = {}
+    for pkg in ("pancakes-model", "pancakes-data", "torch", "numpy", "nibabel", "pillow"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            versions[pkg] = None
+    return {
+        "format": "pancakes-segment/1",
+        "M": M,
+        "K": K,
+        "protocols": keep,
+        "model": model_name,
+        "model_file": str(weights),
+        "model_sha256": model_hash,
+        "axis": axis,
+        "device": device,
+        "inputs": [
+            {
+                "file": str(it.path),
+                "stem": it.stem,
+                "kind": it.kind,
+                "shape": list(it.data.shape),
+                "spacing": list(it.spacing) if it.spacing else None,
+            }
+            for it in items
+        ],
+        "versions": versions,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _move_into_place(tmp: Path, out: Path) -> None:
+    """Atomically (per rename) replace ``out`` with ``tmp``; an old ``out`` is removed only after."""
+    if out.exists():
+        backup = out.with_name(f".{out.name}.old-{os.getpid()}")
+        out.rename(backup)
+        tmp.rename(out)
+        shutil.rmtree(backup, ignore_errors=True)
+    else:
+        tmp.rename(out)

@@ -1,0 +1,244 @@
+from __future__ import annotations
+
+import csv
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+from PIL import Image
+
+from pancakes_model import segment
+from pancakes_model.cli import main
+
+
+def disk_image(h=60, w=80, seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.indices((h, w))
+    img = 0.2 + 0.6 * (((yy - h / 2) ** 2 + (xx - w / 2) ** 2) < (min(h, w) / 3) ** 2)
+    return np.clip(img + rng.normal(0, 0.03, (h, w)), 0, 1)
+
+
+@pytest.fixture
+def pngs(tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    for i in range(2):
+        Image.fromarray((disk_image(seed=i) * 255).astype(np.uint8)).save(d / f"img{i}.png")
+    tiff16 = (disk_image(50, 70, seed=3) * 60000).astype(np.uint16)
+    Image.fromarray(tiff16).save(d / "deep.tif")
+    rgb = np.repeat((disk_image(40, 40, seed=4) * 255).astype(np.uint8)[..., None], 3, axis=2)
+    Image.fromarray(rgb).save(d / "colour.png")
+    return d
+
+
+def test_segment_2d_layout(pngs, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["segment", str(pngs), "--out", str(out), "-M", "3", "-K", "5", "--quiet"]) == 0
+    assert "converted to grey" in capsys.readouterr().err
+    for stem, shape in (("img0", (60, 80)), ("deep", (50, 70)), ("colour", (40, 40))):
+        for m in range(3):
+            with Image.open(out / "labels" / f"{stem}_m{m:02d}.png") as im:
+                arr = np.asarray(im)
+            assert arr.shape == shape
+            assert arr.dtype == np.uint8
+            assert arr.max() < 5
+    assert not list((out / "labels").glob("*_m03.png"))
+    assert (out / "labels" / "labels.txt").read_text().startswith("####")
+    assert (out / "overview.png").is_file()
+    assert "<html" in (out / "report.html").read_text()
+    run = json.loads((out / "run.json").read_text())
+    assert (run["M"], run["K"], run["protocols"]) == (3, 5, [0, 1, 2])
+    with (out / "stats.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["input", "protocol", "label", "count", "area_mm2", "volume_ml"]
+    img0 = [r for r in rows if r["input"] == "img0.png" and r["protocol"] == "0"]
+    assert sum(int(r["count"]) for r in img0) == 60 * 80
+    assert not list(tmp_path.glob(".out.tmp-*"))
+
+
+def test_segment_nifti_3d_keeps_affine_shape_and_orientation(tmp_path):
+    vol = np.zeros((20, 24, 16), np.float32)
+    vol[5:15, 6:18, 4:12] = 1.0
+    vol += np.random.default_rng(0).normal(0, 0.05, vol.shape).astype(np.float32)
+    aff = np.array([[-1.2, 0, 0, 10], [0, 0, 2.5, -20], [0, 1.0, 0, 5], [0, 0, 0, 1]])  # LSA-ish, anisotropic
+    nib.save(nib.Nifti1Image(vol, aff), tmp_path / "vol.nii.gz")
+    out = tmp_path / "o"
+    assert main(["segment", str(tmp_path / "vol.nii.gz"), "--out", str(out), "-M", "2", "-K", "4", "--quiet"]) == 0
+    lab = nib.load(out / "labels" / "vol_m00.nii.gz")
+    assert lab.shape == vol.shape
+    np.testing.assert_allclose(lab.affine, aff)
+    data = np.asarray(lab.dataobj)
+    assert np.issubdtype(data.dtype, np.integer)
+    assert data.max() < 4
+    # the bright box is labelled differently from the background, in the input's own orientation
+    inside, outside = data[10, 12, 8], data[0, 0, 0]
+    assert inside != outside
+    with (out / "stats.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows[0]["volume_ml"] != "" and rows[0]["area_mm2"] == ""
+    voxel_ml = 1.2 * 2.5 * 1.0 / 1000
+    total = sum(float(r["volume_ml"]) for r in rows if r["protocol"] == "0")
+    assert total == pytest.approx(vol.size * voxel_ml, rel=1e-4)
+
+
+def test_protocol_selection_and_like(pngs, tmp_path):
+    first = tmp_path / "first"
+    assert main(["segment", str(pngs / "img0.png"), "--out", str(first), "-M", "4", "-K", "6", "--quiet"]) == 0
+    second = tmp_path / "second"
+    args = [
+        "segment",
+        str(pngs / "img0.png"),
+        str(pngs / "img1.png"),
+        "--out",
+        str(second),
+        "-M",
+        "4",
+        "-K",
+        "6",
+        "--protocol",
+        "2",
+        "--like",
+        str(first),
+        "--quiet",
+    ]
+    assert main(args) == 0
+    files = sorted(p.name for p in (second / "labels").glob("*.png"))
+    assert files == ["img0_m02.png", "img1_m02.png"]
+    # the same protocol gives the same labels for the same input
+    with Image.open(first / "labels" / "img0_m02.png") as fa, Image.open(second / "labels" / "img0_m02.png") as fb:
+        a, b = np.asarray(fa), np.asarray(fb)
+    np.testing.assert_array_equal(a, b)
+    third = tmp_path / "third"
+    assert (
+        main(
+            [
+                "segment",
+                str(pngs / "img0.png"),
+                "--out",
+                str(third),
+                "-M",
+                "5",
+                "-K",
+                "6",
+                "--protocol",
+                "2",
+                "--like",
+                str(first),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
+
+
+def test_python_api_matches_sizes():
+    out = segment([disk_image(30, 50), disk_image(64, 64, seed=2)], M=3, K=4)
+    assert [o.shape for o in out] == [(3, 30, 50), (3, 64, 64)]
+    assert all(o.max() < 4 for o in out)
+    with pytest.raises(ValueError, match="empty"):
+        segment([], M=2, K=2)
+    with pytest.raises(ValueError, match="K must be >= 1, got 0"):
+        segment([disk_image()], M=2, K=0)
+
+
+def test_bad_inputs_exit_2_without_traceback(pngs, tmp_path, capsys):
+    def run(*args):
+        code = main(["segment", *map(str, args), "--quiet"])
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        return code, err
+
+    out = tmp_path / "out"
+    assert run(tmp_path / "missing.png", "--out", out) == (
+        2,
+        f"pancakes: error: input not found: {tmp_path / 'missing.png'}\n",
+    )
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    assert "cannot read image" in run(tmp_path / "bad.png", "--out", out)[1]
+    (tmp_path / "bad.nii.gz").write_bytes(b"corrupt")
+    assert "cannot read NIfTI" in run(tmp_path / "bad.nii.gz", "--out", out)[1]
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4, 3), np.float32), np.eye(4)), tmp_path / "four.nii.gz")
+    assert "4D NIfTI" in run(tmp_path / "four.nii.gz", "--out", out)[1]
+    nib.save(nib.Nifti1Image(np.ones((8, 8, 8), np.float32), np.eye(4)), tmp_path / "vol.nii.gz")
+    assert "mixes 2D images and 3D volumes" in run(tmp_path / "vol.nii.gz", pngs / "img0.png", "--out", out)[1]
+    Image.fromarray(np.zeros((1, 30), np.uint8)).save(tmp_path / "thin.png")
+    assert "at least 2 per side" in run(tmp_path / "thin.png", "--out", out)[1]
+    assert "M must be >= 1, got 0" in run(pngs / "img0.png", "--out", out, "-M", "0")[1]
+    assert "K must be >= 1, got 0" in run(pngs / "img0.png", "--out", out, "-K", "0")[1]
+    assert "cannot load model" in run(pngs / "img0.png", "--out", out, "--model", tmp_path / "nope.safetensors")[1]
+    (tmp_path / "dup").mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "dup" / "img0.tif")
+    assert "same name stem 'img0'" in run(pngs / "img0.png", tmp_path / "dup", "--out", out)[1]
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert "not empty" in run(pngs / "img0.png", "--out", out)[1]
+    assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_constant_and_nan_images_warn_but_output(tmp_path, capsys):
+    Image.fromarray(np.full((32, 32), 7, np.uint8)).save(tmp_path / "flat.png")
+    arr = np.ones((16, 16), np.float32)
+    arr[3, 3] = np.nan
+    nib.save(nib.Nifti1Image(arr, np.eye(4)), tmp_path / "nan.nii.gz")
+    assert (
+        main(["segment", str(tmp_path / "flat.png"), "--out", str(tmp_path / "a"), "-M", "1", "-K", "2", "--quiet"])
+        == 0
+    )
+    assert "constant image" in capsys.readouterr().err
+    assert (
+        main(["segment", str(tmp_path / "nan.nii.gz"), "--out", str(tmp_path / "b"), "-M", "1", "-K", "2", "--quiet"])
+        == 0
+    )
+    assert "NaN/inf values replaced" in capsys.readouterr().err
+    assert (tmp_path / "b" / "labels" / "nan_m00.nii.gz").is_file()
+
+
+def test_force_replaces_output(pngs, tmp_path):
+    out = tmp_path / "o"
+    assert main(["segment", str(pngs / "img0.png"), "--out", str(out), "-M", "1", "-K", "2", "--quiet"]) == 0
+    assert main(["segment", str(pngs / "img1.png"), "--out", str(out), "-M", "1", "-K", "2", "--quiet", "--force"]) == 0
+    assert sorted(p.name for p in (out / "labels").glob("*.png")) == ["img1_m00.png"]
+
+
+def test_demo(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    assert "overview" in out and "report" in out
+    assert len(list((tmp_path / "demo" / "labels").glob("*.png"))) == 4 * 8
+
+
+@pytest.mark.browser
+def test_report_renders_in_headless_chromium(pngs, tmp_path):
+    import shutil
+    import subprocess
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.fail("chromium is not installed (apt-get install chromium); the browser test needs it")
+    out = tmp_path / "o"
+    assert main(["segment", str(pngs), "--out", str(out), "-M", "2", "-K", "4", "--quiet"]) == 0
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={shot}",
+            "--window-size=1200,900",
+            (out / "report.html").as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    with Image.open(shot) as im:
+        arr = np.asarray(im.convert("L"), dtype=np.float32)
+    assert arr.std() > 10, "the screenshot is blank"

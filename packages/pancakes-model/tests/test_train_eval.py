@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from pancakes_model import Pancakes
+from pancakes_model.train import Trainer, load_config
+
+pytest.importorskip("pancakes_data")
+pytest.importorskip("pancakes_synth")
+pytest.importorskip("pancakes_eval")
+
+
+def tiny_config(tmp_path, **train):
+    from pancakes_data.testing import write_store
+
+    write_store(tmp_path / "store", name="toy", n=8, size=128)
+    write_store(tmp_path / "store", name="toy-dev", n=6, size=128, seed=1)
+    overrides = [
+        "train.steps=4",
+        "train.batch_size=2",
+        "train.warmup=1",
+        "train.M=[2, 3]",
+        "train.K=[3, 5]",
+        "train.S=[2, 2]",
+        "train.curriculum=[[1.0, 32]]",
+        "train.workers=0",
+        "train.log_every=1",
+        "train.checkpoint_every=2",
+        f'data.store="{tmp_path / "store"}"',
+        'data.train_datasets=["toy"]',
+        'data.dev_datasets=["toy-dev"]',
+        "data.synth_bank_size=8",
+        "data.synth_ratio=0.5",
+        "val.every=2",
+        "val.sets=2",
+        "val.M=2",
+        "val.K=3",
+        "val.S=2",
+        f'out.dir="{tmp_path / "run"}"',
+    ] + [f"train.{k}={v}" for k, v in train.items()]
+    return load_config(None, overrides)
+
+
+@pytest.mark.slow
+def test_tiny_run_writes_loadable_checkpoints_and_logs(tmp_path):
+    cfg = tiny_config(tmp_path)
+    result = Trainer(cfg, progress=False).run()
+    run = tmp_path / "run"
+    assert result["step"] == 4
+    for name in (
+        "best.safetensors",
+        "last.safetensors",
+        "last-state.safetensors",
+        "log.jsonl",
+        "metrics.csv",
+        "curve.png",
+    ):
+        assert (run / name).is_file(), name
+    model = Pancakes.from_pretrained(run / "best.safetensors")
+    assert model.provenance["steps"] >= 2
+    assert "toy" in model.provenance["data_sources"]
+    rows = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    val = [r for r in rows if r["kind"] == "val"]
+    assert {"val_set_dice", "labels_used_per_protocol", "protocol_agreement_nmi", "winner_protocol_hist"} <= set(val[0])
+    with pytest.raises(ValueError, match="already holds a run"):
+        Trainer(cfg, progress=False)
+
+
+@pytest.mark.slow
+def test_resume_reproduces_the_next_loss(tmp_path):
+    full_cfg = tiny_config(tmp_path)
+    Trainer(full_cfg, progress=False).run()
+    losses = {
+        r["step"]: r["loss"]
+        for r in map(json.loads, (tmp_path / "run" / "log.jsonl").read_text().splitlines())
+        if r["kind"] == "train"
+    }
+    other = tmp_path / "other"
+    other.mkdir()
+    cfg = tiny_config(other, steps=2)
+    Trainer(cfg, progress=False).run()  # stops at step 2 with a checkpoint
+    cfg4 = tiny_config(other)
+    trainer = Trainer(cfg4, resume=True, progress=False)
+    assert trainer.step == 2
+    loader = trainer._loader()
+    row = trainer.train_step(next(loader))
+    assert row["step"] == 3
+    assert row["loss"] == pytest.approx(losses[3], rel=1e-5, abs=1e-6)
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown config key 'train.nope'"):
+        load_config(None, ["train.nope=1"])
+    with pytest.raises(ValueError, match="section.key=value"):
+        load_config(None, ["lr"])
+    with pytest.raises(ValueError, match=r"train.K must be a range"):
+        load_config(None, ["train.K=[0, 3]"])
+    with pytest.raises(FileNotFoundError, match="config file not found"):
+        load_config(tmp_path / "missing.toml")
+
+
+@pytest.mark.slow
+def test_evaluate_writes_the_card_table(tmp_path):
+    pytest.importorskip("skimage")
+    from pancakes_data.testing import write_store
+    from pancakes_model.evaluate import main
+
+    write_store(tmp_path / "store", name="toy-dev", n=6, size=128)
+    card = tmp_path / "CARD.md"
+    card.write_text("# card\n<!-- eval:start -->\nold\n<!-- eval:end -->\ntail\n")
+    torch.manual_seed(0)
+    weights = Pancakes().save_pretrained(tmp_path / "w.safetensors", provenance={"steps": 0})
+    code = main(
+        [
+            "--model",
+            str(weights),
+            "--store",
+            str(tmp_path / "store"),
+            "--datasets",
+            "toy-dev",
+            "--synth-family",
+            "",
+            "--sets",
+            "2",
+            "--sizes",
+            "1,3",
+            "--out",
+            str(tmp_path / "ev"),
+            "--grid-M",
+            "1,2",
+            "--grid-K",
+            "3",
+            "--write",
+            str(card),
+        ]
+    )
+    assert code == 0
+    text = card.read_text()
+    assert "old" not in text
+    assert "| toy-dev | 3 | **pancakes** |" in text
+    assert "kmeans" in text and "felzenszwalb" in text
+    assert text.endswith("<!-- eval:end -->\ntail\n")
+    results = json.loads((tmp_path / "ev" / "results.json").read_text())
+    assert set(results["sources"]["toy-dev"]) == {"1", "3"}
+    assert (tmp_path / "ev" / "protocols.png").is_file()
