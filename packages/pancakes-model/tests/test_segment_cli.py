@@ -242,3 +242,31 @@ def test_report_renders_in_headless_chromium(pngs, tmp_path):
     with Image.open(shot) as im:
         arr = np.asarray(im.convert("L"), dtype=np.float32)
     assert arr.std() > 10, "the screenshot is blank"
+
+
+def test_fast_argmax_equals_torch_argmax():
+    import torch
+
+    from pancakes_model.segmentation import _argmax0
+
+    x = torch.randn(7, 33, 21)
+    x[:, 0, 0] = 1.0  # a tie: the lowest index wins, as in torch.argmax
+    assert torch.equal(_argmax0(x), x.argmax(dim=0))
+
+
+@pytest.mark.parametrize("shape", [(256, 256), (100, 180), (300, 70)])
+def test_fast_mapping_back_equals_full_interpolation(shape):
+    import torch
+    import torch.nn.functional as F
+
+    from pancakes_model.segmentation import _logits_to_labels, _Plan
+
+    g = torch.Generator().manual_seed(0)
+    logits = F.avg_pool2d(torch.randn(2, 6, 128, 128, generator=g), 9, 1, 4) * 30  # smooth, with boundaries
+    h, w = shape
+    n = max(h, w)
+    plan = _Plan(shape=(h, w), square=(h, w), pad=((n - h) // 2, (n - w) // 2), n=n)
+    fast = _logits_to_labels(logits, plan)
+    full = F.interpolate(logits, size=(n, n), mode="bilinear", align_corners=False)
+    full = full[:, :, plan.pad[0] : plan.pad[0] + h, plan.pad[1] : plan.pad[1] + w].argmax(dim=1).numpy()
+    assert (fast == full).mean() > 0.999

@@ -73,13 +73,15 @@ def protocol_grid(
 
     for s in range(s_count):
         x = left + s * (tile + gap)
-        grey = (np.clip(images[s], 0, 1) * 255).astype(np.uint8)
+        step = max(1, int(np.ceil(max(np.shape(images[s])) / tile)))  # reduce first, then colour
+        grey = (np.clip(images[s][::step, ::step], 0, 1) * 255).astype(np.uint8)
         canvas.paste(fit(grey, Image.BILINEAR).convert("RGB"), (x, top))
         if titles:
             draw.text((x + 2, 1), str(titles[s])[:20], fill=(0, 0, 0))
         for m in range(m_count):
             y = top + (m + 1) * (tile + gap)
-            canvas.paste(fit(overlay(images[s], labels[s][m]), Image.NEAREST), (x, y))
+            small = overlay(images[s][::step, ::step], np.asarray(labels[s][m])[::step, ::step])
+            canvas.paste(fit(small, Image.NEAREST), (x, y))
     draw.text((2, top + tile // 2), "img", fill=(0, 0, 0))
     for m in range(m_count):
         draw.text((2, top + (m + 1) * (tile + gap) + tile // 2 - 5), f"m{m:02d}", fill=(0, 0, 0))
