@@ -135,7 +135,7 @@ def winner_only_set_dice_loss(
         images: (B, S, C, H, W).
         targets: (B, S, 1, H, W) binary.
     """
-    from pancakes_model.model import _softmax_k, check_mk
+    from pancakes_model.model import check_mk
 
     check_mk(M, K)
     b, s = images.shape[:2]
@@ -143,21 +143,33 @@ def winner_only_set_dice_loss(
     sampler = model.sampler
     q = sampler.queries(phi)
     v = model.embedding(M, K)
+    y = _flat_targets(targets, b, s)
     with torch.no_grad():
         key, bias = sampler.keys(v)
         bound = sampler.temperature + sampler.bias_bound
-        probs = _softmax_k(sampler.combine(q.detach(), key, bias), bound)
-        probs = rearrange(probs, "(B S) M K H W -> B S M K H W", B=b)
-        table = candidate_dice_losses(probs, targets, eps=eps)
+        q_flat = rearrange(q.detach(), "(B S) D H W -> B S D (H W)", B=b)
+        ysum = y.sum(-1)
+        table = torch.empty(b, M, K, dtype=q.dtype, device=q.device)
+        # One protocol at a time: the (B, S, K, HW) block stays in cache instead of a full
+        # (B, S, M, K, HW) tensor making a round trip through memory.
+        for mi in range(M):
+            logits = torch.einsum("kd,bsdp->bskp", key[mi] * sampler.temperature, q_flat)
+            logits += bias[mi][None, None, :, None]
+            if bound <= 60:  # bounded logits: in-place softmax over K, no max-subtraction needed
+                probs = logits.exp_()
+                probs /= probs.sum(dim=2, keepdim=True)
+            else:
+                probs = logits.softmax(dim=2)
+            inter = torch.einsum("bskp,bsp->bsk", probs, y)
+            dice = (2 * inter + eps) / (probs.sum(-1) + ysum[:, :, None] + eps)
+            table[:, mi] = (1 - dice).mean(dim=1)
         m, k = _argmin_mk(table)
-        del probs
     key_w, bias_w = sampler.keys(v[m])  # (B, K, D), (B, K) — winner protocols only, with grad
     q_sets = rearrange(q, "(B S) D H W -> B S D (H W)", B=b)
     logits = torch.einsum("bkd,bsdp->bskp", key_w, q_sets) * sampler.temperature
     logits = logits + bias_w[:, None, :, None]
     probs_w = logits.softmax(dim=2)  # (B, S, K, HW)
     p = probs_w[torch.arange(b), :, k]  # (B, S, HW)
-    y = _flat_targets(targets, b, s)
     dice = (2 * (p * y).sum(-1) + eps) / (p.sum(-1) + y.sum(-1) + eps)
     loss = (1 - dice).mean(dim=1).mean()
     return LossResult(loss, m, k, table)
