@@ -91,6 +91,17 @@ def test_resume_reproduces_the_next_loss(tmp_path):
     assert row["loss"] == pytest.approx(losses[3], rel=1e-5, abs=1e-6)
 
 
+@pytest.mark.slow
+def test_init_from_existing_weights(tmp_path):
+    torch.manual_seed(3)
+    start = Pancakes().save_pretrained(tmp_path / "start.safetensors")
+    cfg = tiny_config(tmp_path, steps=1, init=f'"{start}"')
+    trainer = Trainer(cfg, progress=False)
+    ref = Pancakes.from_pretrained(start)
+    for a, b in zip(trainer.model.state_dict().values(), ref.state_dict().values()):
+        assert torch.equal(a.cpu(), b)
+
+
 def test_config_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown config key 'train.nope'"):
         load_config(None, ["train.nope=1"])

@@ -58,6 +58,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "targets": 1,
         "curriculum": [[0.6, 64], [1.0, 128]],  # (fraction of steps, image size)
         "seed": 0,
+        "init": "",  # start from these weights ("default" = the shipped model; "" = random)
         "device": "auto",
         "workers": 2,
         "max_minutes": 0.0,
@@ -265,7 +266,11 @@ class Trainer:
         torch.manual_seed(t["seed"])
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # few distinct shapes (one per S): tuning pays off
-        self.model = Pancakes(PancakesConfig.from_dict(cfg["model"])).to(self.device).train()
+        if t["init"]:
+            # Fine-tune from existing weights (e.g. continue the shipped model on new data).
+            self.model = Pancakes.from_pretrained(t["init"]).to(self.device).train()
+        else:
+            self.model = Pancakes(PancakesConfig.from_dict(cfg["model"])).to(self.device).train()
         fused = self.device.type in ("cpu", "cuda")
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"], fused=fused)
         self.step = 0
