@@ -35,7 +35,7 @@ PALETTE = _palette(4096)
 def overlay(image: np.ndarray, labels: np.ndarray, *, alpha: float = 0.45) -> np.ndarray:
     """RGB uint8 (H, W, 3): a grey image in [0, 1] with the label map's colours blended on top."""
     grey = np.repeat((np.clip(image, 0, 1) * 255).astype(np.float32)[..., None], 3, axis=2)
-    colour = PALETTE[np.asarray(labels) % len(PALETTE)].astype(np.float32)
+    colour = np.take(PALETTE, np.asarray(labels, dtype=np.int64), axis=0, mode="wrap").astype(np.float32)
     return (grey * (1 - alpha) + colour * alpha).astype(np.uint8)
 
 

@@ -258,16 +258,16 @@ def predict_items(
     device: str = "cpu",
     progress: Callable[[int, int], None] | None = None,
 ) -> list[np.ndarray]:
-    """Label maps per input: (M, H, W) for 2D, (M, *canonical shape) for 3D volumes."""
+    """Label maps per input: (M, H, W) for 2D, (M, *canonical shape) for 3D volumes
+    (uint8, or uint16 when K > 256)."""
     jobs = []  # (item index, slice index, image128, plan)
     for i, item in enumerate(items):
         for j, (sl, sp) in enumerate(_slices(item, axis)):
             img, plan = _prepare_slice(sl, sp)
             jobs.append((i, j, img, plan))
-    results: list[np.ndarray] = []
-    for item in items:
-        shape = item.data.shape
-        results.append(np.zeros((M, *shape), dtype=np.int64))
+    # Labels are kept in the output dtype: int64 maps for hundreds of inputs would not fit in memory.
+    dtype = np.uint8 if K <= 256 else np.uint16
+    results = [np.zeros((M, *item.data.shape), dtype=dtype) for item in items]
     model.eval()
     dev = torch.device(device)
     for start in range(0, len(jobs), batch):
@@ -278,7 +278,7 @@ def predict_items(
         for (i, j, _, plan), lg in zip(chunk, logits):
             labels = _logits_to_labels(lg, plan)
             if items[i].kind == "2d":
-                results[i] = labels
+                results[i][...] = labels
             else:
                 idx = [slice(None)] * 4
                 idx[axis + 1] = j
@@ -311,7 +311,7 @@ def segment(
             raise ValueError(f"image {n}: expected a 2D array, got shape {arr.shape}")
         items.append(_check(SegmentInput(Path(f"image{n}"), f"image{n}", "2d", arr, None)))
     model = model or Pancakes.from_pretrained()
-    return predict_items(model, items, M=M, K=K)
+    return [lab.astype(np.int64) for lab in predict_items(model, items, M=M, K=K)]
 
 
 # ---------------------------------------------------------------------------- writing
