@@ -91,10 +91,9 @@ def evaluate(
                     images = b["images"][0, :, 0].numpy()
                     y = b["targets"][0, 0, :, 0].numpy() > 0.5
                     pred = _predict(method, model, images, M, K)
-                    k = K
-                    dice.append(compute_set_dice(pred, y, num_labels=k).score)
-                    iou.append(compute_set_iou(pred, y, num_labels=k).score)
-                    hd.append(compute_set_hd95(pred, y, num_labels=k).score)
+                    dice.append(compute_set_dice(pred, y, num_labels=K).score)
+                    iou.append(compute_set_iou(pred, y, num_labels=K).score)
+                    hd.append(compute_set_hd95(pred, y, num_labels=K).score)
                 entry = {}
                 for name, vals in (("set_dice", dice), ("set_iou", iou), ("set_hd95", hd)):
                     v = np.asarray(vals, dtype=np.float64)

@@ -135,7 +135,7 @@ def winner_only_set_dice_loss(
         images: (B, S, C, H, W).
         targets: (B, S, 1, H, W) binary.
     """
-    from pancakes_model.model import check_mk
+    from pancakes_model.model import _softmax_k, check_mk
 
     check_mk(M, K)
     b, s = images.shape[:2]
@@ -155,11 +155,7 @@ def winner_only_set_dice_loss(
         for mi in range(M):
             logits = torch.einsum("kd,bsdp->bskp", key[mi] * sampler.temperature, q_flat)
             logits += bias[mi][None, None, :, None]
-            if bound <= 60:  # bounded logits: in-place softmax over K, no max-subtraction needed
-                probs = logits.exp_()
-                probs /= probs.sum(dim=2, keepdim=True)
-            else:
-                probs = logits.softmax(dim=2)
+            probs = _softmax_k(logits, bound)  # over K (axis 2), in place: logits are bounded
             inter = torch.einsum("bskp,bsp->bsk", probs, y)
             dice = (2 * inter + eps) / (probs.sum(-1) + ysum[:, :, None] + eps)
             table[:, mi] = (1 - dice).mean(dim=1)

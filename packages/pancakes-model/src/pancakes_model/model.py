@@ -234,7 +234,7 @@ class Sampler(nn.Module):
 
 # --------------------------------------------------------------------------- the model
 def _softmax_k(logits: torch.Tensor, bound: float) -> torch.Tensor:
-    """Softmax over K (axis 2) of (N, M, K, H, W) logits.
+    """Softmax over K (axis 2) of (N, M, K, H, W) or (B, S, K, P) logits.
 
     Without autograd it runs in place: logits are bounded by τ + β, so exp cannot overflow and
     no max-subtraction is needed (``bound`` = τ + β; a model configured with a larger bound takes
