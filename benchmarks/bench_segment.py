@@ -1,7 +1,8 @@
 """Benchmark `pancakes segment` end to end: 256×256 PNGs, M=8, K=20, on this CPU (2 threads).
 
 Target (issue #7): ≥ 20 images/s for read + inference + write (start-up excluded and reported
-separately). Writes the figure into packages/pancakes-model/README.md.
+separately). Runs ``run_segment`` in this process with the process settings the ``pancakes``
+command applies (``keep_freed_memory``). Writes the figure into packages/pancakes-model/README.md.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from _common import ROOT, write_block
 from PIL import Image
 
 N = 64
+RUNS = 5
 
 
 def main() -> None:
@@ -54,15 +56,24 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(2)
+    from pancakes_model.runtime import keep_freed_memory
     from pancakes_model.segmentation import run_segment
 
-    run_segment([src], tmp / "warm", progress=False)  # warm-up (allocations, model load caches)
-    meta = run_segment([src], tmp / "out", progress=False)
-    t = meta["timings_s"]
-    work = t["read"] + t["inference"] + t["write"]
+    keep_freed_memory()  # as the `pancakes` command does at start-up
+
+    quiet = dict(progress=False, log=lambda message: None)
+    run_segment([src], tmp / "warm", **quiet)  # warm-up (allocations, model load caches)
+    # This machine is noisy: the run with the median end-to-end time of RUNS is reported.
+    runs = []
+    for r in range(RUNS):
+        t = run_segment([src], tmp / f"out{r}", **quiet)["timings_s"]
+        runs.append((t["read"] + t["inference"] + t["write"], t))
+    runs.sort(key=lambda run: run[0])
+    work, t = runs[len(runs) // 2]
     rate = N / work
     lines = [
-        f"{N} PNG inputs of 256×256, M = 8, K = 20, one process, 2 threads:",
+        f"{N} PNG inputs of 256×256, M = 8, K = 20, one process, 2 threads; median of {RUNS} runs"
+        f" ({', '.join(f'{N / w:.1f}' for w, _ in runs)} images/s):",
         "",
         "| stage | seconds |",
         "|---|---|",
@@ -79,7 +90,12 @@ def main() -> None:
         ROOT / "packages" / "pancakes-model" / "README.md",
         "\n".join(lines),
         name="bench_segment",
-        data={"images_per_s": rate, "timings": t, "fresh_process_one_image_s": one_image_s},
+        data={
+            "images_per_s": rate,
+            "runs_images_per_s": [N / w for w, _ in runs],
+            "timings": t,
+            "fresh_process_one_image_s": one_image_s,
+        },
     )
 
 

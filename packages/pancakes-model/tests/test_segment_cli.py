@@ -241,7 +241,10 @@ def test_report_renders_in_headless_chromium(pngs, tmp_path):
     )
     with Image.open(shot) as im:
         arr = np.asarray(im.convert("L"), dtype=np.float32)
+        hsv = np.asarray(im.convert("HSV"))
     assert arr.std() > 10, "the screenshot is blank"
+    # The label overlays (coloured tiles of the embedded overview) were drawn, not only the text.
+    assert ((hsv[..., 1] > 80) & (hsv[..., 2] > 80)).mean() > 0.01, "no coloured label maps in the screenshot"
 
 
 def test_fast_argmax_equals_torch_argmax():
@@ -254,19 +257,99 @@ def test_fast_argmax_equals_torch_argmax():
     assert torch.equal(_argmax0(x), x.argmax(dim=0))
 
 
-@pytest.mark.parametrize("shape", [(256, 256), (100, 180), (300, 70)])
+@pytest.mark.parametrize("shape", [(256, 256), (100, 180), (300, 70), (64, 40)])
 def test_fast_mapping_back_equals_full_interpolation(shape):
     import torch
     import torch.nn.functional as F
 
-    from pancakes_model.segmentation import _logits_to_labels, _Plan
+    from pancakes_model.segmentation import _Plan, _queries_to_labels
 
     g = torch.Generator().manual_seed(0)
-    logits = F.avg_pool2d(torch.randn(2, 6, 128, 128, generator=g), 9, 1, 4) * 30  # smooth, with boundaries
+    m, k, d = 3, 7, 8
+    q = F.avg_pool2d(torch.randn(d, 128, 128, generator=g), 9, 1, 4)  # smooth, with boundaries
+    q = q / q.norm(dim=0, keepdim=True)
+    key = torch.randn(m, k, d, generator=g) * 10
+    bias = torch.randn(m, k, generator=g)
+    logits = torch.einsum("dhw,mkd->mkhw", q, key) + bias[..., None, None]
     h, w = shape
     n = max(h, w)
     plan = _Plan(shape=(h, w), square=(h, w), pad=((n - h) // 2, (n - w) // 2), n=n)
-    fast = _logits_to_labels(logits, plan)
+    # three slices at once: the same slice, its mirror image, and the slice again
+    batch = torch.stack([q, q.flip(-1), q]).contiguous(memory_format=torch.channels_last)
+    fast = _queries_to_labels(batch, key, bias, plan)
+    assert fast.shape == (3, m, h, w) and fast.dtype == np.uint8
     full = F.interpolate(logits, size=(n, n), mode="bilinear", align_corners=False)
     full = full[:, :, plan.pad[0] : plan.pad[0] + h, plan.pad[1] : plan.pad[1] + w].argmax(dim=1).numpy()
-    assert (fast == full).mean() > 0.999
+    assert (fast[0] == full).mean() > 0.9995
+    np.testing.assert_array_equal(fast[2], fast[0])
+    mirrored = F.interpolate(logits.flip(-1), size=(n, n), mode="bilinear", align_corners=False)
+    mirrored = mirrored[:, :, plan.pad[0] : plan.pad[0] + h, plan.pad[1] : plan.pad[1] + w].argmax(dim=1).numpy()
+    assert (fast[1] == mirrored).mean() > 0.9995
+    assert len(np.unique(full)) > 3  # the case has real boundaries
+
+
+def test_runs_of_equal_plans():
+    from pancakes_model.segmentation import _runs
+
+    assert _runs(["a", "a", "b", "a"]) == [(0, 2), (2, 3), (3, 4)]
+    assert _runs(["a"]) == [(0, 1)]
+
+
+def test_model_logit_factors_reproduce_the_logits():
+    import torch
+
+    from pancakes_model import pancakes
+
+    torch.manual_seed(0)
+    model = pancakes().eval()
+    x = torch.rand(1, 2, 1, 32, 32)
+    q, key, bias = model.logit_factors(x, 3, 5)
+    with torch.no_grad():
+        ref = model(x, 3, 5, logits=True)[0]
+    rebuilt = torch.einsum("ndhw,mkd->nmkhw", q, key) + bias[..., None, None]
+    torch.testing.assert_close(rebuilt, ref, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("shape", "dtype", "labels"),
+    [((37, 53), np.uint8, True), ((20, 9), np.uint16, True), ((31, 17, 3), np.uint8, False), ((1, 1), np.uint8, False)],
+)
+def test_png_encoder_round_trips_through_pillow(tmp_path, shape, dtype, labels):
+    import io
+
+    from pancakes_model.render import encode_png, save_png
+
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, np.iinfo(dtype).max, shape, endpoint=True).astype(dtype)
+    arr[: shape[0] // 2] = 3  # runs, as in label maps
+    with Image.open(io.BytesIO(encode_png(arr, labels=labels))) as im:
+        im.load()
+        back = np.asarray(im)
+    assert back.shape == arr.shape
+    np.testing.assert_array_equal(back.astype(dtype), arr)
+    path = save_png(arr, tmp_path / "a.png", labels=labels)
+    assert path.read_bytes() == encode_png(arr, labels=labels)
+
+
+@pytest.mark.parametrize(
+    "bad", [np.zeros((4, 4), np.float32), np.zeros((4, 4, 4), np.uint8), np.zeros((0, 3), np.uint8)]
+)
+def test_png_encoder_rejects_what_it_cannot_write(bad):
+    from pancakes_model.render import encode_png
+
+    with pytest.raises(ValueError, match="encode_png"):
+        encode_png(bad)
+
+
+def test_keep_freed_memory_respects_the_users_malloc_settings(monkeypatch):
+    import sys
+
+    from pancakes_model.runtime import keep_freed_memory
+
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1000")
+    assert keep_freed_memory() is False
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
+    applied = keep_freed_memory()
+    assert isinstance(applied, bool)
+    if sys.platform.startswith("linux") and "glibc" in " ".join(__import__("platform").libc_ver()):
+        assert applied

@@ -68,6 +68,9 @@ def demo_inputs() -> list[Path]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 2 bad input)."""
     args = _parser().parse_args(argv)
+    from pancakes_model.runtime import keep_freed_memory
+
+    keep_freed_memory()
     if args.command == "train":
         from pancakes_model.train import run_from_args
 

@@ -358,6 +358,26 @@ class Pancakes(nn.Module):
         return rearrange(out, "(B S) M K H W -> B S M K H W", B=b)
 
     @torch.no_grad()
+    def logit_factors(self, images: torch.Tensor, M: int = 8, K: int = 20) -> tuple[torch.Tensor, ...]:
+        """The logits of :meth:`forward` in factored form, for dense inference at any resolution.
+
+        ``logits[n, m, k, y, x] = Σ_d q[n, d, y, x] · key[m, k, d] + bias[m, k]``: the logits are
+        linear in the per-pixel query, so interpolating ``q`` and then combining equals
+        interpolating the logits — at D values per pixel instead of M·K.
+
+        Args:
+            images: (B, S, C, H, W) in [0, 1].
+            M, K: protocols and labels per protocol.
+
+        Returns:
+            q (B·S, D, H, W) unit queries, key (M, K, D) with τ folded in, bias (M, K).
+        """
+        check_mk(M, K)
+        q = self.sampler.queries(self.features(images))
+        key, bias = self.sampler.keys(self.embedding(M, K))
+        return q, key * self.sampler.temperature, bias
+
+    @torch.no_grad()
     def predict_labels(self, images: torch.Tensor, M: int = 8, K: int = 20) -> torch.Tensor:
         """Integer label maps (B, S, M, H, W): argmax over K of :meth:`forward`."""
         return self.forward(images, M, K, logits=True).argmax(dim=3)

@@ -24,7 +24,6 @@ import base64
 import csv
 import hashlib
 import html
-import io
 import json
 import os
 import shutil
@@ -32,12 +31,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 
 from pancakes_model.model import Pancakes, check_mk
 
@@ -87,6 +89,7 @@ class SegmentInput:
     nifti: object | None = None
     canonical: object | None = None
     notes: list[str] = field(default_factory=list)
+    display: np.ndarray | None = None  # normalised 2D image shown in the overview (kept from inference)
 
 
 def read_input(path: Path) -> SegmentInput:
@@ -177,58 +180,144 @@ def _prepare_slice(slice2d: np.ndarray, spacing: Sequence[float] | None) -> tupl
     return np.clip(img, 0.0, 1.0), _Plan(tuple(slice2d.shape), tuple(sq.shape), (top, left), n)
 
 
-def _logits_to_labels(logits: torch.Tensor, plan: _Plan) -> np.ndarray:
-    """(M, K, 128, 128) logits → (M, H, W) labels on the original slice grid.
-
-    Equivalent to bilinear interpolation of the logits to the output grid followed by argmax,
-    computed where it matters: an output pixel whose 3×3 source neighbourhood has one label takes
-    that label (a convex blend of logits that all rank label k first still ranks k first); only
-    pixels near a boundary get their K logits interpolated (one grid_sample on those pixels).
-    """
+def _source_coords(plan: _Plan) -> tuple[np.ndarray, np.ndarray]:
+    """Source coordinates (in the 128 grid, pixel centres at integers) of every output row and
+    column: the inverse of square-pixel resampling, padding and resizing."""
     h_out, w_out = plan.shape
     top, left = plan.pad
     h_sq, w_sq = plan.square
     scale = SIZE / plan.n
-    # source coordinates (in the 128 grid) of every output row and column
     rows = ((np.arange(h_out) + 0.5) * h_sq / h_out - 0.5 + top + 0.5) * scale - 0.5
     cols = ((np.arange(w_out) + 0.5) * w_sq / w_out - 0.5 + left + 0.5) * scale - 0.5
-    ri = torch.from_numpy(np.clip(np.rint(rows), 0, SIZE - 1).astype(np.int64))
-    ci = torch.from_numpy(np.clip(np.rint(cols), 0, SIZE - 1).astype(np.int64))
-    lab128 = _argmax0(logits.transpose(0, 1))  # (M, 128, 128): one pass per label for all protocols
-    f = lab128[:, None].float()
-    mixed = (F.max_pool2d(f, 3, 1, 1) != -F.max_pool2d(-f, 3, 1, 1))[:, 0]  # (M, 128, 128)
-    out = lab128[:, ri][:, :, ci]  # nearest source label, (M, H, W)
-    mm, yy, xx = torch.nonzero(mixed[:, ri][:, :, ci], as_tuple=True)
-    if mm.numel():
-        gx = torch.from_numpy(((cols + 0.5) / SIZE * 2 - 1).astype(np.float32))
-        gy = torch.from_numpy(((rows + 0.5) / SIZE * 2 - 1).astype(np.float32))
-        # All boundary pixels of all protocols in one grid_sample: protocol m looks up its own
-        # logits (batch index m); rows are padded to the longest list.
-        counts = torch.bincount(mm, minlength=logits.shape[0])
-        width = int(counts.max())
-        order = torch.arange(mm.numel()) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
-        grid = torch.zeros(logits.shape[0], 1, width, 2)
-        grid[mm, 0, order] = torch.stack([gx[xx], gy[yy]], dim=-1)
-        vals = F.grid_sample(logits, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        best = _argmax0(vals[:, :, 0].transpose(0, 1))  # (M, width)
-        out[mm, yy, xx] = best[mm, order]
-    return out.numpy()
+    return rows, cols
 
 
-def _argmax0(x: torch.Tensor) -> torch.Tensor:
-    """argmax over the first axis of (K, ...), as K elementwise passes.
+def _queries_to_labels(q: torch.Tensor, key: torch.Tensor, bias: torch.Tensor, plan: _Plan) -> np.ndarray:
+    """Queries of n slices that share one plan → (n, M, H, W) labels on their original grid.
 
-    Measured ~10× faster than ``x.argmax(0)`` on a CPU for K = 20 at 256²: a reduction over a
-    strided leading axis is slow, while these passes are contiguous. Ties keep the lowest index,
-    like ``argmax``.
+    Equal to bilinear interpolation (border padding, ``align_corners=False``) of the logits
+    ``q·key + bias`` to the output grid followed by argmax over K, computed where it matters:
+
+    - the argmax at 128×128 is taken once; an output pixel whose 2×2 source cell has one label in
+      a protocol takes that label (a convex blend of logit vectors that all rank k first still
+      ranks k first);
+    - only output pixels whose cell is mixed in that protocol are computed exactly, and there the
+      query (D values) is interpolated instead of the M·K logits (the logits are linear in q).
+
+    The n slices go through every step together: on a CPU most of these steps cost more to
+    launch than to run at this size.
+
+    Args:
+        q: (n, D, 128, 128) queries.
+        key: (M, K, D) keys with the temperature folded in; bias: (M, K).
+        plan: how each slice was mapped to 128×128.
+
+    Returns:
+        (n, M, H, W) uint8 labels (uint16 when K > 256).
     """
-    best = x[0].contiguous()
-    idx = torch.zeros(x.shape[1:], dtype=torch.int64)
-    for k in range(1, x.shape[0]):
-        better = x[k] > best
-        best = torch.where(better, x[k], best)
-        idx.masked_fill_(better, k)
-    return idx
+    n = q.shape[0]
+    m_count, k_count, d = key.shape
+    pix128 = SIZE * SIZE
+    # Logits at 128² as a 1×1 convolution of q in the standard layout, which measured faster
+    # than the same product as a matmul (n, K·M, 128, 128); channels are label-major, so that
+    # each label's maps of a slice form one contiguous block for _argmax0.
+    flat_key = rearrange(key, "M K D -> (K M) D 1 1").contiguous()
+    logits = F.conv2d(q.contiguous(), flat_key, rearrange(bias, "M K -> (K M)").contiguous())
+    small = k_count <= 256
+    by_label = rearrange(logits.view(n, k_count, m_count * pix128), "N K P -> K N P")
+    lab = _argmax0(by_label, dtype=torch.uint8 if small else torch.int32)  # (n, M·128²)
+    del logits, by_label
+    # rows ordered (protocol, slice): the pairs found below then come grouped by protocol
+    lab128 = rearrange(lab, "N (M H W) -> (M N) H W", M=m_count, H=SIZE).contiguous()
+    # A 2×2 cell (i..i+1, j..j+1) is mixed when any of its four edges joins two labels.
+    vert = lab128[:, 1:] != lab128[:, :-1]
+    horz = lab128[:, :, 1:] != lab128[:, :, :-1]
+    mixed = torch.zeros(m_count * n, SIZE, SIZE, dtype=torch.bool)
+    mixed[:, :-1] |= vert
+    mixed[:, :-1, :-1] |= vert[:, :, 1:]
+    mixed[:, :, :-1] |= horz
+    mixed[:, :-1, :-1] |= horz[:, 1:]
+    # Border padding clamps the coordinates; output pixel (y, x) lies in the cell (r0, c0) with
+    # weights fy, fx on row r0 + 1 and column c0 + 1.
+    rows, cols = _source_coords(plan)
+    rc, cc = np.clip(rows, 0, SIZE - 1), np.clip(cols, 0, SIZE - 1)
+    r0 = np.minimum(np.floor(rc).astype(np.int64), SIZE - 2)
+    c0 = np.minimum(np.floor(cc).astype(np.int64), SIZE - 2)
+    h_out, w_out = plan.shape
+    pix_out = h_out * w_out
+    near = (np.rint(rc).astype(np.int64)[:, None] * SIZE + np.rint(cc).astype(np.int64)).ravel()
+    cell = (r0[:, None] * SIZE + c0).ravel()
+    # numpy's take along an axis is several times faster than torch's index_select or advanced
+    # indexing for these small-integer gathers on a CPU. Rows are (protocol, slice) pairs.
+    out = np.take(lab128.numpy().reshape(m_count * n, pix128), near, axis=1)  # each cell's label
+    mixed_out = np.take(mixed.numpy().reshape(m_count * n, pix128), cell, axis=1)
+    pairs = torch.from_numpy(np.flatnonzero(mixed_out))  # sorted by protocol, then slice, pixel
+    if pairs.numel():
+        mm, rest = pairs // (n * pix_out), pairs % (n * pix_out)
+        ss, pix = rest // pix_out, rest % pix_out
+        yy, xx = pix // w_out, pix % w_out
+        # Separable bilinear interpolation of q: columns first for every source row of every
+        # slice ((n·128·W, D)), then rows only at the (protocol, pixel) pairs that need it.
+        qt = rearrange(q, "N D H W -> N H W D")
+        c0t = torch.from_numpy(c0)
+        fx = torch.from_numpy((cc - c0).astype(np.float32))[None, None, :, None].expand(n, SIZE, w_out, d)
+        by_col = torch.lerp(qt.index_select(2, c0t), qt.index_select(2, c0t + 1), fx).reshape(-1, d)
+        r0t = torch.from_numpy(r0).index_select(0, yy)
+        fy = torch.from_numpy((rc - r0).astype(np.float32)).index_select(0, yy)[:, None].expand(-1, d)
+        upper = (ss * SIZE + r0t) * w_out + xx
+        qp = torch.lerp(by_col.index_select(0, upper), by_col.index_select(0, upper + w_out), fy)  # (pairs, D)
+        # Per protocol (shared by all slices): (K, pairs) logits, label-major for _argmax0.
+        counts = torch.bincount(mm, minlength=m_count).tolist()
+        best = torch.cat(
+            [
+                _argmax0(torch.addmm(bias[m][:, None], key[m], part.T))
+                for m, part in enumerate(torch.split(qp, counts))
+                if counts[m]
+            ]
+        )
+        out.reshape(-1)[pairs.numpy()] = best.numpy()
+    out = rearrange(out, "(M N) (H W) -> N M H W", M=m_count, H=h_out)
+    return out if small else out.astype(np.uint16)
+
+
+def _thread_map(fn: Callable, values: Sequence) -> list:
+    """``[fn(v) for v in values]`` on as many threads as torch uses (numpy, scipy.ndimage, PIL
+    and nibabel release the GIL for most of reading and preprocessing); the first error raises."""
+    workers = min(len(values), torch.get_num_threads())
+    if workers <= 1:
+        return [fn(v) for v in values]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(fn, values))
+
+
+def _runs(values: Sequence) -> list[tuple[int, int]]:
+    """[start, stop) index ranges of runs of equal consecutive values."""
+    bounds = [0] + [i for i in range(1, len(values)) if values[i] != values[i - 1]] + [len(values)]
+    return list(pairwise(bounds))
+
+
+def _argmax0(x: torch.Tensor, dtype: torch.dtype = torch.int64) -> torch.Tensor:
+    """argmax over the first axis of (K, ...); ties keep the lowest index, like ``argmax``.
+
+    On a CPU ``x.argmax(0)`` over a strided leading axis is slow (~10× this for K = 20 and
+    8 × 128² maps), while ``amax(0)`` is fast: take the maximum, mark where each k attains it
+    with the code K − k, and the largest code is the lowest winning index.
+
+    Args:
+        x: (K, ...) finite values.
+        dtype: dtype of the result.
+    """
+    k = x.shape[0]
+    code_dtype = torch.uint8 if k < 256 else torch.int32
+    codes = torch.arange(k, 0, -1, dtype=code_dtype).view(k, *([1] * (x.ndim - 1)))
+    hit = torch.empty(x.shape, dtype=code_dtype)
+    if code_dtype == torch.uint8:
+        torch.eq(x, x.amax(dim=0), out=hit.view(torch.bool))  # no separate bool → uint8 copy
+    else:
+        hit.copy_(torch.eq(x, x.amax(dim=0)))
+    hit.mul_(codes)
+    # k − (largest code); clamp: a NaN column has no code at all
+    return hit.amax(dim=0).neg_().add_(k).clamp_(0, k - 1).to(dtype)
 
 
 # ---------------------------------------------------------------------------- inference
@@ -238,8 +327,12 @@ def _normalize(data: np.ndarray) -> np.ndarray:
     return normalize_intensity(data)
 
 
-def _slices(item: SegmentInput, axis: int) -> list[tuple[np.ndarray, Sequence[float] | None]]:
+def _slices(
+    item: SegmentInput, axis: int, *, keep_display: bool = False
+) -> list[tuple[np.ndarray, Sequence[float] | None]]:
     norm = _normalize(item.data)
+    if keep_display:
+        item.display = _display_image(norm, item.kind, axis)
     if item.kind == "2d":
         return [(norm, item.spacing)]
     other = [a for a in range(3) if a != axis]
@@ -260,11 +353,12 @@ def predict_items(
 ) -> list[np.ndarray]:
     """Label maps per input: (M, H, W) for 2D, (M, *canonical shape) for 3D volumes
     (uint8, or uint16 when K > 256)."""
-    jobs = []  # (item index, slice index, image128, plan)
-    for i, item in enumerate(items):
-        for j, (sl, sp) in enumerate(_slices(item, axis)):
-            img, plan = _prepare_slice(sl, sp)
-            jobs.append((i, j, img, plan))
+
+    def prepare(i: int) -> list[tuple[int, int, np.ndarray, _Plan]]:
+        slices = _slices(items[i], axis, keep_display=i < MAX_SHOWN)
+        return [(i, j, *_prepare_slice(sl, sp)) for j, (sl, sp) in enumerate(slices)]
+
+    jobs = [job for group in _thread_map(prepare, range(len(items))) for job in group]  # (item, slice, image, plan)
     # Labels are kept in the output dtype: int64 maps for hundreds of inputs would not fit in memory.
     dtype = np.uint8 if K <= 256 else np.uint16
     results = [np.zeros((M, *item.data.shape), dtype=dtype) for item in items]
@@ -274,9 +368,11 @@ def predict_items(
         chunk = jobs[start : start + batch]
         x = torch.from_numpy(np.stack([c[2] for c in chunk]))[None, :, None].float().to(dev)
         with torch.inference_mode():
-            logits = model(x, M, K, logits=True)[0].cpu()  # (n, M, K, 128, 128)
-        for (i, j, _, plan), lg in zip(chunk, logits):
-            labels = _logits_to_labels(lg, plan)
+            q, key, bias = (t.cpu() for t in model.logit_factors(x, M, K))  # q: (n, D, 128, 128)
+            maps = []
+            for start_g, stop_g in _runs([c[3] for c in chunk]):  # slices that share a plan, together
+                maps.extend(_queries_to_labels(q[start_g:stop_g], key, bias, chunk[start_g][3]))
+        for (i, j, _, _), labels in zip(chunk, maps):
             if items[i].kind == "2d":
                 results[i][...] = labels
             else:
@@ -318,10 +414,9 @@ def segment(
 def _write_label_file(item: SegmentInput, labels: np.ndarray, path: Path, K: int) -> None:
     dtype = np.uint8 if K <= 256 else np.uint16
     if item.nifti is None:
-        from PIL import Image
+        from pancakes_model.render import save_png
 
-        # Label maps compress well at level 1; zlib's default level 6 costs 4× the time.
-        Image.fromarray(labels.astype(dtype)).save(path, compress_level=1)
+        save_png(labels.astype(dtype, copy=False), path, labels=True)
         return
     import nibabel as nib
 
@@ -340,50 +435,47 @@ def _write_label_file(item: SegmentInput, labels: np.ndarray, path: Path, K: int
     nib.save(out, str(path))
 
 
-def _png_b64(array: np.ndarray) -> str:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG", compress_level=1)
-    return base64.b64encode(buf.getvalue()).decode()
+def _display_image(norm: np.ndarray, kind: str, axis: int) -> np.ndarray:
+    """The 2D image shown for an input: itself, or a volume's middle slice along ``axis``."""
+    if kind == "2d":
+        return norm
+    # display with the superior/anterior side up
+    return np.rot90(np.take(norm, norm.shape[axis] // 2, axis=axis))
 
 
 def _preview_slice(item: SegmentInput, labels: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     """Image (H, W) in [0, 1] and label maps (M, H, W) to show for one input."""
-    norm = _normalize(item.data)
+    img = item.display if item.display is not None else _display_image(_normalize(item.data), item.kind, axis)
     if item.kind == "2d":
-        return norm, labels
-    mid = norm.shape[axis] // 2
-    img = np.take(norm, mid, axis=axis)
-    lab = np.take(labels, mid, axis=axis + 1)
-    # display with the superior/anterior side up
-    return np.rot90(img), np.stack([np.rot90(m) for m in lab])
+        return img, labels
+    lab = np.take(labels, labels.shape[axis + 1] // 2, axis=axis + 1)
+    return img, np.stack([np.rot90(m) for m in lab])
 
 
-def _thumb(img: np.ndarray, lab: np.ndarray, size: int = 180) -> tuple[np.ndarray, np.ndarray]:
-    """Image and label map reduced to at most ``size`` pixels per side (report display size)."""
-    step = max(1, int(np.ceil(max(img.shape) / size)))
-    return img[::step, ::step], lab[::step, ::step]
+def _report(items, overview_png: bytes, stats_rows, protocols, meta) -> str:
+    """The self-contained HTML report.
 
-
-def _report(items, previews, stats_rows, protocols, meta) -> str:
-    from pancakes_model.render import PALETTE, overlay
+    The overview picture is embedded once; each figure of the page shows one of its tiles
+    (a CSS sprite), so the page costs no further image encoding and stays about the size of
+    overview.png.
+    """
+    from pancakes_model.render import PALETTE, grid_tile_origin
 
     esc = html.escape
+
+    def tile(column: int, row: int, alt: str) -> str:
+        x, y = grid_tile_origin(column, row)
+        return (
+            f'<figure><div class="t" role="img" aria-label="{esc(alt)}" style="background-position:-{x}px -{y}px">'
+            f"</div><figcaption>{esc(items[column].stem)}</figcaption></figure>"
+        )
+
     rows = []
     for m_out, m in enumerate(protocols):
-        cells = "".join(
-            f'<figure><img src="data:image/png;base64,{_png_b64(overlay(*_thumb(img, lab[m_out])))}" '
-            f'alt="{esc(item.stem)} protocol {m}"><figcaption>{esc(item.stem)}</figcaption></figure>'
-            for item, (img, lab) in zip(items, previews)
-        )
+        cells = "".join(tile(s, m_out + 1, f"{item.stem} protocol {m}") for s, item in enumerate(items))
         rows.append(f'<section id="m{m:02d}"><h2>Protocol {m}</h2><div class="row">{cells}</div></section>')
-    originals = "".join(
-        f'<figure><img src="data:image/png;base64,{_png_b64((np.clip(img, 0, 1) * 255).astype(np.uint8))}" '
-        f'alt="{esc(item.stem)}"><figcaption>{esc(item.stem)}</figcaption></figure>'
-        for item, (img, _) in zip(items, previews)
-    )
-    cols = ("input", "protocol", "label", "count", "area_mm2", "volume_ml")
+    originals = "".join(tile(s, 0, item.stem) for s, item in enumerate(items))
+    cols = STATS_COLUMNS
 
     def swatch(label: int) -> str:
         r, g, b = (int(c) for c in PALETTE[label % len(PALETTE)])
@@ -399,7 +491,8 @@ def _report(items, previews, stats_rows, protocols, meta) -> str:
 <style>
 body{{font-family:system-ui,sans-serif;margin:1.5em;background:#fafafa;color:#222}}
 .row{{display:flex;flex-wrap:wrap;gap:8px}} figure{{margin:0;text-align:center}}
-img{{width:180px;height:auto;image-rendering:pixelated;border:1px solid #ccc;background:#000}}
+.t{{width:128px;height:128px;border:1px solid #ccc;background-repeat:no-repeat;
+background-image:url(data:image/png;base64,{base64.b64encode(overview_png).decode()})}}
 figcaption{{font-size:12px}} table{{border-collapse:collapse;font-size:12px}}
 td,th{{border:1px solid #ddd;padding:2px 6px}} .sw{{display:inline-block;width:14px;height:14px}}
 section{{margin-bottom:1.2em}}
@@ -506,7 +599,7 @@ def run_segment(
 
     files = collect_inputs(inputs)
     t_read = time.perf_counter()
-    items = [read_input(f) for f in files]
+    items = _thread_map(read_input, files)
     kinds = {it.kind for it in items}
     if len(kinds) > 1:
         raise InputError("the set mixes 2D images and 3D volumes; segment them in separate calls")
@@ -527,52 +620,44 @@ def run_segment(
 
     parent = out.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
-    from pancakes_model.render import itksnap_labels, protocol_grid, save_png
+    from pancakes_model.render import encode_png, itksnap_labels, protocol_grid
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
     try:
         (tmp / "labels").mkdir()
-        stats_rows = []
-        previews = []
-        for item, lab in zip(items, labels):
-            ext = ".nii.gz" if item.nifti is not None else ".png"
-            for m in keep:
-                _write_label_file(item, lab[m], tmp / "labels" / f"{item.stem}_m{m:02d}{ext}", K)
-            unit = None
-            if item.spacing is not None:
-                unit = float(np.prod(item.spacing))
-            for m in keep:
-                counts = np.bincount(lab[m].ravel(), minlength=K)
-                for k in np.flatnonzero(counts):
-                    row = {
-                        "input": item.path.name,
-                        "protocol": m,
-                        "label": int(k),
-                        "count": int(counts[k]),
-                        "area_mm2": "",
-                        "volume_ml": "",
-                    }
-                    if unit is not None and item.kind == "2d":
-                        row["area_mm2"] = round(counts[k] * unit, 4)
-                    elif unit is not None:
-                        row["volume_ml"] = round(counts[k] * unit / 1000.0, 6)
-                    stats_rows.append(row)
-            if len(previews) < MAX_SHOWN:
-                img, pl = _preview_slice(item, lab, AXES[axis])
-                previews.append((img, pl[keep]))
-        (tmp / "labels" / "labels.txt").write_text(itksnap_labels(K))
-        with (tmp / "stats.csv").open("w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=["input", "protocol", "label", "count", "area_mm2", "volume_ml"])
-            w.writeheader()
-            w.writerows(stats_rows)
-        grid_labels = [[p[i] for i in range(len(keep))] for _, p in previews]
+        previews = [
+            (img, pl[keep])
+            for img, pl in (_preview_slice(it, lab, AXES[axis]) for it, lab in zip(items[:MAX_SHOWN], labels))
+        ]
         if len(items) > MAX_SHOWN:
             log(f"note: overview and report show the first {MAX_SHOWN} of {len(items)} inputs")
-        save_png(
-            protocol_grid([p[0] for p in previews], grid_labels, titles=[it.stem for it in items]), tmp / "overview.png"
-        )
         meta = _run_meta(items, M, K, keep, str(model_path), weights, model_hash, axis, device)
-        (tmp / "report.html").write_text(_report(items[:MAX_SHOWN], previews, stats_rows, keep, meta))
+
+        def overview() -> bytes:
+            grid = protocol_grid(
+                [p[0] for p in previews], [list(p[1]) for p in previews], titles=[it.stem for it in items]
+            )
+            png = encode_png(grid, workers=2)
+            (tmp / "overview.png").write_bytes(png)
+            return png
+
+        # The overview is drawn in a second thread (numpy, PIL and zlib release the GIL) beside
+        # the label files instead of after them: otherwise this single-threaded stage leaves the
+        # second core idle.
+        stats_rows = _stats_rows(items, labels, keep, K)  # many tiny calls: slower beside a busy thread
+        with ThreadPoolExecutor(1) as pool:
+            drawn = pool.submit(overview)
+            for item, lab in zip(items, labels):
+                ext = ".nii.gz" if item.nifti is not None else ".png"
+                for m in keep:
+                    _write_label_file(item, lab[m], tmp / "labels" / f"{item.stem}_m{m:02d}{ext}", K)
+            png = drawn.result()
+        (tmp / "report.html").write_text(_report(items[:MAX_SHOWN], png, stats_rows, keep, meta))
+        (tmp / "labels" / "labels.txt").write_text(itksnap_labels(K))
+        with (tmp / "stats.csv").open("w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(STATS_COLUMNS))
+            w.writeheader()
+            w.writerows(stats_rows)
         t_end = time.perf_counter()
         meta["timings_s"] = {
             "startup_and_model": round(t_read - t_start, 3),
@@ -587,6 +672,36 @@ def run_segment(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return meta
+
+
+STATS_COLUMNS = ("input", "protocol", "label", "count", "area_mm2", "volume_ml")
+
+
+def _stats_rows(items: Sequence[SegmentInput], labels: Sequence[np.ndarray], keep: Sequence[int], K: int) -> list[dict]:
+    """stats.csv rows: pixel/voxel count per (input, protocol, present label), with area (2D)
+    or volume (3D) when the input carries its spacing."""
+    rows = []
+    for item, lab in zip(items, labels):
+        unit = float(np.prod(item.spacing)) if item.spacing is not None else None
+        area = unit is not None and item.kind == "2d"
+        volume = unit is not None and item.kind == "3d"
+        for m in keep:
+            # torch's bincount counts a uint8 map as it is (numpy's copies it to int64 first);
+            # tolist() gives Python ints, much cheaper per row than numpy scalars.
+            flat = torch.from_numpy(lab[m] if lab.dtype == np.uint8 else lab[m].astype(np.int32)).reshape(-1)
+            for k, count in enumerate(torch.bincount(flat, minlength=K).tolist()):
+                if count:
+                    rows.append(
+                        {
+                            "input": item.path.name,
+                            "protocol": m,
+                            "label": k,
+                            "count": count,
+                            "area_mm2": round(count * unit, 4) if area else "",
+                            "volume_ml": round(count * unit / 1000.0, 6) if volume else "",
+                        }
+                    )
+    return rows
 
 
 def _run_meta(items, M, K, keep, model_name, weights, model_hash, axis, device) -> dict:

@@ -594,6 +594,9 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+    from pancakes_model.runtime import keep_freed_memory
+
+    keep_freed_memory()
     return run_from_args(build_parser().parse_args(argv))
 
 
