@@ -37,6 +37,30 @@ def test_shard_round_trip_matches_the_generator(tmp_path, small_source):
         assert item["n_labels"] == ref.n_labels
 
 
+def test_label_ids_beyond_255_are_stored_as_uint16(tmp_path, small_source, monkeypatch):
+    from pancakes_synth.generator import SynthSet
+
+    real = SetGenerator.generate
+
+    def many_labels(self, index):
+        out = real(self, index)
+        if index == 1:  # the shard's second set: the first is already stored as uint8
+            labels = out.labels.copy()
+            labels[:, :2, :2] = 299
+            return SynthSet(out.images, labels, 300, out.meta)
+        return out
+
+    monkeypatch.setattr(SetGenerator, "generate", many_labels)
+    generate_dataset(
+        tmp_path / "out", n=6, set_size=2, source=small_source, seed=0, workers=1, shard_sets=3, progress=False
+    )
+    ds = ShardDataset(tmp_path / "out")
+    gen = SetGenerator(small_source, set_size=2, seed=0)
+    assert int(ds[1]["labels"].max()) == 299
+    for i in range(3):
+        np.testing.assert_array_equal(ds[i]["labels"].numpy(), gen.generate(i).labels)
+
+
 def test_two_workers_write_the_same_bytes_as_one(tmp_path, small_source):
     a = generate_dataset(tmp_path / "a", n=8, set_size=2, source=small_source, workers=1, shard_sets=2, progress=False)
     generate_dataset(tmp_path / "b", n=8, set_size=2, source=small_source, workers=2, shard_sets=2, progress=False)
