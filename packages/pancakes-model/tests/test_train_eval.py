@@ -156,4 +156,9 @@ def test_evaluate_writes_the_card_table(tmp_path):
     assert text.endswith("<!-- eval:end -->\ntail\n")
     results = json.loads((tmp_path / "ev" / "results.json").read_text())
     assert set(results["sources"]["toy-dev"]) == {"1", "3"}
+    paired = results["consistency"]["toy-dev"]  # the S=3 sets, each image alone vs the whole set
+    assert paired["S"] == 3 and paired["gap"]["n"] == 2
+    assert paired["gap"]["mean"] == pytest.approx(paired["each_image_alone"] - paired["whole_set"])
+    assert paired["gap"]["mean"] >= -1e-9  # one candidate for the whole set can only do worse
+    assert "Paired on the same S=3 sets" in text
     assert (tmp_path / "ev" / "protocols.png").is_file()

@@ -80,18 +80,26 @@ def evaluate(
     from pancakes_eval import bootstrap_ci, compute_set_dice, compute_set_hd95, compute_set_iou
 
     model.eval()
-    results: dict = {"M": M, "K": K, "n_sets": n_sets, "sources": {}, "grid": {}}
+    results: dict = {"M": M, "K": K, "n_sets": n_sets, "sources": {}, "grid": {}, "consistency": {}}
+    s_paired = max(sizes)
     for s in sizes:
         sets = _dev_sets(Path(store), datasets, synth_family, s=s, n=n_sets, seed=seed)
         for source, batches in sets.items():
             for method in METHODS:
                 t0 = time.perf_counter()
-                dice, iou, hd = [], [], []
+                dice, iou, hd, alone = [], [], [], []
                 for b in batches:
                     images = b["images"][0, :, 0].numpy()
                     y = b["targets"][0, 0, :, 0].numpy() > 0.5
                     pred = _predict(method, model, images, M, K)
                     dice.append(compute_set_dice(pred, y, num_labels=K).score)
+                    if method == "pancakes" and s == s_paired > 1:
+                        # the same images scored one by one (S = 1): the paired consistency cost
+                        alone.append(
+                            np.nanmean(
+                                [compute_set_dice(pred[i : i + 1], y[i : i + 1], num_labels=K).score for i in range(s)]
+                            )
+                        )
                     iou.append(compute_set_iou(pred, y, num_labels=K).score)
                     hd.append(compute_set_hd95(pred, y, num_labels=K).score)
                 entry = {}
@@ -107,6 +115,16 @@ def evaluate(
                         "values": [float(x) for x in v],
                     }
                 results["sources"].setdefault(source, {}).setdefault(str(s), {})[method] = entry
+                if alone:
+                    diff = np.asarray(alone) - np.asarray(dice)
+                    diff = diff[np.isfinite(diff)]
+                    ci = bootstrap_ci(diff, seed=seed)
+                    results["consistency"][source] = {
+                        "S": s,
+                        "each_image_alone": float(np.nanmean(alone)),
+                        "whole_set": float(np.nanmean(dice)),
+                        "gap": {"mean": ci.estimate, "low": ci.low, "high": ci.high, "n": int(diff.size)},
+                    }
                 log(
                     f"S={s} {source:32s} {method:13s} Set Dice {entry['set_dice']['mean']:.3f} "
                     f"({time.perf_counter() - t0:.1f} s)"
@@ -167,6 +185,15 @@ def render_markdown(results: dict, *, provenance: dict | None = None) -> str:
             verdicts.append(
                 f"- {source}: Set Dice S=1 − S=5 = {d:+.3f} "
                 f"({'within' if d <= 0.03 else 'NOT within'} 0.03: consistency)."
+            )
+        paired = results.get("consistency", {}).get(source)
+        if paired:
+            g = paired["gap"]
+            verdicts.append(
+                f"  Paired on the same S={paired['S']} sets (each image scored alone, "
+                f"{paired['each_image_alone']:.3f}, vs the whole set, {paired['whole_set']:.3f}): "
+                f"gap {g['mean']:+.3f} [{g['low']:+.3f}, {g['high']:+.3f}] "
+                f"({'within' if g['mean'] <= 0.03 else 'NOT within'} 0.03)."
             )
     lines += ["", "Quality bars:", *verdicts, ""]
     ms = sorted({int(k.split(",")[0]) for k in results["grid"]})
