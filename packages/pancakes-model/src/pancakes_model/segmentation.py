@@ -49,6 +49,7 @@ IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".nii", ".nii.gz")
 AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
 SIZE = 128
 MAX_SHOWN = 24  # inputs drawn in overview.png / report.html (statistics cover every input)
+STATS_COLUMNS = ("input", "protocol", "label", "count", "area_mm2", "volume_ml")  # stats.csv header
 
 
 class InputError(ValueError):
@@ -475,14 +476,15 @@ def _report(items, overview_png: bytes, stats_rows, protocols, meta) -> str:
         cells = "".join(tile(s, m_out + 1, f"{item.stem} protocol {m}") for s, item in enumerate(items))
         rows.append(f'<section id="m{m:02d}"><h2>Protocol {m}</h2><div class="row">{cells}</div></section>')
     originals = "".join(tile(s, 0, item.stem) for s, item in enumerate(items))
-    cols = STATS_COLUMNS
 
     def swatch(label: int) -> str:
         r, g, b = (int(c) for c in PALETTE[label % len(PALETTE)])
         return f'<span class="sw" style="background:rgb({r},{g},{b})"></span>'
 
     table = "".join(
-        "<tr>" + "".join(f"<td>{esc(str(r[k]))}</td>" for k in cols) + f"<td>{swatch(int(r['label']))}</td></tr>"
+        "<tr>"
+        + "".join(f"<td>{esc(str(r[k]))}</td>" for k in STATS_COLUMNS)
+        + f"<td>{swatch(int(r['label']))}</td></tr>"
         for r in stats_rows
     )
     nav = " ".join(f'<a href="#m{m:02d}">{m}</a>' for m in protocols)
@@ -672,9 +674,6 @@ def run_segment(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return meta
-
-
-STATS_COLUMNS = ("input", "protocol", "label", "count", "area_mm2", "volume_ml")
 
 
 def _stats_rows(items: Sequence[SegmentInput], labels: Sequence[np.ndarray], keep: Sequence[int], K: int) -> list[dict]:

@@ -147,10 +147,7 @@ def _lattice(start: int, stop: int, count: int, size: int) -> np.ndarray:
     """Volume coordinates of ``count`` points evenly spaced from pixel ``start`` to ``stop − 1``
     (np.linspace's result, without its overhead: it is called ~30 times per set)."""
     step = (stop - 1 - start) / (count - 1)
-    return ((2 * (start + step * _ARANGE[:count]) + 1) / size - 1).astype(np.float32)
-
-
-_ARANGE = np.arange(1024, dtype=np.float64)
+    return ((2 * (start + step * np.arange(count, dtype=np.float64)) + 1) / size - 1).astype(np.float32)
 
 
 def _base_grid(size: int) -> torch.Tensor:
