@@ -18,7 +18,7 @@ from _common import ROOT, peak_rss_mb, timeit, write_block
 
 from pancakes_model import Pancakes, winner_only_set_dice_loss
 from pancakes_model.loss import set_dice_loss
-from pancakes_model.reference import ConcatConvSampler, OfficialSampler
+from pancakes_model.network.reference import ConcatConvSampler, OfficialSampler
 
 H = W = 128
 

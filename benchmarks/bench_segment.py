@@ -41,7 +41,7 @@ def main() -> None:
         [
             sys.executable,
             "-m",
-            "pancakes_model.cli",
+            "pancakes_model.app.cli",
             "segment",
             str(src / "img000.png"),
             "--out",
@@ -56,8 +56,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(2)
-    from pancakes_model.runtime import keep_freed_memory
-    from pancakes_model.segmentation import run_segment
+    from pancakes_model.app.runtime import keep_freed_memory
+    from pancakes_model.app.segment import run_segment
 
     keep_freed_memory()  # as the `pancakes` command does at start-up
 

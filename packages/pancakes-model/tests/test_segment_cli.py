@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from pancakes_model import segment
-from pancakes_model.cli import main
+from pancakes_model.app.cli import main
 
 
 def disk_image(h=60, w=80, seed=0):
@@ -250,7 +250,7 @@ def test_report_renders_in_headless_chromium(pngs, tmp_path):
 def test_fast_argmax_equals_torch_argmax():
     import torch
 
-    from pancakes_model.segmentation import _argmax0
+    from pancakes_model.app.segment import _argmax0
 
     x = torch.randn(7, 33, 21)
     x[:, 0, 0] = 1.0  # a tie: the lowest index wins, as in torch.argmax
@@ -262,7 +262,7 @@ def test_fast_mapping_back_equals_full_interpolation(shape):
     import torch
     import torch.nn.functional as F
 
-    from pancakes_model.segmentation import _Plan, _queries_to_labels
+    from pancakes_model.app.segment import _Plan, _queries_to_labels
 
     g = torch.Generator().manual_seed(0)
     m, k, d = 3, 7, 8
@@ -289,7 +289,7 @@ def test_fast_mapping_back_equals_full_interpolation(shape):
 
 
 def test_runs_of_equal_plans():
-    from pancakes_model.segmentation import _runs
+    from pancakes_model.app.segment import _runs
 
     assert _runs(["a", "a", "b", "a"]) == [(0, 2), (2, 3), (3, 4)]
     assert _runs(["a"]) == [(0, 1)]
@@ -317,7 +317,7 @@ def test_model_logit_factors_reproduce_the_logits():
 def test_png_encoder_round_trips_through_pillow(tmp_path, shape, dtype, labels):
     import io
 
-    from pancakes_model.render import encode_png, save_png
+    from pancakes_model.app.render import encode_png, save_png
 
     rng = np.random.default_rng(0)
     arr = rng.integers(0, np.iinfo(dtype).max, shape, endpoint=True).astype(dtype)
@@ -335,7 +335,7 @@ def test_png_encoder_round_trips_through_pillow(tmp_path, shape, dtype, labels):
     "bad", [np.zeros((4, 4), np.float32), np.zeros((4, 4, 4), np.uint8), np.zeros((0, 3), np.uint8)]
 )
 def test_png_encoder_rejects_what_it_cannot_write(bad):
-    from pancakes_model.render import encode_png
+    from pancakes_model.app.render import encode_png
 
     with pytest.raises(ValueError, match="encode_png"):
         encode_png(bad)
@@ -344,7 +344,7 @@ def test_png_encoder_rejects_what_it_cannot_write(bad):
 def test_keep_freed_memory_respects_the_users_malloc_settings(monkeypatch):
     import sys
 
-    from pancakes_model.runtime import keep_freed_memory
+    from pancakes_model.app.runtime import keep_freed_memory
 
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1000")
     assert keep_freed_memory() is False

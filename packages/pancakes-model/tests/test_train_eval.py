@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pancakes_model import Pancakes
-from pancakes_model.train import Trainer, load_config
+from pancakes_model.training.trainer import Trainer, load_config
 
 pytest.importorskip("pancakes_data")
 pytest.importorskip("pancakes_synth")
@@ -117,7 +117,7 @@ def test_config_errors(tmp_path):
 def test_evaluate_writes_the_card_table(tmp_path):
     pytest.importorskip("skimage")
     from pancakes_data.testing import write_store
-    from pancakes_model.evaluate import main
+    from pancakes_model.training.evaluate import main
 
     write_store(tmp_path / "store", name="toy-dev", n=6, size=128)
     card = tmp_path / "CARD.md"

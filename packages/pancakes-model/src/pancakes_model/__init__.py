@@ -14,7 +14,7 @@ from pancakes_model.loss import (
     set_dice_loss,
     winner_only_set_dice_loss,
 )
-from pancakes_model.model import (
+from pancakes_model.network.model import (
     Pancakes,
     PancakesConfig,
     ProtocolEmbedding,
@@ -22,7 +22,7 @@ from pancakes_model.model import (
     UNet,
     pancakes,
 )
-from pancakes_model.weights import read_metadata
+from pancakes_model.network.weights import read_metadata
 
 
 def segment(images, M: int = 8, K: int = 20, *, model: Pancakes | None = None):
@@ -37,7 +37,7 @@ def segment(images, M: int = 8, K: int = 20, *, model: Pancakes | None = None):
         One int64 array (M, H_i, W_i) per image, at that image's size.
     """
     # Imported here: the image I/O and preprocessing stack is not needed by the network core.
-    from pancakes_model.segmentation import segment as _segment
+    from pancakes_model.app.segment import segment as _segment
 
     return _segment(images, M, K, model=model)
 

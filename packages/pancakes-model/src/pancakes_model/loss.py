@@ -131,11 +131,11 @@ def winner_only_set_dice_loss(
     with autograd (softmax over K couples the K labels of that protocol, so all K are needed).
 
     Args:
-        model: a :class:`~pancakes_model.model.Pancakes`.
+        model: a :class:`~pancakes_model.network.model.Pancakes`.
         images: (B, S, C, H, W).
         targets: (B, S, 1, H, W) binary.
     """
-    from pancakes_model.model import _softmax_k, check_mk
+    from pancakes_model.network.model import _softmax_k, check_mk
 
     check_mk(M, K)
     b, s = images.shape[:2]

@@ -1,6 +1,6 @@
 """Reference samplers in the plain concat form, for benchmarks and comparisons only.
 
-They take the same inputs as :class:`pancakes_model.model.Sampler` — φ (N, C, H, W) and
+They take the same inputs as :class:`pancakes_model.network.model.Sampler` — φ (N, C, H, W) and
 v (M, K, 2J) — and run a convolutional network on every (image, m, k) map of φ ‖ v, which costs
 N·M·K full-resolution network passes. They are not trained or shipped.
 """

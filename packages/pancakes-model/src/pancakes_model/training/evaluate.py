@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pancakes_model.baselines import felzenszwalb_protocols, kmeans_protocols
-from pancakes_model.model import Pancakes
+from pancakes_model.network.model import Pancakes
+from pancakes_model.training.baselines import felzenszwalb_protocols, kmeans_protocols
 
 __all__ = ["evaluate", "main", "render_markdown", "write_block"]
 
@@ -141,7 +141,7 @@ def evaluate(
                     scores.append(compute_set_dice(_predict("pancakes", model, images, mm, kk), y, num_labels=kk).score)
             results["grid"][f"{mm},{kk}"] = float(np.nanmean(scores))
     if figure is not None:
-        from pancakes_model.render import protocol_grid, save_png
+        from pancakes_model.app.render import protocol_grid, save_png
 
         first = next(iter(_dev_sets(Path(store), datasets, synth_family, s=5, n=1, seed=seed + 2).values()))[0]
         images = first["images"][0, :, 0].numpy()
@@ -244,7 +244,7 @@ def build_parser(ap: argparse.ArgumentParser | None = None) -> argparse.Argument
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    from pancakes_model.weights import read_metadata
+    from pancakes_model.network.weights import read_metadata
 
     try:
         model = Pancakes.from_pretrained(args.model)

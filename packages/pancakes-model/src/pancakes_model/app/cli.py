@@ -51,8 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="segment the small sample set shipped with pancakes")
     d.add_argument("--out", type=Path, default=Path("pancakes-demo"))
     d.add_argument("--force", action="store_true")
-    from pancakes_model import evaluate as _ev
-    from pancakes_model import train as _tr
+    from pancakes_model.training import evaluate as _ev
+    from pancakes_model.training import trainer as _tr
 
     _tr.build_parser(sub.add_parser("train", help="train a model (needs pancakes-model[train])"))
     _ev.build_parser(sub.add_parser("evaluate", help="evaluate a model on dev data with baselines"))
@@ -68,18 +68,18 @@ def demo_inputs() -> list[Path]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 2 bad input)."""
     args = _parser().parse_args(argv)
-    from pancakes_model.runtime import keep_freed_memory
+    from pancakes_model.app.runtime import keep_freed_memory
 
     keep_freed_memory()
     if args.command == "train":
-        from pancakes_model.train import run_from_args
+        from pancakes_model.training.trainer import run_from_args
 
         return run_from_args(args)
     if args.command == "evaluate":
-        from pancakes_model.evaluate import run_from_args
+        from pancakes_model.training.evaluate import run_from_args
 
         return run_from_args(args)
-    from pancakes_model.segmentation import InputError, run_segment
+    from pancakes_model.app.segment import InputError, run_segment
 
     try:
         if args.command == "demo":

@@ -76,7 +76,7 @@ def load_weights(cls, path_or_name: str | Path, *, map_location: str = "cpu"):
     """Build ``cls`` from the stored config and load the tensors, checking keys and shapes."""
     from safetensors.torch import load_file
 
-    from pancakes_model.model import PancakesConfig
+    from pancakes_model.network.model import PancakesConfig
 
     path = resolve(path_or_name)
     meta = read_metadata(path)

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from pancakes_model.model import Pancakes, check_mk
+from pancakes_model.network.model import Pancakes, check_mk
 
 __all__ = ["IMAGE_SUFFIXES", "InputError", "SegmentInput", "read_input", "run_segment", "segment"]
 
@@ -415,7 +415,7 @@ def segment(
 def _write_label_file(item: SegmentInput, labels: np.ndarray, path: Path, K: int) -> None:
     dtype = np.uint8 if K <= 256 else np.uint16
     if item.nifti is None:
-        from pancakes_model.render import save_png
+        from pancakes_model.app.render import save_png
 
         save_png(labels.astype(dtype, copy=False), path, labels=True)
         return
@@ -460,7 +460,7 @@ def _report(items, overview_png: bytes, stats_rows, protocols, meta) -> str:
     (a CSS sprite), so the page costs no further image encoding and stays about the size of
     overview.png.
     """
-    from pancakes_model.render import PALETTE, grid_tile_origin
+    from pancakes_model.app.render import PALETTE, grid_tile_origin
 
     esc = html.escape
 
@@ -571,7 +571,7 @@ def run_segment(
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise InputError(f"output {out} exists and is not empty; pass --force to replace it")
-    from pancakes_model.weights import resolve
+    from pancakes_model.network.weights import resolve
 
     try:
         weights = resolve(model_path)
@@ -622,7 +622,7 @@ def run_segment(
 
     parent = out.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
-    from pancakes_model.render import encode_png, itksnap_labels, protocol_grid
+    from pancakes_model.app.render import encode_png, itksnap_labels, protocol_grid
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
     try:

@@ -385,14 +385,14 @@ class Pancakes(nn.Module):
     # ---- weights
     def save_pretrained(self, path: str | Path, *, provenance: dict[str, Any] | None = None) -> Path:
         """Write ``path`` (a ``.safetensors`` file) with the config + provenance in its metadata."""
-        from pancakes_model.weights import save_weights
+        from pancakes_model.network.weights import save_weights
 
         return save_weights(self, path, provenance=provenance)
 
     @classmethod
     def from_pretrained(cls, path_or_name: str | Path = "default", *, map_location: str = "cpu") -> Pancakes:
         """Load a model saved by :meth:`save_pretrained`; ``"default"`` is the shipped model."""
-        from pancakes_model.weights import load_weights
+        from pancakes_model.network.weights import load_weights
 
         return load_weights(cls, path_or_name, map_location=map_location)
 

@@ -1,0 +1,1 @@
+"""The ``pancakes`` command: reading and writing files, the report, statistics, run.json."""
