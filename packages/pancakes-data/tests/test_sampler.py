@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from pancakes_data import SamplerConfig, SetSampler, collate_sets
+from pancakes_data import SamplerConfig, SetSampler, Source, TargetMix, collate_sets
 from pancakes_data.testing import write_store
 
 
@@ -14,7 +14,8 @@ def toy(tmp_path):
 
 
 def test_label_present_in_every_element(toy):
-    cfg = SamplerConfig(set_size=(3, 3), batch_size=2, augment=False, split="all", synth_ratio=0.0)
+    mix = TargetMix.only("structure")
+    cfg = SamplerConfig(set_size=(3, 3), batch_size=2, augment=False, split="all", target_mix=mix)
     sampler = SetSampler([toy], config=cfg)
     for _, batch in zip(range(5), iter(sampler)):
         assert batch["images"].shape == (2, 3, 1, 32, 32)
@@ -47,11 +48,15 @@ def test_deterministic_and_s_varies(toy):
 def test_synthetic_mix(toy, tmp_path):
     synth = pytest.importorskip("pancakes_synth")
     gen = synth.SetGenerator(synth.ProceduralSource(bank_size=16, cache_dir=tmp_path / "c"), set_size=5, seed=0)
-    cfg = SamplerConfig(set_size=(2, 2), synth_ratio=1.0, augment=False, split="all")
-    batch = next(iter(SetSampler([toy], synth=gen, config=cfg)))
+    cfg = SamplerConfig(set_size=(2, 2), augment=False, split="all")
+    batch = next(iter(SetSampler([Source("toy", toy, 0.0), Source("synth", gen, 1.0)], config=cfg)))
     assert batch["meta"][0]["source"] == "synth"
     assert batch["images"].shape == (1, 2, 1, 128, 128)
     assert (batch["targets"].flatten(3).sum(-1) > 0).all()
+    # weights pick the sources: about half and half over many sets
+    both = SetSampler([Source("toy", toy, 1.0), Source("synth", gen, 1.0)], config=cfg)
+    kinds = [both.batch(i)["meta"][0]["source"] for i in range(40)]
+    assert 10 <= kinds.count("synth") <= 30
 
 
 def test_batches_do_not_depend_on_workers_and_resume_exactly(toy):
@@ -73,8 +78,12 @@ def test_bad_configs(toy):
         SetSampler([toy], config=SamplerConfig(targets=3))
     with pytest.raises(ValueError, match="nothing to sample"):
         SetSampler([])
-    with pytest.raises(ValueError, match="unknown datasets"):
-        SetSampler([toy], config=SamplerConfig(weights={"other": 1.0}))
+    with pytest.raises(ValueError, match="weight must be a finite number"):
+        Source("toy", toy, -1.0)
+    with pytest.raises(ValueError, match="positive sum"):
+        SetSampler([Source("toy", toy, 0.0)])
+    with pytest.raises(TypeError, match="neither a Dataset nor a SetSource"):
+        Source("bad", [1, 2, 3])
     with pytest.raises(ValueError, match="no images in split 'nope'|no split"):
         SetSampler([toy], config=SamplerConfig(split="nope"))
     with pytest.raises(ValueError, match="one size S"):
@@ -82,3 +91,25 @@ def test_bad_configs(toy):
     sampler = SetSampler([toy], config=SamplerConfig(set_size=(50, 50), split="all", augment=False))
     with pytest.raises(ValueError, match="could not find a label present in S=50"):
         next(iter(sampler))
+
+
+def test_sets_of_a_batch_are_drawn_on_their_own(toy):
+    """Set i of batch t depends on (seed, t, i) only: a rank can make its share of a batch."""
+    cfg = SamplerConfig(set_size=(2, 3), batch_size=4, split="all", seed=1)
+    sampler = SetSampler([toy], config=cfg)
+    whole = sampler.batch(5)
+    odd = sampler.batch(5, sets=[1, 3])
+    assert torch.equal(odd["images"], whole["images"][[1, 3]])
+    assert torch.equal(odd["targets"], whole["targets"][:, [1, 3]])
+
+
+def test_coarse_targets_are_unions_present_in_every_image(toy):
+    cfg = SamplerConfig(set_size=(3, 3), augment=False, split="all", target_mix=TargetMix.only("foreground"))
+    for i in range(5):
+        batch = SetSampler([toy], config=cfg).batch(i)
+        meta = batch["meta"][0]
+        assert meta["target"] == "foreground"
+        proto = toy.protocol(meta["protocol"])
+        for s, idx in enumerate(meta["ids"]):
+            expected = np.asarray(proto.maps[idx]) != 0
+            assert np.array_equal(batch["targets"][0, 0, s, 0].numpy(), expected)

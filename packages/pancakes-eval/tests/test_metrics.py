@@ -107,3 +107,17 @@ def test_accepts_lists_and_torch_tensors():
     t = torch.tensor(a, dtype=torch.bool, requires_grad=False)
     assert compute_dice(t, t) == 1.0
     assert compute_dice(torch.tensor(a, dtype=torch.float32).requires_grad_(), a) == 1.0
+
+
+def test_nmi_of_relabelled_independent_and_constant_maps():
+    from pancakes_eval import compute_nmi
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 4, (32, 32))
+    assert compute_nmi(a, (a + 7) * 3) == pytest.approx(1.0)
+    assert compute_nmi(a, rng.integers(0, 4, (32, 32))) < 0.02
+    assert compute_nmi(np.zeros((4, 4)), np.zeros((4, 4))) == 1.0
+    half = np.where(a < 2, 0, 1)  # a coarser protocol of the same image
+    assert 0.3 < compute_nmi(a, half) < 1.0
+    with pytest.raises(ValueError, match="same shape"):
+        compute_nmi(a, a[:3])

@@ -121,3 +121,40 @@ def test_train_and_eval_layouts_give_the_same_function():
         b = model.eval()(x, M=2, K=3, logits=True)
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
     assert [id(p) for p in model.parameters()] == params
+
+
+def test_logit_factors_reproduce_the_logits_for_all_one_and_per_image_protocols(model):
+    x = images(b=1, s=3)
+    with torch.no_grad():
+        f = model.factors(x, 3, 5)
+        ref = model(x, 3, 5, logits=True)[0]  # (S, M, K, H, W)
+        rebuilt = torch.einsum("ndhw,mkd->nmkhw", f.q, f.key) + f.bias[..., None, None]
+        torch.testing.assert_close(rebuilt, ref, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(f.logits(2), ref[:, 2], atol=1e-5, rtol=1e-5)
+        per = torch.tensor([0, 2, 1])
+        torch.testing.assert_close(f.logits(per), ref[torch.arange(3), per], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(f.probs(per).sum(1), torch.ones(3, 32, 48))
+    assert f.shape == (3, 5)
+
+
+def test_memory_format_is_an_explicit_setting_not_a_side_effect():
+    torch.manual_seed(4)
+    m = Pancakes()
+    assert m.eval().memory_format == "contiguous"
+    x = images()
+    with torch.no_grad():
+        a = m(x, M=2, K=3, logits=True)
+        b = m.set_memory_format("channels_last")(x, M=2, K=3, logits=True)
+    assert m.train().memory_format == "channels_last"
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="memory format must be one of"):
+        m.set_memory_format("strided")
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [({"features": -4}, "features must be a positive integer"), ({"features": 10**9}, "beyond any Pancakes model")],
+)
+def test_impossible_configs_are_refused_before_allocating(override, match):
+    with pytest.raises(ValueError, match=match):
+        PancakesConfig(**override)

@@ -295,21 +295,6 @@ def test_runs_of_equal_plans():
     assert _runs(["a"]) == [(0, 1)]
 
 
-def test_model_logit_factors_reproduce_the_logits():
-    import torch
-
-    from pancakes_model import pancakes
-
-    torch.manual_seed(0)
-    model = pancakes().eval()
-    x = torch.rand(1, 2, 1, 32, 32)
-    q, key, bias = model.logit_factors(x, 3, 5)
-    with torch.no_grad():
-        ref = model(x, 3, 5, logits=True)[0]
-    rebuilt = torch.einsum("ndhw,mkd->nmkhw", q, key) + bias[..., None, None]
-    torch.testing.assert_close(rebuilt, ref, atol=1e-4, rtol=1e-4)
-
-
 @pytest.mark.parametrize(
     ("shape", "dtype", "labels"),
     [((37, 53), np.uint8, True), ((20, 9), np.uint16, True), ((31, 17, 3), np.uint8, False), ((1, 1), np.uint8, False)],

@@ -13,11 +13,23 @@ pytest.importorskip("pancakes_synth")
 pytest.importorskip("pancakes_eval")
 
 
+def write_dev(tmp_path):
+    """A dev config with one family, the toy-dev dataset of the test store."""
+    dev = tmp_path / "dev.toml"
+    store = tmp_path / "store"
+    dev.write_text(
+        f'[dev]\nsets = 2\nsizes = [1, 3]\ngrid_M = [1, 2]\ngrid_K = [3]\ngrid_sets = 2\nstore = "{store}"\n'
+        '[[dev.families]]\nname = "toy-dev"\nspec = "store:toy-dev"\n'
+    )
+    return dev
+
+
 def tiny_config(tmp_path, **train):
     from pancakes_data.testing import write_store
 
     write_store(tmp_path / "store", name="toy", n=8, size=128)
     write_store(tmp_path / "store", name="toy-dev", n=6, size=128, seed=1)
+    dev = write_dev(tmp_path)
     overrides = [
         "train.steps=4",
         "train.batch_size=2",
@@ -30,10 +42,9 @@ def tiny_config(tmp_path, **train):
         "train.log_every=1",
         "train.checkpoint_every=2",
         f'data.store="{tmp_path / "store"}"',
-        'data.train_datasets=["toy"]',
-        'data.dev_datasets=["toy-dev"]',
-        "data.synth_bank_size=8",
-        "data.synth_ratio=0.5",
+        'data.sources=[{spec = "store:toy", weight = 1.0}, {spec = "procedural;bank=8", weight = 1.0}]',
+        f'data.cache_dir="{tmp_path / "cache"}"',
+        f'val.dev="{dev}"',
         "val.every=2",
         "val.sets=2",
         "val.M=2",
@@ -50,18 +61,19 @@ def test_tiny_run_writes_loadable_checkpoints_and_logs(tmp_path):
     result = Trainer(cfg, progress=False).run()
     run = tmp_path / "run"
     assert result["step"] == 4
-    for name in (
-        "best.safetensors",
-        "last.safetensors",
-        "last-state.safetensors",
-        "log.jsonl",
-        "metrics.csv",
-        "curve.png",
-    ):
+    for name in ("best.safetensors", "last.safetensors", "log.jsonl", "metrics.csv", "curve.png"):
         assert (run / name).is_file(), name
+    kept = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert kept == ["step-00000002", "step-00000004"]
+    assert {f.name for f in (run / "checkpoints" / kept[-1]).iterdir()} == {
+        "model.safetensors",
+        "optimizer.safetensors",
+        "state.json",
+    }
     model = Pancakes.from_pretrained(run / "best.safetensors")
     assert model.provenance["steps"] >= 2
-    assert "toy" in model.provenance["data_sources"]
+    assert "store:toy" in model.provenance["data_sources"]
+    assert len(model.provenance["stages"]) == 1
     rows = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     val = [r for r in rows if r["kind"] == "val"]
     assert {"val_set_dice", "labels_used_per_protocol", "protocol_agreement_nmi", "winner_protocol_hist"} <= set(val[0])
@@ -103,7 +115,7 @@ def test_init_from_existing_weights(tmp_path):
 
 
 def test_config_errors(tmp_path):
-    with pytest.raises(ValueError, match="unknown config key 'train.nope'"):
+    with pytest.raises(ValueError, match=r"unknown config key\(s\) \['train.nope'\]"):
         load_config(None, ["train.nope=1"])
     with pytest.raises(ValueError, match="section.key=value"):
         load_config(None, ["lr"])
@@ -120,6 +132,7 @@ def test_evaluate_writes_the_card_table(tmp_path):
     from pancakes_model.training.evaluate import main
 
     write_store(tmp_path / "store", name="toy-dev", n=6, size=128)
+    dev = write_dev(tmp_path)
     card = tmp_path / "CARD.md"
     card.write_text("# card\n<!-- eval:start -->\nold\n<!-- eval:end -->\ntail\n")
     torch.manual_seed(0)
@@ -128,22 +141,10 @@ def test_evaluate_writes_the_card_table(tmp_path):
         [
             "--model",
             str(weights),
-            "--store",
-            str(tmp_path / "store"),
-            "--datasets",
-            "toy-dev",
-            "--synth-family",
-            "",
-            "--sets",
-            "2",
-            "--sizes",
-            "1,3",
+            "--dev",
+            str(dev),
             "--out",
             str(tmp_path / "ev"),
-            "--grid-M",
-            "1,2",
-            "--grid-K",
-            "3",
             "--write",
             str(card),
         ]

@@ -5,18 +5,24 @@ from __future__ import annotations
 from pancakes_data.__about__ import __version__
 from pancakes_data.augment import SetAugmentation, paper_across_set, paper_within_set
 from pancakes_data.importers import import_brain_packages, import_folder, import_nnunet
-from pancakes_data.sampler import SamplerConfig, SetSampler, collate_sets
+from pancakes_data.sampler import SamplerConfig, SetSampler, SetSource, Source, collate_sets
 from pancakes_data.store import Dataset, DatasetWriter, Store, split_subjects
+from pancakes_data.targets import TARGET_KINDS, TargetMix, draw_target
 
 __all__ = [
+    "TARGET_KINDS",
     "Dataset",
     "DatasetWriter",
     "SamplerConfig",
     "SetAugmentation",
     "SetSampler",
+    "SetSource",
+    "Source",
     "Store",
+    "TargetMix",
     "__version__",
     "collate_sets",
+    "draw_target",
     "import_brain_packages",
     "import_folder",
     "import_nnunet",

@@ -47,9 +47,14 @@ def normalize_intensity(
         fg = x[x > 0]
         ref = fg if fg.size else x.ravel()
         lo, hi = np.percentile(ref, percentiles)
-    x = np.clip(x, lo, hi)
     span = float(hi - lo)
-    return np.zeros_like(x) if span <= 0 else (x - lo) / span
+    if span <= 0:
+        return np.zeros_like(x)
+    # float32 throughout: numpy's float64 percentiles would promote the whole image to float64
+    out = np.clip(x, np.float32(lo), np.float32(hi))
+    out -= np.float32(lo)
+    out /= np.float32(span)
+    return out
 
 
 def square_pixels(image: np.ndarray, spacing: Sequence[float], *, order: int = 1) -> np.ndarray:

@@ -1,14 +1,19 @@
 """The multi-protocol set sampler (the paper's "MegaMedical set sampler with augmentations").
 
-Each set: dataset (weighted) → protocol → label → S images in which that label is present, or —
-with probability ``synth_ratio`` — a synthetic set from pancakes-synth and one of its labels
-present in all S elements. Then the Table-3 augmentations (across-set, then within-set).
+Each set: a source (by weight) → for a real dataset, a protocol → a target → S images in which the
+target is present; for a synthetic source, one of its sets → S of its images → a target present in
+all of them. The target is a union of labels at some granularity (:mod:`pancakes_data.targets`).
+Synthetic images are normalised like every input at inference (``normalize_intensity``), then
+the Table-3 augmentations run (across-set, then within-set).
+
+Sources are real datasets of the store or anything with ``len(source)`` and ``source.get(i)``
+returning a set (pancakes-synth's generators and shard datasets): one interface, no type checks.
 
 Batches group sets of one S (S is drawn per batch), so they stack:
 
     images  (B, S, 1, H, W) float32 in [0, 1]
     targets (T, B, S, 1, H, W) float32 binary; T = 1, or 2 for the appendix-D variant
-    meta    list of B dicts (source, dataset, protocol, label(s), image ids)
+    meta    list of B dicts (source, dataset, protocol, target kind, label(s), image ids)
 
 Reproducible: batch i is a pure function of (seed, i), whatever the number of workers.
 """
@@ -16,15 +21,52 @@ Reproducible: batch i is a pure function of (seed, i), whatever the number of wo
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
 from pancakes_data.augment import SetAugmentation, paper_across_set, paper_within_set
+from pancakes_data.preprocess import normalize_intensity
 from pancakes_data.store import Dataset
+from pancakes_data.targets import TargetMix, draw_target
 
-__all__ = ["SamplerConfig", "SetSampler", "collate_sets"]
+__all__ = ["SamplerConfig", "SetSampler", "SetSource", "Source", "collate_sets"]
+
+
+@runtime_checkable
+class SetSource(Protocol):
+    """What a synthetic source offers the sampler: a length and sets by index.
+
+    ``get(i)`` returns an object with ``images`` (S, H, W), ``labels`` (S, H, W) and ``classes``
+    ((L,) or ``None``) — :class:`pancakes_synth.SynthSet`.
+    """
+
+    def __len__(self) -> int: ...
+
+    def get(self, index: int) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Source:
+    """One entry of the training mix.
+
+    Attributes:
+        name: shown in batch metadata and logs.
+        data: a store :class:`Dataset` or a :class:`SetSource`.
+        weight: relative probability that a set comes from here.
+    """
+
+    name: str
+    data: Any
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (self.weight >= 0 and np.isfinite(self.weight)):
+            raise ValueError(f"source {self.name!r}: weight must be a finite number >= 0, got {self.weight}")
+        if not isinstance(self.data, Dataset) and not isinstance(self.data, SetSource):
+            raise TypeError(f"source {self.name!r}: {type(self.data).__name__} is neither a Dataset nor a SetSource")
 
 
 @dataclass(frozen=True)
@@ -34,12 +76,11 @@ class SamplerConfig:
     Attributes:
         set_size: inclusive range of S, drawn per batch.
         batch_size: sets per batch B.
-        targets: T targets per set from the same protocol (1, or 2 for appendix D).
+        targets: T targets per set from the same protocol (1, or 2 for appendix D: two structures).
         split: subject split of the real datasets ("train", "val", "test", "all").
-        synth_ratio: probability that a set is synthetic (needs a synthetic source).
         augment: apply the Table-3 augmentations.
-        min_pixels: a label counts as present in an image from this many pixels on.
-        weights: sampling weight per dataset name (default: equal).
+        min_pixels: a target counts as present in an image from this many pixels on.
+        target_mix: probabilities of the target kinds.
         seed: master seed.
     """
 
@@ -47,10 +88,9 @@ class SamplerConfig:
     batch_size: int = 1
     targets: int = 1
     split: str = "train"
-    synth_ratio: float = 0.5
     augment: bool = True
     min_pixels: int = 10
-    weights: dict[str, float] | None = None
+    target_mix: TargetMix = field(default_factory=TargetMix)
     seed: int = 0
 
 
@@ -66,20 +106,23 @@ def collate_sets(items: Sequence[dict]) -> dict:
     }
 
 
+def _as_source(item: Any) -> Source:
+    if isinstance(item, Source):
+        return item
+    name = getattr(item, "name", None) or getattr(item, "spec", None) or type(item).__name__
+    return Source(str(name), item)
+
+
 class SetSampler(torch.utils.data.IterableDataset):
     """Endless batches of sets (use with ``DataLoader(sampler, batch_size=None, num_workers=...)``).
 
     Args:
-        datasets: real datasets of the store (may be empty when everything is synthetic).
-        synth: a synthetic source — a ``pancakes_synth.SetGenerator`` (on the fly) or a
-            ``pancakes_synth.ShardDataset`` (from disk) — or ``None``.
+        sources: :class:`Source` entries, or bare datasets / set sources (weight 1 each).
         config: sampling knobs.
         start: index of the first batch the iterator yields (to resume a run).
     """
 
-    def __init__(
-        self, datasets: Sequence[Dataset], *, synth=None, config: SamplerConfig | None = None, start: int = 0
-    ) -> None:
+    def __init__(self, sources: Sequence[Any], *, config: SamplerConfig | None = None, start: int = 0) -> None:
         self.start = int(start)
         self.config = cfg = config or SamplerConfig()
         lo, hi = cfg.set_size
@@ -89,120 +132,118 @@ class SetSampler(torch.utils.data.IterableDataset):
             raise ValueError(f"targets (T) must be 1 or 2, got {cfg.targets}")
         if cfg.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {cfg.batch_size}")
-        if not 0.0 <= cfg.synth_ratio <= 1.0:
-            raise ValueError(f"synth_ratio must be within [0, 1], got {cfg.synth_ratio}")
-        self.datasets = list(datasets)
-        self.synth = synth
-        if not self.datasets and synth is None:
-            raise ValueError("nothing to sample from: no datasets and no synthetic source")
-        if not self.datasets and cfg.synth_ratio < 1.0:
-            self.config = cfg = SamplerConfig(**{**cfg.__dict__, "synth_ratio": 1.0})
-        if synth is None and cfg.synth_ratio > 0:
-            self.config = cfg = SamplerConfig(**{**cfg.__dict__, "synth_ratio": 0.0})
-        names = [d.name for d in self.datasets]
-        unknown = sorted(set(cfg.weights or {}) - set(names))
-        if unknown:
-            raise ValueError(f"weights name unknown datasets {unknown}; sampling from {names}")
-        w = np.asarray([(cfg.weights or {}).get(n, 1.0) for n in names], dtype=np.float64)
-        if names and ((w < 0).any() or w.sum() <= 0):
-            raise ValueError(f"dataset weights must be >= 0 with a positive sum, got {dict(zip(names, w))}")
-        self.weights = w / w.sum() if names else w
-        self._split_idx = {d.name: d.indices(cfg.split) for d in self.datasets}
-        for d in self.datasets:
-            if self._split_idx[d.name].size == 0:
-                raise ValueError(f"dataset {d.name!r} has no images in split {cfg.split!r}")
+        self.sources = [_as_source(s) for s in sources]
+        if not self.sources:
+            raise ValueError("nothing to sample from: no sources")
+        w = np.asarray([s.weight for s in self.sources], dtype=np.float64)
+        if w.sum() <= 0:
+            raise ValueError(
+                f"source weights must have a positive sum, got {[(s.name, s.weight) for s in self.sources]}"
+            )
+        self.weights = w / w.sum()
+        self._split_idx = {}
+        for s in self.sources:
+            if isinstance(s.data, Dataset):
+                idx = s.data.indices(cfg.split)
+                if idx.size == 0:
+                    raise ValueError(f"dataset {s.data.name!r} has no images in split {cfg.split!r}")
+                self._split_idx[s.name] = idx
         self.augmentation = SetAugmentation(paper_across_set(), paper_within_set()) if cfg.augment else None
 
     # ------------------------------------------------------------------ one set
-    def _real(self, rng: np.random.Generator, s: int) -> dict | None:
-        cfg = self.config
-        d = self.datasets[int(rng.choice(len(self.datasets), p=self.weights))]
+    def _mix(self) -> TargetMix:
+        # appendix D pairs two structures of one protocol
+        return TargetMix.only("structure") if self.config.targets == 2 else self.config.target_mix
+
+    def _second(self, rng: np.random.Generator, maps: np.ndarray, first: list[int]) -> int | None:
+        counts = np.stack([np.bincount(m.ravel(), minlength=int(maps.max()) + 1) for m in maps])
+        both = np.flatnonzero((counts >= self.config.min_pixels).all(0))
+        both = both[(both != 0) & ~np.isin(both, first)]
+        return int(both[rng.integers(both.size)]) if both.size else None
+
+    def _real(self, rng: np.random.Generator, src: Source, s: int) -> dict | None:
+        cfg, d = self.config, src.data
         proto_name = d.protocol_names[int(rng.integers(len(d.protocol_names)))]
         proto = d.protocol(proto_name)
-        idx = self._split_idx[d.name]
+        idx = self._split_idx[src.name]
         present = proto.counts[idx] >= cfg.min_pixels  # (N_split, K)
-        present[:, 0] = False  # background is not a target structure
+        present[:, 0] = False  # images are chosen by a structure they show
         eligible = np.flatnonzero(present.sum(0) >= s)
         if eligible.size == 0:
             return None
-        label = int(eligible[rng.integers(eligible.size)])
-        pool = idx[present[:, label]]
-        chosen = np.sort(rng.choice(pool, size=s, replace=False))
-        labels = [label]
+        anchor = int(eligible[rng.integers(eligible.size)])
+        chosen = np.sort(rng.choice(idx[present[:, anchor]], size=s, replace=False))
         maps = np.stack([np.asarray(proto.maps[i]) for i in chosen]).astype(np.int64)
-        if cfg.targets == 2:
-            both = np.flatnonzero((proto.counts[chosen] >= cfg.min_pixels).all(0))
-            both = both[(both != 0) & (both != label)]
-            if both.size == 0:
-                return None
-            labels.append(int(both[rng.integers(both.size)]))
+        picked = draw_target(rng, maps, mix=self._mix(), min_pixels=cfg.min_pixels)
+        if picked is None:
+            return None
+        kind, labels = picked
         images = np.stack([np.asarray(d.images[i], dtype=np.float32) for i in chosen])
-        meta = {
-            "source": "real",
-            "dataset": d.name,
-            "protocol": proto_name,
-            "labels": labels,
-            "label_names": [proto.labels.get(k, str(k)) for k in labels],
-            "ids": chosen.tolist(),
-        }
-        return {"images": images, "maps": maps, "labels": labels, "meta": meta}
+        names = [proto.labels.get(k, str(k)) for k in labels]
+        meta = {"source": src.name, "dataset": d.name, "protocol": proto_name, "ids": chosen.tolist()}
+        return {"images": images, "maps": maps, "kind": kind, "labels": labels, "names": names, "meta": meta}
 
-    def _synthetic(self, rng: np.random.Generator, s: int) -> dict | None:
+    def _synthetic(self, rng: np.random.Generator, src: Source, s: int) -> dict | None:
         cfg = self.config
-        synth = self.synth
-        if hasattr(synth, "generate"):  # SetGenerator: fresh set, index from the stream
-            index = int(rng.integers(0, 2**62))
-            item = synth.generate(index)
-            images, maps = item.images, item.labels
-        else:  # ShardDataset
-            index = int(rng.integers(len(synth)))
-            item = synth[index]
-            images, maps = item["images"][:, 0].numpy(), item["labels"].numpy()
+        index = int(rng.integers(len(src.data)))
+        item = src.data.get(index)
+        images, maps = np.asarray(item.images), np.asarray(item.labels)
         if images.shape[0] < s:
-            raise ValueError(f"synthetic sets hold {images.shape[0]} elements, fewer than S={s}")
+            raise ValueError(f"source {src.name!r} has sets of {images.shape[0]} images, fewer than S={s}")
         pick = np.sort(rng.choice(images.shape[0], size=s, replace=False))
         images, maps = images[pick].astype(np.float32), maps[pick].astype(np.int64)
-        k = int(maps.max()) + 1
-        counts = np.stack([np.bincount(m.ravel(), minlength=k) for m in maps])
-        ok = np.flatnonzero((counts >= cfg.min_pixels).all(0))
-        if ok.size < cfg.targets:
+        images = np.stack([normalize_intensity(im) for im in images])  # as every input at inference
+        picked = draw_target(rng, maps, classes=item.classes, mix=self._mix(), min_pixels=cfg.min_pixels)
+        if picked is None:
             return None
-        labels = [int(v) for v in rng.choice(ok, size=cfg.targets, replace=False)]
-        meta = {
-            "source": "synth",
-            "dataset": "synth",
-            "protocol": "synth",
-            "labels": labels,
-            "label_names": [f"structure {v}" for v in labels],
-            "ids": [index],
-        }
-        return {"images": images, "maps": maps, "labels": labels, "meta": meta}
+        kind, labels = picked
+        meta = {"source": src.name, "dataset": src.name, "protocol": "synth", "ids": [index]}
+        names = [f"structure {v}" for v in labels]
+        return {"images": images, "maps": maps, "kind": kind, "labels": labels, "names": names, "meta": meta}
 
     def sample_set(self, rng: np.random.Generator, s: int) -> dict:
         """One set of S images: images (S, 1, H, W), targets (T, S, 1, H, W), meta."""
         for _ in range(100):
-            synth = self.synth is not None and rng.random() < self.config.synth_ratio
-            raw = self._synthetic(rng, s) if synth else self._real(rng, s)
-            if raw is not None:
-                break
+            src = self.sources[int(rng.choice(len(self.sources), p=self.weights))]
+            raw = self._real(rng, src, s) if isinstance(src.data, Dataset) else self._synthetic(rng, src, s)
+            if raw is None:
+                continue
+            groups = [raw["labels"]]
+            if self.config.targets == 2:
+                second = self._second(rng, raw["maps"], raw["labels"])
+                if second is None:
+                    continue
+                groups.append([second])
+            break
         else:
             raise ValueError(f"could not find a label present in S={s} images after 100 tries; lower set_size")
         images = torch.from_numpy(raw["images"])[:, None]
-        targets = torch.stack([torch.from_numpy(raw["maps"] == k) for k in raw["labels"]], dim=1).float()
+        targets = torch.stack([torch.from_numpy(np.isin(raw["maps"], g)) for g in groups], dim=1).float()
         if self.augmentation is not None:
             images, targets = self.augmentation(images, targets, rng)
+        meta = {
+            **raw["meta"],
+            "target": raw["kind"],
+            "labels": [v for g in groups for v in g] if self.config.targets == 2 else groups[0],
+            "label_names": raw["names"],
+        }
         # (S, T, H, W) → (T, S, 1, H, W)
-        return {"images": images.float(), "targets": targets.permute(1, 0, 2, 3)[:, :, None], "meta": raw["meta"]}
+        return {"images": images.float(), "targets": targets.permute(1, 0, 2, 3)[:, :, None], "meta": meta}
 
-    def batch(self, index: int) -> dict:
+    def batch(self, index: int, sets: Sequence[int] | None = None) -> dict:
         """Batch number ``index`` of the stream: a pure function of (seed, index).
 
-        Training uses it to resume exactly: step i always sees batch i.
+        S is drawn from (seed, index) and set i of the batch from (seed, index, i), so a
+        distributed run can make only its own share (``sets``: the set indices wanted, default
+        all ``batch_size``) and together the ranks see exactly the single-process batch. Training
+        uses it to resume exactly: step i always sees batch i.
         """
-        rng = np.random.default_rng([self.config.seed, int(index)])
         lo, hi = self.config.set_size
-        s = int(rng.integers(lo, hi + 1))
-        return collate_sets([self.sample_set(rng, s) for _ in range(self.config.batch_size)])
+        s = int(np.random.default_rng([self.config.seed, int(index)]).integers(lo, hi + 1))
+        wanted = range(self.config.batch_size) if sets is None else sets
+        return collate_sets(
+            [self.sample_set(np.random.default_rng([self.config.seed, int(index), int(i)]), s) for i in wanted]
+        )
 
     def __iter__(self) -> Iterator[dict]:
         """Batches ``start, start + 1, …`` in order; with W DataLoader workers, worker w makes

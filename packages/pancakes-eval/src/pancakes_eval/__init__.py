@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pancakes_eval.__about__ import __version__
 from pancakes_eval.accumulate import SetMetric
+from pancakes_eval.agreement import compute_nmi
 from pancakes_eval.metrics import (
     compute_assd,
     compute_dice,
@@ -44,6 +45,7 @@ __all__ = [
     "compute_hausdorff",
     "compute_hd95",
     "compute_iou",
+    "compute_nmi",
     "compute_set_dice",
     "compute_set_hd95",
     "compute_set_iou",

@@ -12,9 +12,11 @@ from pancakes_model.loss import (
     candidate_dice_losses,
     joint_set_dice_loss,
     set_dice_loss,
+    set_soft_dice_loss,
     winner_only_set_dice_loss,
 )
-from pancakes_model.network.model import (
+from pancakes_model.network import (
+    LogitFactors,
     Pancakes,
     PancakesConfig,
     ProtocolEmbedding,
@@ -43,6 +45,7 @@ def segment(images, M: int = 8, K: int = 20, *, model: Pancakes | None = None):
 
 
 __all__ = [
+    "LogitFactors",
     "LossResult",
     "Pancakes",
     "PancakesConfig",
@@ -56,5 +59,6 @@ __all__ = [
     "read_metadata",
     "segment",
     "set_dice_loss",
+    "set_soft_dice_loss",
     "winner_only_set_dice_loss",
 ]

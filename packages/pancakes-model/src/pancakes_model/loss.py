@@ -19,6 +19,7 @@ __all__ = [
     "candidate_dice_losses",
     "joint_set_dice_loss",
     "set_dice_loss",
+    "set_soft_dice_loss",
     "winner_only_set_dice_loss",
 ]
 
@@ -121,51 +122,49 @@ def joint_set_dice_loss(probs: torch.Tensor, targets: torch.Tensor, *, eps: floa
     return LossResult(loss, mi, torch.stack([k1, k2], dim=1), ((d1 + d2) / 2).detach())
 
 
+def set_soft_dice_loss(probs: torch.Tensor, targets: torch.Tensor, *, eps: float = EPS) -> torch.Tensor:
+    """Set-averaged soft-Dice loss of one map per set: probs (B, S, H, W), targets (B, S, [1,] H, W)
+    → (B,) mean over s of 1 − (2Σpy + ε)/(Σp + Σy + ε)."""
+    b, s = probs.shape[:2]
+    y = _flat_targets(targets, b, s)
+    p = rearrange(probs, "B S H W -> B S (H W)")
+    dice = (2 * (p * y).sum(-1) + eps) / (p.sum(-1) + y.sum(-1) + eps)
+    return (1 - dice).mean(dim=1)
+
+
 def winner_only_set_dice_loss(
     model, images: torch.Tensor, targets: torch.Tensor, M: int, K: int, *, eps: float = EPS
 ) -> LossResult:
     """Same value and gradients as ``set_dice_loss(model(images, M, K), targets)``, cheaper.
 
-    The min over (m, k) routes gradient through one protocol only, so all M·K maps are computed
-    without autograd to find the winner, and only the winning protocol's K maps are recomputed
-    with autograd (softmax over K couples the K labels of that protocol, so all K are needed).
+    The min over (m, k) routes gradient through one protocol only, so the candidate table is
+    computed without autograd, one protocol at a time (the (B, S, K, HW) block stays in cache
+    instead of a (B, S, M, K, HW) tensor making a round trip through memory), and only the winning
+    protocol's K maps are recomputed with autograd (softmax over K couples the K labels of that
+    protocol, so all K are needed). Both steps are the network's factored logits
+    (:meth:`Pancakes.factors`) and this module's pure Dice functions.
 
     Args:
-        model: a :class:`~pancakes_model.network.model.Pancakes`.
+        model: a :class:`~pancakes_model.Pancakes`.
         images: (B, S, C, H, W).
         targets: (B, S, 1, H, W) binary.
     """
-    from pancakes_model.network.model import _softmax_k, check_mk
-
-    check_mk(M, K)
     b, s = images.shape[:2]
-    phi = model.features(images)  # (B·S, F, H, W), with grad
-    sampler = model.sampler
-    q = sampler.queries(phi)
-    v = model.embedding(M, K)
-    y = _flat_targets(targets, b, s)
+    factors = model.factors(images, M, K)  # q with grad; keys recomputed below for the winners
     with torch.no_grad():
-        key, bias = sampler.keys(v)
-        bound = sampler.temperature + sampler.bias_bound
-        q_flat = rearrange(q.detach(), "(B S) D H W -> B S D (H W)", B=b)
-        ysum = y.sum(-1)
-        table = torch.empty(b, M, K, dtype=q.dtype, device=q.device)
-        # One protocol at a time: the (B, S, K, HW) block stays in cache instead of a full
-        # (B, S, M, K, HW) tensor making a round trip through memory.
-        for mi in range(M):
-            logits = torch.einsum("kd,bsdp->bskp", key[mi] * sampler.temperature, q_flat)
-            logits += bias[mi][None, None, :, None]
-            probs = _softmax_k(logits, bound)  # over K (axis 2), in place: logits are bounded
-            inter = torch.einsum("bskp,bsp->bsk", probs, y)
-            dice = (2 * inter + eps) / (probs.sum(-1) + ysum[:, :, None] + eps)
-            table[:, mi] = (1 - dice).mean(dim=1)
+        frozen = factors.detach()
+        table = torch.stack(
+            [
+                candidate_dice_losses(rearrange(frozen.probs(m), "(B S) K H W -> B S 1 K H W", B=b), targets, eps=eps)[
+                    :, 0
+                ]
+                for m in range(M)
+            ],
+            dim=1,
+        )  # (B, M, K)
         m, k = _argmin_mk(table)
-    key_w, bias_w = sampler.keys(v[m])  # (B, K, D), (B, K) — winner protocols only, with grad
-    q_sets = rearrange(q, "(B S) D H W -> B S D (H W)", B=b)
-    logits = torch.einsum("bkd,bsdp->bskp", key_w, q_sets) * sampler.temperature
-    logits = logits + bias_w[:, None, :, None]
-    probs_w = logits.softmax(dim=2)  # (B, S, K, HW)
-    p = probs_w[torch.arange(b), :, k]  # (B, S, HW)
-    dice = (2 * (p * y).sum(-1) + eps) / (p.sum(-1) + y.sum(-1) + eps)
-    loss = (1 - dice).mean(dim=1).mean()
+    per_image = m.repeat_interleave(s)  # set b's winning protocol for each of its S images
+    probs_w = rearrange(factors.probs(per_image), "(B S) K H W -> B S K H W", B=b)
+    chosen = probs_w[torch.arange(b), :, k]  # (B, S, H, W)
+    loss = set_soft_dice_loss(chosen, targets, eps=eps).mean()
     return LossResult(loss, m, k, table)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pancakes_synth.__about__ import __version__
 from pancakes_synth.generator import ElementParams, GeneratorConfig, SetGenerator, SynthSet, TemplateParams
+from pancakes_synth.heldout import HELD_OUT, HeldOutGenerator
+from pancakes_synth.scenes import SceneGenerator
 from pancakes_synth.shards import ShardDataset, SynthStream, generate_dataset
 from pancakes_synth.sources import (
     LabelMapSource,
@@ -12,12 +14,16 @@ from pancakes_synth.sources import (
     TotalSegmentatorSource,
     parse_source,
 )
+from pancakes_synth.specs import open_source
 
 __all__ = [
+    "HELD_OUT",
     "ElementParams",
     "GeneratorConfig",
+    "HeldOutGenerator",
     "LabelMapSource",
     "ProceduralSource",
+    "SceneGenerator",
     "SetGenerator",
     "ShardDataset",
     "StructureBank",
@@ -27,5 +33,6 @@ __all__ = [
     "TotalSegmentatorSource",
     "__version__",
     "generate_dataset",
+    "open_source",
     "parse_source",
 ]

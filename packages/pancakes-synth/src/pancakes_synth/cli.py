@@ -14,7 +14,10 @@ from pathlib import Path
 
 __all__ = ["main"]
 
-SOURCE_HELP = "procedural (default), procedural:FAM1,FAM2, totalseg:DIR or labels:DIR"
+SOURCE_HELP = (
+    "procedural (default), procedural:FAM1,FAM2, totalseg:DIR, labels:DIR, scenes[:FAMILIES] "
+    "with options such as ';textures=skimage' (see pancakes_synth.specs)"
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,15 +52,24 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _with_bank(spec: str, bank_size: int) -> str:
+    """Add ``--bank-size`` to a procedural spec (the other sources have no bank)."""
+    from pancakes_synth.specs import split_spec
+
+    kind, _, opts = split_spec(spec)
+    if kind == "procedural" and "bank" not in opts and bank_size != 384:
+        return f"{spec};bank={bank_size}"
+    return spec
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 2 bad input)."""
     args = _parser().parse_args(argv)
     try:
         if args.command == "generate":
             from pancakes_synth.shards import generate_dataset
-            from pancakes_synth.sources import parse_source
 
-            source = parse_source(args.source, cache_dir=args.cache_dir, bank_size=args.bank_size)
+            source = _with_bank(args.source, args.bank_size)
             m = generate_dataset(
                 args.out,
                 n=args.n,
@@ -78,14 +90,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             if args.sets < 1:
                 raise ValueError(f"--sets must be >= 1, got {args.sets}")
-            from pancakes_synth.generator import SetGenerator
             from pancakes_synth.preview import save_preview
-            from pancakes_synth.sources import parse_source
+            from pancakes_synth.specs import open_source
 
             if args.out.exists() and args.out.is_dir():
                 raise ValueError(f"--out {args.out} is a directory; give a .png file name")
-            source = parse_source(args.source, cache_dir=args.cache_dir, bank_size=args.bank_size)
-            gen = SetGenerator(source, set_size=args.set_size, seed=args.seed)
+            spec = _with_bank(args.source, args.bank_size)
+            gen = open_source(spec, set_size=args.set_size, seed=args.seed, cache_dir=args.cache_dir)
             path = save_preview([gen.generate(i) for i in range(args.sets)], args.out)
             print(f"preview of {args.sets} sets → {path}")
     except (FileNotFoundError, ValueError) as exc:

@@ -30,7 +30,9 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from pancakes_synth.smooth import upsample as _upsample
 from pancakes_synth.sources import ProceduralSource, StructureBank
+from pancakes_synth.warp import sample_warps, warp_labels
 
 __all__ = [
     "ElementParams",
@@ -104,12 +106,23 @@ class ElementParams:
 
 @dataclass
 class SynthSet:
-    """One synthetic set: images (S, H, W) float32 in [0, 1], labels (S, H, W) int64 in 0..L-1."""
+    """One synthetic set.
+
+    Attributes:
+        images: (S, H, W) float32 in [0, 1].
+        labels: (S, H, W) int64 in 0 … L−1; label l means the same structure in every image.
+        n_labels: L.
+        meta: how the set was made (family, appearance, index, …).
+        classes: (L,) the class of every label (classes[0] = 0, the background class): labels of
+            one class (the components of one split structure, the nuclei of one population) form
+            the coarser targets. ``None``: every label is its own class.
+    """
 
     images: np.ndarray
     labels: np.ndarray
     n_labels: int
     meta: dict = field(default_factory=dict)
+    classes: np.ndarray | None = None
 
 
 def _rotation(rng: np.random.Generator) -> np.ndarray:
@@ -129,45 +142,11 @@ def _rotations(rng: np.random.Generator, n: int) -> np.ndarray:
     return q
 
 
-_SPLINE_CACHE: dict[tuple[int, int], torch.Tensor] = {}
-
-
-def _spline_matrix(coarse: int, size: int) -> torch.Tensor:
-    """(size, coarse) weights of a uniform cubic B-spline through ``coarse`` control points."""
-    key = (coarse, size)
-    if key not in _SPLINE_CACHE:
-        t = torch.linspace(0, coarse - 1, size, dtype=torch.float64)[:, None]
-        d = (t - torch.arange(coarse, dtype=torch.float64)[None]).abs()
-        w = torch.where(d < 1, 2 / 3 - d**2 + d**3 / 2, torch.where(d < 2, (2 - d) ** 3 / 6, torch.zeros_like(d)))
-        _SPLINE_CACHE[key] = (w / w.sum(1, keepdim=True)).float()
-    return _SPLINE_CACHE[key]
-
-
 def _lattice(start: int, stop: int, count: int, size: int) -> np.ndarray:
     """Volume coordinates of ``count`` points evenly spaced from pixel ``start`` to ``stop − 1``
     (np.linspace's result, without its overhead: it is called ~30 times per set)."""
     step = (stop - 1 - start) / (count - 1)
     return ((2 * (start + step * np.arange(count, dtype=np.float64)) + 1) / size - 1).astype(np.float32)
-
-
-def _base_grid(size: int) -> torch.Tensor:
-    """(size², 3) homogeneous pixel-centre coordinates (x, y, 1) in [-1, 1], as affine_grid."""
-    if size not in _BASE_CACHE:
-        ax = (2 * torch.arange(size, dtype=torch.float32) + 1) / size - 1
-        yy, xx = torch.meshgrid(ax, ax, indexing="ij")
-        _BASE_CACHE[size] = torch.stack([xx, yy, torch.ones_like(xx)], dim=-1).reshape(-1, 3)
-    return _BASE_CACHE[size]
-
-
-_BASE_CACHE: dict[int, torch.Tensor] = {}
-
-
-def _upsample(coarse: torch.Tensor, size: int) -> torch.Tensor:
-    """Smooth (C²) upsampling (N, C, h, w) → (N, C, size, size) by a separable cubic B-spline:
-    two small matrix products, much cheaper than bicubic interpolation on a CPU."""
-    rows = _spline_matrix(coarse.shape[-2], size)
-    cols = _spline_matrix(coarse.shape[-1], size)
-    return rows @ coarse @ cols.T
 
 
 class SetGenerator:
@@ -199,6 +178,16 @@ class SetGenerator:
             raise ValueError(f"slice_range {self.config.slice_range} must lie within [0, {self.config.size})")
         self._bank: StructureBank | None = None
         self._plane_cache: dict[tuple[int, int], torch.Tensor] = {}
+
+    @property
+    def spec(self) -> str:
+        return self.source.spec
+
+    def __len__(self) -> int:
+        return 2**62  # endless: any index is a set
+
+    def get(self, index: int) -> SynthSet:
+        return self.generate(index)
 
     @property
     def bank(self) -> StructureBank:
@@ -293,6 +282,11 @@ class SetGenerator:
 
     def render_template(self, p: TemplateParams) -> np.ndarray:
         """Template label map (H, W) int64 with contiguous ids 0..L-1 from ``p``."""
+        return self.render_template_with_classes(p)[0]
+
+    def render_template_with_classes(self, p: TemplateParams) -> tuple[np.ndarray, np.ndarray]:
+        """Template label map (H, W) and the class (L,) of every label: with split components,
+        the components of one structure share its class; without, every label is its own."""
         cfg = self.config
         size = cfg.size
         pts = self._plane_points(p.axis, p.slice_index).view(size, size, 3)
@@ -349,9 +343,16 @@ class SetGenerator:
             if p.rim_width > 0:
                 lab = torch.where(body & (radial < p.rim_width), torch.full_like(lab, offset + 1), lab)
         lab = lab.reshape(size, size).numpy().astype(np.int64)
+        whole = lab
         if p.split_components:
             lab = self._split(lab)
-        return self._clean(lab)
+        lab = self._clean(lab)
+        n = int(lab.max()) + 1
+        parent = np.zeros(n, np.int64)
+        parent[lab.ravel()] = whole.ravel()  # every component lies inside one structure
+        parent[0] = 0
+        _, classes = np.unique(parent, return_inverse=True)  # contiguous; background stays 0
+        return lab, classes.astype(np.int64)
 
     @staticmethod
     def _split(lab: np.ndarray) -> np.ndarray:
@@ -378,16 +379,14 @@ class SetGenerator:
     # ------------------------------------------------------------------ elements
     def sample_element_params(self, rng: np.random.Generator, n_labels: int) -> ElementParams:
         cfg, s, h = self.config, self.set_size, self.config.size
-        ang = np.deg2rad(rng.uniform(-cfg.element_rotation_deg, cfg.element_rotation_deg, size=s))
-        sc = rng.uniform(*cfg.element_scale, size=s)
-        tr = rng.uniform(-cfg.element_translation, cfg.element_translation, size=(s, 2))
-        theta = np.zeros((s, 2, 3))
-        theta[:, 0, 0] = np.cos(ang) / sc
-        theta[:, 0, 1] = -np.sin(ang) / sc
-        theta[:, 1, 0] = np.sin(ang) / sc
-        theta[:, 1, 1] = np.cos(ang) / sc
-        theta[:, :, 2] = tr
-        disp = rng.standard_normal((s, 2, 5, 5)) * rng.uniform(*cfg.elastic_std, size=(s, 1, 1, 1))
+        theta, disp = sample_warps(
+            rng,
+            s,
+            rotation_deg=cfg.element_rotation_deg,
+            scale=cfg.element_scale,
+            translation=cfg.element_translation,
+            elastic_std=cfg.elastic_std,
+        )
         base = rng.uniform(0.0, 1.0, size=n_labels)
         means = base[None] + rng.normal(0.0, cfg.mean_jitter, size=(s, n_labels))
         stds = rng.uniform(*cfg.label_std, size=n_labels)
@@ -407,12 +406,7 @@ class SetGenerator:
     def render_elements(self, template: np.ndarray, p: ElementParams) -> tuple[np.ndarray, np.ndarray]:
         """Deform the template and paint intensities: images (S, H, W) float32, labels (S, H, W)."""
         s, h = self.set_size, self.config.size
-        theta = torch.from_numpy(p.theta).float()
-        grid = (_base_grid(h) @ theta.transpose(1, 2)).view(s, h, h, 2)  # = affine_grid, faster here
-        disp = _upsample(torch.from_numpy(p.displacement).float(), h).permute(0, 2, 3, 1)
-        tmpl = torch.from_numpy(template).float()[None, None].expand(s, 1, h, h)
-        labels = F.grid_sample(tmpl, grid + disp, mode="nearest", padding_mode="border", align_corners=False)
-        labels = labels[:, 0].round().long()  # (S, H, W)
+        labels = warp_labels(template, p.theta, p.displacement)  # (S, H, W)
 
         means = torch.from_numpy(p.means).float()
         stds = torch.from_numpy(p.stds).float()
@@ -441,12 +435,12 @@ class SetGenerator:
         """Set number ``index`` (a pure function of seed and index)."""
         rng = np.random.default_rng([self.seed, int(index)])
         tp = self.sample_template_params(rng)
-        template = self.render_template(tp)
+        template, classes = self.render_template_with_classes(tp)
         n_labels = int(template.max()) + 1
         ep = self.sample_element_params(rng, n_labels)
         images, labels = self.render_elements(template, ep)
         meta = {"index": int(index), "axis": tp.axis, "slice": tp.slice_index, "split": tp.split_components}
-        return SynthSet(images, labels, n_labels, meta)
+        return SynthSet(images, labels, n_labels, meta, classes)
 
     def __iter__(self):
         i = 0

@@ -7,6 +7,8 @@ Layout of ``OUT``::
     shard-00000.safetensors       images (n_sets, S, H, W) float16 in [0, 1]
                                   labels (n_sets, S, H, W) uint8 (uint16 when ids exceed 255)
                                   n_labels (n_sets,) int32
+                                  classes (n_sets, L_max) int32: class of every label, −1 past
+                                  n_labels (see SynthSet.classes)
     ...
 
 Shard k holds sets ``k·shard_sets … (k+1)·shard_sets − 1``; set i is a pure function of
@@ -43,12 +45,25 @@ def _shard_name(k: int) -> str:
 _WORKER: dict = {}
 
 
-def _init_worker(source, set_size: int, seed: int) -> None:
-    torch.set_num_threads(1)  # one process per core is faster than threads for small ops
+def make_generator(source, *, set_size: int, seed: int, cache_dir=None):
+    """A generator from a spec string (see :mod:`pancakes_synth.specs`) or a label source object."""
+    if isinstance(source, str):
+        from pancakes_synth.specs import open_source
+
+        gen = open_source(source, set_size=set_size, seed=seed, cache_dir=cache_dir)
+        if isinstance(gen, ShardDataset):
+            raise ValueError(f"{source!r} is already a shard dataset; generate from a generator source")
+        return gen
     from pancakes_synth.generator import SetGenerator
 
-    gen = SetGenerator(source, set_size=set_size, seed=seed)
-    _ = gen.bank
+    return SetGenerator(source, set_size=set_size, seed=seed)
+
+
+def _init_worker(source, set_size: int, seed: int, cache_dir=None) -> None:
+    torch.set_num_threads(1)  # one process per core is faster than threads for small ops
+    gen = make_generator(source, set_size=set_size, seed=seed, cache_dir=cache_dir)
+    if hasattr(gen, "bank"):
+        _ = gen.bank  # build (or load) once per worker
     _WORKER["gen"] = gen
 
 
@@ -57,13 +72,14 @@ def _make_shard(args: tuple[str, int, int, int]) -> tuple[int, int]:
 
     out, k, first, count = args
     gen = _WORKER["gen"]
-    size = gen.config.size
+    size = gen.config.size if hasattr(gen, "config") else gen.size
     # Filled set by set in the stored dtypes: stacking the sets first (labels as int64) and
     # converting afterwards moved ~200 MB per shard and cost ~2–4 ms per set, 10–20 % of
     # generating it.
     images = np.empty((count, gen.set_size, size, size), np.float16)
     labels = np.empty((count, gen.set_size, size, size), np.uint8)
     n_labels = np.empty(count, np.int32)
+    classes: list[np.ndarray] = []
     for j, index in enumerate(range(first, first + count)):
         synth = gen.generate(index)
         if synth.n_labels > 256 and labels.dtype == np.uint8:
@@ -71,7 +87,11 @@ def _make_shard(args: tuple[str, int, int, int]) -> tuple[int, int]:
         images[j] = synth.images
         labels[j] = synth.labels
         n_labels[j] = synth.n_labels
-    tensors = {"images": images, "labels": labels, "n_labels": n_labels}
+        classes.append(np.arange(synth.n_labels) if synth.classes is None else np.asarray(synth.classes))
+    table = np.full((count, max(len(c) for c in classes)), -1, np.int32)
+    for j, c in enumerate(classes):
+        table[j, : len(c)] = c
+    tensors = {"images": images, "labels": labels, "n_labels": n_labels, "classes": table}
     path = Path(out) / _shard_name(k)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     save_file(tensors, str(tmp), metadata={"first_set": str(first), "n_sets": str(count)})
@@ -138,9 +158,6 @@ def generate_dataset(
         ValueError: bad arguments, a non-empty ``out`` without ``resume``/``force``, or a
             ``resume`` whose parameters differ from the interrupted run.
     """
-    from pancakes_synth.generator import GeneratorConfig
-    from pancakes_synth.sources import parse_source
-
     if n < 1:
         raise ValueError(f"--n must be >= 1, got {n}")
     if set_size < 1:
@@ -149,8 +166,10 @@ def generate_dataset(
         raise ValueError(f"shard_sets must be >= 1, got {shard_sets}")
     if resume and force:
         raise ValueError("--resume and --force exclude each other")
-    # A spec string or a source object; parsing validates the source before anything is written.
-    src = parse_source(source, cache_dir=cache_dir) if isinstance(source, str) else source
+    # A spec string or a label source object; opening validates it before anything is written.
+    gen = make_generator(source, set_size=set_size, seed=seed, cache_dir=cache_dir)
+    cfg = getattr(gen, "config", None)
+    size = cfg.size if cfg is not None else gen.size
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a directory")
@@ -160,18 +179,17 @@ def generate_dataset(
             f"note: {n} pairs is not a multiple of set size {set_size}; "
             f"generating {n_sets} sets = {n_sets * set_size} pairs"
         )
-    cfg = GeneratorConfig()
     plan = {
         "format": "pancakes-synth/1",
         "generator_version": __version__,
         "n_pairs": n_sets * set_size,
         "n_sets": n_sets,
         "set_size": set_size,
-        "image_size": cfg.size,
+        "image_size": size,
         "seed": seed,
-        "source": src.spec,
+        "source": gen.spec,
         "shard_sets": shard_sets,
-        "parameters": json.loads(json.dumps(asdict(cfg))),
+        "parameters": json.loads(json.dumps(asdict(cfg))) if cfg is not None else {},
     }
     manifest_path = out / MANIFEST
     existing = sorted(out.iterdir()) if out.is_dir() else []
@@ -206,7 +224,7 @@ def generate_dataset(
         first = k * shard_sets
         count = min(shard_sets, n_sets - first)
         path = out / _shard_name(k)
-        if path.is_file() and _valid_shard(path, count, set_size, cfg.size):
+        if path.is_file() and _valid_shard(path, count, set_size, size):
             done_pairs += count * set_size
             continue
         jobs.append((str(out), k, first, count))
@@ -219,7 +237,7 @@ def generate_dataset(
     bar = _Progress(n_sets * set_size, enabled=progress)
     bar.update(done_pairs)
     t0 = time.perf_counter()
-    init = (src, set_size, seed)
+    init = (source, set_size, seed, cache_dir)
     if workers == 1 or len(jobs) <= 1:
         _init_worker(*init)
         for job in jobs:
@@ -250,7 +268,10 @@ def _write_json(path: Path, data: dict) -> None:
 # ---------------------------------------------------------------------------- reading
 class ShardDataset(torch.utils.data.Dataset):
     """Sets from a generated directory: item i → dict(images (S, 1, H, W) float32,
-    labels (S, H, W) int64, n_labels int, index int). Shards are opened lazily (memory-mapped)."""
+    labels (S, H, W) int64, n_labels int, index int); :meth:`get` gives the same set as the
+    generator's :class:`~pancakes_synth.SynthSet` (so shards are a training source like any
+    generator). Shards are opened lazily (memory-mapped); shard names from the manifest must stay
+    inside the directory."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -263,7 +284,16 @@ class ShardDataset(torch.utils.data.Dataset):
                 f"{self.root}: generation did not finish (status {self.manifest.get('status')!r}); run with --resume"
             )
         self.shard_sets = int(self.manifest["shard_sets"])
+        root = self.root.resolve()
+        for name in self.manifest.get("shards", []):
+            target = (root / str(name)).resolve()
+            if not target.is_relative_to(root) or target == root:
+                raise ValueError(f"{path}: shard path {name!r} leaves the dataset directory; refusing to read it")
         self._handles: dict[int, object] = {}
+
+    @property
+    def spec(self) -> str:
+        return f"shards:{self.root}"
 
     def __len__(self) -> int:
         return int(self.manifest["n_sets"])
@@ -285,6 +315,20 @@ class ShardDataset(torch.utils.data.Dataset):
         labels = fh.get_slice("labels")[j : j + 1][0].long()
         n_labels = int(fh.get_slice("n_labels")[j : j + 1][0])
         return {"images": images[:, None], "labels": labels, "n_labels": n_labels, "index": i}
+
+    def get(self, i: int):
+        """Set ``i`` as a :class:`~pancakes_synth.SynthSet` (images float32, labels int64, classes)."""
+        from pancakes_synth.generator import SynthSet
+
+        item = self[i]
+        k, j = divmod(int(item["index"]), self.shard_sets)
+        fh = self._shard(k)
+        classes = None
+        if "classes" in fh.keys():  # noqa: SIM118 - safe_open is not a mapping
+            row = fh.get_slice("classes")[j : j + 1][0].numpy()
+            classes = row[: item["n_labels"]].astype(np.int64)
+        images = item["images"][:, 0].numpy()
+        return SynthSet(images, item["labels"].numpy(), item["n_labels"], {"index": item["index"]}, classes)
 
     def __getstate__(self):  # handles are per process (DataLoader workers reopen them)
         return {**self.__dict__, "_handles": {}}

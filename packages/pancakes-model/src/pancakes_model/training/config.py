@@ -1,0 +1,270 @@
+"""One configuration tree for training: typed dataclasses whose defaults are the only defaults.
+
+A TOML file (``configs/*.toml``) and ``--set section.key=value`` overrides are applied on top with
+:func:`dataclasses.replace`; an unknown key, a wrong type or an impossible value is a
+``ValueError`` naming it. Training data is a list of weighted sources, one schema for all:
+
+    [[data.sources]]
+    spec = "store:brain-deepmriprep"     # a dataset of the local store (``nox -s data``)
+    weight = 1.0
+    [[data.sources]]
+    spec = "scenes:populations;textures=skimage"   # any pancakes-synth spec, shards:DIR included
+    weight = 2.0
+
+A training source may never name a development family (``configs/dev.toml``): the check runs
+when the config is loaded, and a test runs it over every config in the repository.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+__all__ = [
+    "DataConfig",
+    "OutConfig",
+    "SourceEntry",
+    "TrainConfig",
+    "TrainSection",
+    "ValConfig",
+    "load_config",
+    "parse_value",
+    "toml",
+]
+
+
+def toml():
+    """tomllib (Python ≥ 3.11) or its backport."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    return tomllib
+
+
+@dataclass(frozen=True)
+class SourceEntry:
+    """One training source: ``spec`` (``store:NAME`` or a pancakes-synth spec) and its weight."""
+
+    spec: str
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    """Optimisation and the per-step draws (M, K, S ranges are the paper's)."""
+
+    steps: int = 20000
+    batch_size: int = 4
+    lr: float = 5e-4
+    weight_decay: float = 1e-4
+    warmup: int = 300
+    min_lr_ratio: float = 0.05
+    clip: float = 1.0
+    M: tuple[int, int] = (5, 15)
+    K: tuple[int, int] = (5, 40)
+    S: tuple[int, int] = (2, 5)
+    targets: int = 1  # 2 = appendix-D "complete protocol" variant
+    curriculum: tuple[tuple[float, int], ...] = ((0.6, 64), (1.0, 128))  # (fraction of steps, size)
+    seed: int = 0
+    init: str = ""  # start from these weights ("default" = the shipped model; "" = random)
+    device: str = "auto"  # cuda when available
+    workers: int = 2  # data-loader processes
+    threads: int = 0  # torch threads of the training process (0 = torch's default)
+    max_minutes: float = 0.0  # 0 = no limit
+    log_every: int = 25
+    checkpoint_every: int = 250
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where training sets come from."""
+
+    store: str = "data/store"
+    sources: tuple[SourceEntry, ...] = (
+        SourceEntry("store:brain-deepmriprep", 0.25),
+        SourceEntry("store:brain-nilearn", 0.25),
+        SourceEntry("procedural", 0.5),
+    )
+    target_mix: dict[str, float] = field(
+        default_factory=lambda: {
+            "structure": 0.5,
+            "class": 0.15,
+            "neighbours": 0.1,
+            "foreground": 0.2,
+            "background": 0.05,
+        }
+    )
+    augment: bool = True
+    cache_dir: str = ""  # synth caches (default ~/.cache/pancakes-synth)
+
+
+@dataclass(frozen=True)
+class ValConfig:
+    """Validation during training: a few sets of every development family (``dev``)."""
+
+    dev: str = "configs/dev.toml"
+    every: int = 500
+    sets: int = 24
+    M: int = 8
+    K: int = 20
+    S: int = 3
+
+
+@dataclass(frozen=True)
+class OutConfig:
+    dir: str = "runs/default"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The whole training configuration; ``model`` holds PancakesConfig overrides."""
+
+    model: dict[str, Any] = field(default_factory=dict)
+    train: TrainSection = field(default_factory=TrainSection)
+    data: DataConfig = field(default_factory=DataConfig)
+    val: ValConfig = field(default_factory=ValConfig)
+    out: OutConfig = field(default_factory=OutConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value: TOML (numbers, lists, quoted strings) or a bare string."""
+    tomllib = toml()
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # bare strings need no quotes on the command line
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """TOML value → the dataclass field's type, or ValueError naming the key."""
+    origin = getattr(hint, "__origin__", None)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{where} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{where} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{where} must be a string, got {value!r}")
+        return value
+    if origin is tuple:
+        args = hint.__args__
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where} must be a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ValueError(f"{where} must have {len(args)} entries, got {value!r}")
+        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{where} must be a table, got {value!r}")
+        return dict(value)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ValueError(f"{where} must be a table, got {value!r}")
+        hints = get_type_hints(hint)
+        unknown = sorted(set(value) - set(hints))
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(hints)}")
+        try:
+            return hint(**{k: _coerce(v, hints[k], f"{where}.{k}") for k, v in value.items()})
+        except TypeError as exc:  # a required field is missing
+            raise ValueError(f"{where}: {exc}") from exc
+    return value
+
+
+def _build(base: Any, data: dict[str, Any], where: str) -> Any:
+    hints = get_type_hints(type(base))
+    known = {f.name for f in dataclasses.fields(base)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(
+            f"unknown config key(s) {[f'{where}.{k}'.lstrip('.') for k in unknown]}; known: {sorted(known)}"
+        )
+    changes = {}
+    for key, value in data.items():
+        name = f"{where}.{key}".lstrip(".")
+        current = getattr(base, key)
+        if dataclasses.is_dataclass(current) and isinstance(value, dict):
+            changes[key] = _build(current, value, name)
+        elif key == "model":
+            changes[key] = {**current, **value} if isinstance(value, dict) else _coerce(value, dict, name)
+        else:
+            changes[key] = _coerce(value, hints[key], name)
+    return dataclasses.replace(base, **changes)
+
+
+def _override(cfg: TrainConfig, item: str) -> TrainConfig:
+    key, sep, value = item.partition("=")
+    if not sep or "." not in key:
+        raise ValueError(f"override {item!r} must look like section.key=value")
+    section, name = key.strip().split(".", 1)
+    return _build(cfg, {section: {name: parse_value(value.strip())}}, "")
+
+
+def _check(cfg: TrainConfig) -> TrainConfig:
+    t = cfg.train
+    for key in ("M", "K", "S"):
+        lo, hi = getattr(t, key)
+        if not 1 <= lo <= hi:
+            raise ValueError(f"train.{key} must be a range [lo, hi] with 1 <= lo <= hi, got {list(getattr(t, key))}")
+    if t.steps < 1 or t.batch_size < 1:
+        raise ValueError(f"train.steps and train.batch_size must be >= 1, got {t.steps}, {t.batch_size}")
+    if t.lr <= 0 or t.warmup < 0 or not 0 <= t.min_lr_ratio <= 1:
+        raise ValueError(
+            f"train.lr must be > 0, warmup >= 0, min_lr_ratio in [0, 1]; got {t.lr}, {t.warmup}, {t.min_lr_ratio}"
+        )
+    if t.targets not in (1, 2):
+        raise ValueError(f"train.targets must be 1 or 2, got {t.targets}")
+    if t.workers < 0 or t.threads < 0:
+        raise ValueError(f"train.workers and train.threads must be >= 0, got {t.workers}, {t.threads}")
+    for frac, size in t.curriculum:
+        if not 0 < frac <= 1 or size < 16 or size % 16:
+            raise ValueError(
+                f"train.curriculum entries are [fraction in (0, 1], size a multiple of 16], got {[frac, size]}"
+            )
+    if not cfg.data.sources:
+        raise ValueError("data.sources is empty: give at least one [[data.sources]] entry")
+    for s in cfg.data.sources:
+        if not s.spec or s.weight < 0:
+            raise ValueError(f"data.sources: each entry needs a spec and a weight >= 0, got {s}")
+    if sum(s.weight for s in cfg.data.sources) <= 0:
+        raise ValueError("data.sources: the weights must have a positive sum")
+    from pancakes_data import TargetMix
+
+    TargetMix.from_dict(cfg.data.target_mix)  # validates kinds and weights
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Defaults ← TOML file ← ``section.key=value`` overrides; validated (see module docstring)."""
+    tomllib = toml()
+    cfg = TrainConfig()
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"config file not found: {p}")
+        try:
+            data = tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{p}: invalid TOML ({exc})") from exc
+        cfg = _build(cfg, data, "")
+    for item in overrides:
+        cfg = _override(cfg, item)
+    return _check(cfg)

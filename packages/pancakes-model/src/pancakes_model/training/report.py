@@ -1,0 +1,110 @@
+"""The evaluation as Markdown (the model card's and README's table, never typed by hand)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["MARGIN", "render_markdown", "stages_markdown", "write_block"]
+
+MARGIN = 0.02  # Pancakes − best baseline at S = 3, paired, with its CI lower bound above 0
+GAP = 0.03  # paired consistency gap: each image alone − the whole set, at the largest S
+
+
+def _cell(v: dict, n_sets: int, hd: bool = False) -> str:
+    txt = f"{v['mean']:.3f} [{v['low']:.3f}, {v['high']:.3f}]"
+    if hd and v["n_finite"] < n_sets:
+        txt += f" ({v['n_finite']})"
+    return txt
+
+
+def stages_markdown(provenance: dict) -> list[str]:
+    """The training stages of a model (each continued run adds one) and their totals."""
+    stages = provenance.get("stages") or []
+    if not stages:
+        return []
+    lines = [
+        "| stage | steps | sets seen | resolution | hardware | wall time | commit |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for i, st in enumerate(stages, start=1):
+        res = ", ".join(f"{size}² to {frac:.0%}" for frac, size in st.get("resolution", []))
+        lines.append(
+            f"| {i} | {st['steps']} | {st['sets_seen']} | {res} | {st['hardware']} | "
+            f"{st['wall_time_s'] / 60:.1f} min | {st.get('commit', '?')} |"
+        )
+    tot = provenance.get("totals", {})
+    if tot:
+        lines.append(f"| total | {tot['steps']} | {tot['sets_seen']} | | | {tot['wall_time_s'] / 60:.1f} min | |")
+    return ["Training stages (cumulative):", "", *lines, ""]
+
+
+def render_markdown(results: dict, *, provenance: dict | None = None) -> str:
+    """The evaluation table with the quality-bar verdicts (and the stage rule when compared)."""
+    n_sets = results["n_sets"]
+    lines = [
+        f"Set metrics at M = {results['M']}, K = {results['K']}; mean over {n_sets} sets per cell "
+        "with 95% bootstrap CI. HD95 in pixels (lower is better; sets where no candidate is present in "
+        "every image are left out of the HD95 mean, count in brackets). Dev families: `configs/dev.toml`.",
+        "",
+        "| dev family | S | method | Set Dice | Set IoU | Set HD95 |",
+        "|---|---|---|---|---|---|",
+    ]
+    verdicts = []
+    for fam, by_s in results["sources"].items():
+        for s, by_m in by_s.items():
+            for method, e in by_m.items():
+                name = f"**{method}**" if method == "pancakes" else method
+                cells = [_cell(e["set_dice"], n_sets), _cell(e["set_iou"], n_sets), _cell(e["set_hd95"], n_sets, True)]
+                lines.append(f"| {fam} | {s} | {name} | " + " | ".join(cells) + " |")
+        margin = results.get("margin", {}).get(fam)
+        if margin:
+            ok = margin["mean"] >= MARGIN and margin["low"] > 0
+            verdicts.append(
+                f"- {fam}: S=3 Pancakes − {margin['baseline']} (the better baseline) = {margin['mean']:+.3f} "
+                f"[{margin['low']:+.3f}, {margin['high']:+.3f}] → "
+                f"{'meets' if ok else 'does NOT meet'} the bar (≥ {MARGIN}, CI above 0)."
+            )
+        paired = results.get("consistency", {}).get(fam)
+        if paired:
+            g = paired["gap"]
+            verdicts.append(
+                f"  Paired on the same S={paired['S']} sets (each image scored alone, "
+                f"{paired['each_image_alone']:.3f}, vs the whole set, {paired['whole_set']:.3f}): "
+                f"gap {g['mean']:+.3f} [{g['low']:+.3f}, {g['high']:+.3f}] "
+                f"({'within' if g['mean'] <= GAP else 'NOT within'} {GAP})."
+            )
+    lines += ["", "Quality bars:", *verdicts, ""]
+    stage = results.get("stage")
+    if stage:
+        lines += [f"Stage rule against the current model (paired, S = {stage['S']}, new − current):", ""]
+        for fam, v in stage["families"].items():
+            lines.append(f"- {fam}: {v['mean']:+.3f} [{v['low']:+.3f}, {v['high']:+.3f}]")
+        p = stage["pooled"]
+        verdict = "ship" if stage["accept"] else "discard"
+        lines += [f"- pooled: {p['mean']:+.3f} [{p['low']:+.3f}, {p['high']:+.3f}] → **{verdict}**", ""]
+    if results.get("grid"):
+        ms = sorted({int(k.split(",")[0]) for k in results["grid"]})
+        ks = sorted({int(k.split(",")[1]) for k in results["grid"]})
+        lines += ["Effect of M (rows) and K (columns), Pancakes Set Dice at S = 3, all dev families:", ""]
+        lines += ["| M \\ K | " + " | ".join(str(k) for k in ks) + " |", "|---" * (len(ks) + 1) + "|"]
+        for m in ms:
+            lines.append(f"| {m} | " + " | ".join(f"{results['grid'][f'{m},{k}']:.3f}" for k in ks) + " |")
+        lines.append("")
+    if provenance:
+        lines += stages_markdown(provenance)
+        lines.append(
+            f"Model: {provenance.get('steps', '?')} steps (last stage), {provenance.get('hardware', '?')}, "
+            f"commit {provenance.get('commit', '?')}, {provenance.get('wall_time_s', '?')} s of training."
+        )
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_block(path: str | Path, body: str, *, marker: str = "eval") -> None:
+    """Replace the text between ``<!-- {marker}:start -->`` and ``<!-- {marker}:end -->``."""
+    path = Path(path)
+    text = path.read_text()
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
+    if start not in text or end not in text:
+        raise ValueError(f"{path} has no {start} … {end} block")
+    a, b = text.index(start) + len(start), text.index(end)
+    path.write_text(text[:a] + "\n" + body + text[b:])
