@@ -215,6 +215,12 @@ def build_parser(ap: argparse.ArgumentParser | None = None) -> argparse.Argument
     ap.add_argument("--compare", default=None, help="weights of the current model: apply the stage rule")
     ap.add_argument("--out", type=Path, default=Path("runs/evaluate"), help="folder for results.json + figure")
     ap.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("runs/evaluate-cache"),
+        help="where baseline scores are cached (keyed by the dev config and the baseline code)",
+    )
+    ap.add_argument(
         "--write", action="append", default=[], type=Path, help="Markdown file whose eval block gets the table"
     )
     return ap
@@ -237,7 +243,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             "families": [f for f in args.families.split(",") if f] or None,
             "sizes": [int(s) for s in args.sizes.split(",") if s] or None,
             "n_sets": args.sets,
-            "cache_dir": args.out,
+            "cache_dir": args.cache,
         }
         results = evaluate(model, dev, grid=not args.no_grid, figure=args.out / "protocols.png", **kw)
         if args.compare:
