@@ -51,7 +51,18 @@ def test_segment_2d_layout(pngs, tmp_path, capsys):
     assert (run["M"], run["K"], run["protocols"]) == (3, 5, [0, 1, 2])
     with (out / "stats.csv").open() as fh:
         rows = list(csv.DictReader(fh))
-    assert list(rows[0]) == ["input", "protocol", "label", "count", "area_mm2", "volume_ml"]
+    # the original columns first (other tools read them), then the ones added later
+    assert list(rows[0]) == [
+        "input",
+        "protocol",
+        "label",
+        "count",
+        "area_mm2",
+        "volume_ml",
+        "objects",
+        "area_um2",
+        "volume_um3",
+    ]
     img0 = [r for r in rows if r["input"] == "img0.png" and r["protocol"] == "0"]
     assert sum(int(r["count"]) for r in img0) == 60 * 80
     assert not list(tmp_path.glob(".out.tmp-*"))
@@ -210,12 +221,16 @@ def test_demo(tmp_path, capsys):
 
 @pytest.mark.browser
 def test_report_renders_in_headless_chromium(pngs, tmp_path):
+    import os
     import shutil
     import subprocess
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
-        pytest.fail("chromium is not installed (apt-get install chromium); the browser test needs it")
+        # CI installs Chromium and sets PANCAKES_REQUIRE_BROWSER=1: there the test must run
+        if os.environ.get("PANCAKES_REQUIRE_BROWSER") == "1":
+            pytest.fail("chromium is not installed, and PANCAKES_REQUIRE_BROWSER=1 requires the browser test")
+        pytest.skip("chromium is not installed (apt-get install chromium to run the browser test)")
     out = tmp_path / "o"
     assert main(["segment", str(pngs), "--out", str(out), "-M", "2", "-K", "4", "--quiet"]) == 0
     shot = tmp_path / "shot.png"
@@ -245,54 +260,6 @@ def test_report_renders_in_headless_chromium(pngs, tmp_path):
     assert arr.std() > 10, "the screenshot is blank"
     # The label overlays (coloured tiles of the embedded overview) were drawn, not only the text.
     assert ((hsv[..., 1] > 80) & (hsv[..., 2] > 80)).mean() > 0.01, "no coloured label maps in the screenshot"
-
-
-def test_fast_argmax_equals_torch_argmax():
-    import torch
-
-    from pancakes_model.app.segment import _argmax0
-
-    x = torch.randn(7, 33, 21)
-    x[:, 0, 0] = 1.0  # a tie: the lowest index wins, as in torch.argmax
-    assert torch.equal(_argmax0(x), x.argmax(dim=0))
-
-
-@pytest.mark.parametrize("shape", [(256, 256), (100, 180), (300, 70), (64, 40)])
-def test_fast_mapping_back_equals_full_interpolation(shape):
-    import torch
-    import torch.nn.functional as F
-
-    from pancakes_model.app.segment import _Plan, _queries_to_labels
-
-    g = torch.Generator().manual_seed(0)
-    m, k, d = 3, 7, 8
-    q = F.avg_pool2d(torch.randn(d, 128, 128, generator=g), 9, 1, 4)  # smooth, with boundaries
-    q = q / q.norm(dim=0, keepdim=True)
-    key = torch.randn(m, k, d, generator=g) * 10
-    bias = torch.randn(m, k, generator=g)
-    logits = torch.einsum("dhw,mkd->mkhw", q, key) + bias[..., None, None]
-    h, w = shape
-    n = max(h, w)
-    plan = _Plan(shape=(h, w), square=(h, w), pad=((n - h) // 2, (n - w) // 2), n=n)
-    # three slices at once: the same slice, its mirror image, and the slice again
-    batch = torch.stack([q, q.flip(-1), q]).contiguous(memory_format=torch.channels_last)
-    fast = _queries_to_labels(batch, key, bias, plan)
-    assert fast.shape == (3, m, h, w) and fast.dtype == np.uint8
-    full = F.interpolate(logits, size=(n, n), mode="bilinear", align_corners=False)
-    full = full[:, :, plan.pad[0] : plan.pad[0] + h, plan.pad[1] : plan.pad[1] + w].argmax(dim=1).numpy()
-    assert (fast[0] == full).mean() > 0.9995
-    np.testing.assert_array_equal(fast[2], fast[0])
-    mirrored = F.interpolate(logits.flip(-1), size=(n, n), mode="bilinear", align_corners=False)
-    mirrored = mirrored[:, :, plan.pad[0] : plan.pad[0] + h, plan.pad[1] : plan.pad[1] + w].argmax(dim=1).numpy()
-    assert (fast[1] == mirrored).mean() > 0.9995
-    assert len(np.unique(full)) > 3  # the case has real boundaries
-
-
-def test_runs_of_equal_plans():
-    from pancakes_model.app.segment import _runs
-
-    assert _runs(["a", "a", "b", "a"]) == [(0, 2), (2, 3), (3, 4)]
-    assert _runs(["a"]) == [(0, 1)]
 
 
 @pytest.mark.parametrize(

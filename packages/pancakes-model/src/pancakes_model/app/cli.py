@@ -1,18 +1,21 @@
 """``pancakes``: the user command.
 
     pancakes segment INPUT... --out OUT [-M 8] [-K 20] [--model PATH] [--axis axial] [--device cpu]
-                     [--protocol N ...] [--like EARLIER_OUT] [--force]
-    pancakes demo [--out DIR]
+                     [--protocol N ...] [--like EARLIER_OUT] [--force | --resume]
+                     [--channel N|NAME] [--series UID ...] [--max-pixels N] [--quiet]
+    pancakes demo [--out DIR] [--force]
     pancakes train --config FILE [--set section.key=value ...] [--resume] [--max-minutes N]
-    pancakes evaluate [--model PATH] [--store DIR] [--write MODEL_CARD.md]
+    pancakes evaluate [--model PATH] [--dev configs/dev.toml] [--write MODEL_CARD.md]
 
 Bad input exits with code 2 and one clear message (no traceback); nothing already on disk is
-overwritten without ``--force``.
+overwritten without ``--force``, and ``--force`` only replaces an earlier Pancakes output.
+SIGTERM is handled like Ctrl-C: the run stops cleanly, its partial results stay for ``--resume``.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 from importlib import resources
@@ -20,16 +23,32 @@ from pathlib import Path
 
 __all__ = ["main"]
 
+TRAIN_EXTRA = "pip install 'pancakes-model[train]'"
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    return value
+
 
 def _parser() -> argparse.ArgumentParser:
+    from pancakes_model.__about__ import __version__
+
     ap = argparse.ArgumentParser(prog="pancakes", description="Consistent multi-protocol segmentation of image sets.")
+    ap.add_argument("--version", action="version", version=f"pancakes-model {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("segment", help="segment files or folders (one set) into M protocols")
-    s.add_argument("inputs", nargs="+", help="PNG/JPEG/TIFF/NIfTI files or folders; all together form the set")
+    dflt = argparse.ArgumentDefaultsHelpFormatter
+    s = sub.add_parser("segment", help="segment files or folders (one set) into M protocols", formatter_class=dflt)
+    s.add_argument(
+        "inputs", nargs="+", help="PNG/JPEG/TIFF/NIfTI/NRRD/MHA files, folders, DICOM folders; all form one set"
+    )
     s.add_argument("--out", "-o", required=True, type=Path, help="output folder")
-    s.add_argument("-M", type=int, default=8, help="number of protocols (default 8)")
-    s.add_argument("-K", type=int, default=20, help="labels per protocol (default 20)")
-    s.add_argument("--model", default="default", help="weights file (default: the shipped model)")
+    s.add_argument("-M", type=_positive, default=8, help="number of protocols")
+    s.add_argument("-K", type=_positive, default=20, help="labels per protocol")
+    s.add_argument("--model", default="default", help="weights file ('default': the shipped model)")
     s.add_argument(
         "--axis",
         default="axial",
@@ -46,16 +65,25 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="earlier output (or its run.json) whose M, K and model this run must match",
     )
-    s.add_argument("--force", action="store_true", help="replace a non-empty output folder")
-    s.add_argument("--quiet", action="store_true")
-    d = sub.add_parser("demo", help="segment the small sample set shipped with pancakes")
-    d.add_argument("--out", type=Path, default=Path("pancakes-demo"))
-    d.add_argument("--force", action="store_true")
-    from pancakes_model.training import evaluate as _ev
-    from pancakes_model.training import trainer as _tr
-
-    _tr.build_parser(sub.add_parser("train", help="train a model (needs pancakes-model[train])"))
-    _ev.build_parser(sub.add_parser("evaluate", help="evaluate a model on dev data with baselines"))
+    s.add_argument("--force", action="store_true", help="replace an earlier pancakes output in OUT")
+    s.add_argument("--resume", action="store_true", help="continue an interrupted run in OUT (same inputs and flags)")
+    s.add_argument("--channel", default=None, help="channel (index or name) of multichannel OME/ImageJ TIFFs")
+    s.add_argument("--series", action="append", default=None, metavar="UID", help="DICOM SeriesInstanceUID to segment")
+    s.add_argument(
+        "--max-pixels",
+        type=_positive,
+        default=None,
+        help="largest 2D image accepted, in pixels (default: Pillow's decompression-bomb limit, 89,478,485)",
+    )
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    d = sub.add_parser("demo", help="segment the small sample set shipped with pancakes", formatter_class=dflt)
+    d.add_argument("--out", type=Path, default=Path("pancakes-demo"), help="output folder")
+    d.add_argument("--force", action="store_true", help="replace an earlier demo output")
+    # listed for --help; their own options are parsed by the training room (see main)
+    sub.add_parser("train", help=f"train a model (needs {TRAIN_EXTRA})", add_help=False)
+    sub.add_parser(
+        "evaluate", help=f"evaluate a model on dev data with baselines (needs {TRAIN_EXTRA})", add_help=False
+    )
     return ap
 
 
@@ -65,28 +93,62 @@ def demo_inputs() -> list[Path]:
     return sorted(folder.glob("*.png"))
 
 
+def _training_command(name: str, rest: list[str]) -> int:
+    """``pancakes train`` / ``evaluate``: the training room is imported only with the extra."""
+    try:
+        import matplotlib  # noqa: F401  (the [train] extra's dependencies)
+
+        import pancakes_eval  # noqa: F401
+        import pancakes_synth  # noqa: F401
+    except ImportError as exc:
+        print(
+            f"pancakes {name}: error: needs the [train] extra ({exc.name} is missing): {TRAIN_EXTRA}", file=sys.stderr
+        )
+        return 2
+    if name == "train":
+        from pancakes_model.training.trainer import build_parser, run_from_args
+    else:
+        from pancakes_model.training.evaluate import build_parser, run_from_args
+    return run_from_args(build_parser(argparse.ArgumentParser(prog=f"pancakes {name}")).parse_args(rest))
+
+
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 ok, 2 bad input)."""
+    """Run the CLI; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("train", "evaluate"):
+        return _training_command(argv[0], argv[1:])
     args = _parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM as Ctrl-C: clean exit, no traceback
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        out = getattr(args, "out", None)
+        hint = f"; partial results stay in {out}/.partial (continue with --resume)" if args.command == "segment" else ""
+        print(f"pancakes: interrupted{hint}", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pancakes_data.io import MAX_PIXELS
     from pancakes_model.app.runtime import keep_freed_memory
-
-    keep_freed_memory()
-    if args.command == "train":
-        from pancakes_model.training.trainer import run_from_args
-
-        return run_from_args(args)
-    if args.command == "evaluate":
-        from pancakes_model.training.evaluate import run_from_args
-
-        return run_from_args(args)
     from pancakes_model.app.segment import InputError, run_segment
 
+    keep_freed_memory()
     try:
         if args.command == "demo":
             inputs = demo_inputs()
             meta = run_segment(inputs, args.out, force=args.force, progress=False)
             print(f"demo: {len(inputs)} MNI152 slices → {len(meta['protocols'])} protocols")
         else:
+            channel = args.channel
+            if channel is not None and channel.lstrip("-").isdigit():
+                channel = int(channel)
             meta = run_segment(
                 args.inputs,
                 args.out,
@@ -96,8 +158,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 axis=args.axis,
                 device=args.device,
                 force=args.force,
+                resume=args.resume,
                 protocols=args.protocol,
                 like=args.like,
+                max_pixels=args.max_pixels or MAX_PIXELS,
+                channel=channel,
+                series=args.series,
                 progress=not args.quiet,
             )
         out = args.out

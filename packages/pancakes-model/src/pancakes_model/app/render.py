@@ -5,34 +5,40 @@ Label k has the same colour everywhere (overview PNGs, the HTML report, ITK-SNAP
 
 from __future__ import annotations
 
-import struct
-import zlib
+import colorsys
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["PALETTE", "encode_png", "grid_tile_origin", "itksnap_labels", "overlay", "protocol_grid", "save_png"]
+from pancakes_data.io import encode_png, write_bytes
+
+__all__ = [
+    "PALETTE",
+    "encode_png",
+    "grid_tile_origin",
+    "itksnap_labels",
+    "overlay",
+    "palette",
+    "protocol_grid",
+    "save_png",
+]
 
 
-def _palette(n: int = 256) -> np.ndarray:
-    """(n, 3) uint8: label 0 dark grey, then well-separated hues (golden-angle steps)."""
+def palette(n: int) -> np.ndarray:
+    """(n, 3) uint8: label 0 dark grey, then well-separated hues (golden-angle steps), the same
+    colours for the same labels whatever n is."""
     out = np.zeros((n, 3), np.uint8)
     out[0] = (40, 40, 40)
     for k in range(1, n):
         h = (k * 0.618033988749895) % 1.0
         s = 0.65 + 0.35 * ((k * 7) % 3) / 2
         v = 0.95 - 0.25 * ((k * 5) % 2)
-        i = int(h * 6) % 6
-        f = h * 6 - int(h * 6)
-        p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
-        rgb = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i]
-        out[k] = [int(255 * c) for c in rgb]
+        out[k] = [int(255 * c) for c in colorsys.hsv_to_rgb(h, s, v)]
     return out
 
 
-PALETTE = _palette(4096)
+PALETTE = palette(4096)  # overlays wrap around it; ITK-SNAP tables use palette(K)
 
 
 def overlay(image: np.ndarray, labels: np.ndarray, *, alpha: float = 0.45) -> np.ndarray:
@@ -53,6 +59,11 @@ def grid_tile_origin(column: int, row: int, *, tile: int = 128, gap: int = 2, ti
     square, each image scaled to fit and centred.
     """
     return GRID_LEFT + column * (tile + gap), (GRID_TITLE if titled else 0) + row * (tile + gap)
+
+
+def _shorten(text: str, limit: int) -> str:
+    """Long names keep their start and end (inputs often differ only at the end: ``…_0042``)."""
+    return text if len(text) <= limit else text[: limit // 2 - 1] + "…" + text[-(limit - limit // 2) :]
 
 
 def protocol_grid(
@@ -93,7 +104,9 @@ def protocol_grid(
         grey = (np.clip(images[s][::step, ::step], 0, 1) * 255).astype(np.uint8)
         paste(grey, Image.BILINEAR, s, 0)
         if titles:
-            draw.text((grid_tile_origin(s, 0, tile=tile, gap=gap)[0] + 2, 1), str(titles[s])[:20], fill=(0, 0, 0))
+            draw.text(
+                (grid_tile_origin(s, 0, tile=tile, gap=gap)[0] + 2, 1), _shorten(str(titles[s]), 21), fill=(0, 0, 0)
+            )
         for m in range(m_count):
             small = overlay(images[s][::step, ::step], np.asarray(labels[s][m])[::step, ::step])
             paste(small, Image.NEAREST, s, m + 1)
@@ -103,65 +116,9 @@ def protocol_grid(
     return np.asarray(canvas)
 
 
-def encode_png(array: np.ndarray, *, labels: bool = False, workers: int = 1) -> bytes:
-    """PNG file content for a grey (H, W) uint8/uint16 or RGB (H, W, 3) uint8 array.
-
-    Written directly with zlib (PNG filter "none", level 1): Pillow's encoder always runs the
-    adaptive row filters, which cost ~4× the whole encoding for label maps and overviews, while
-    unfiltered level-1 streams came out no larger here. ``labels=True`` uses run-length
-    matching, which suits label maps (long runs of one value): as fast and ~25 % smaller.
-    Any PNG reader opens the result (Pillow, ITK, imageio, browsers).
-
-    Args:
-        array: (H, W) uint8 or uint16 (16-bit grey), or (H, W, 3) uint8.
-        labels: the array is a label map.
-        workers: threads that compress (large pictures; the bytes differ, the image does not).
-    """
-    a = np.asarray(array)
-    if a.ndim == 2 and a.dtype in (np.uint8, np.uint16):
-        colour_type, bit_depth = 0, 8 * a.itemsize
-    elif a.ndim == 3 and a.shape[2] == 3 and a.dtype == np.uint8:
-        colour_type, bit_depth = 2, 8
-    else:
-        raise ValueError(f"encode_png: expected (H, W) uint8/uint16 or (H, W, 3) uint8, got {a.shape} {a.dtype}")
-    h, w = a.shape[:2]
-    if h < 1 or w < 1:
-        raise ValueError(f"encode_png: empty image {a.shape}")
-    flat = a.astype(">u2" if bit_depth == 16 else np.uint8, copy=False).reshape(h, -1).view(np.uint8)
-    rows = np.zeros((h, flat.shape[1] + 1), np.uint8)  # a leading 0 per row: filter type "none"
-    rows[:, 1:] = flat
-    strategy = zlib.Z_RLE if labels else zlib.Z_DEFAULT_STRATEGY
-    parts = [part.data for part in np.array_split(rows, max(1, min(workers, h)))]
-    if len(parts) == 1:
-        comp = zlib.compressobj(1, zlib.DEFLATED, 15, 9, strategy)
-        idat = comp.compress(parts[0]) + comp.flush()
-    else:
-        # Like pigz: independent raw-deflate segments, each but the last ended on a byte
-        # boundary by a full flush, concatenate into one valid zlib stream (header + segments +
-        # Adler-32 of the whole). zlib releases the GIL, so the segments compress in parallel.
-        def segment(i: int) -> bytes:
-            comp = zlib.compressobj(1, zlib.DEFLATED, -15, 9, strategy)
-            return comp.compress(parts[i]) + comp.flush(zlib.Z_FINISH if i == len(parts) - 1 else zlib.Z_FULL_FLUSH)
-
-        with ThreadPoolExecutor(len(parts)) as pool:
-            segments = list(pool.map(segment, range(len(parts))))
-        adler = 1
-        for part in parts:
-            adler = zlib.adler32(part, adler)
-        idat = b"\x78\x01" + b"".join(segments) + struct.pack(">I", adler)
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", w, h, bit_depth, colour_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
-
-
 def save_png(array: np.ndarray, path: str | Path, *, labels: bool = False) -> Path:
-    """Write :func:`encode_png` of ``array`` to ``path``."""
-    path = Path(path)
-    path.write_bytes(encode_png(array, labels=labels))
-    return path
+    """Write :func:`encode_png` of ``array`` to ``path`` (atomically)."""
+    return write_bytes(path, encode_png(array, labels=labels))
 
 
 def itksnap_labels(num_labels: int) -> str:
@@ -173,9 +130,11 @@ def itksnap_labels(num_labels: int) -> str:
         "# Columns: IDX -R- -G- -B- -A-- VIS MSH LABEL",
         "################################################",
     ]
+    colours = palette(num_labels)
     for k in range(num_labels):
-        r, g, b = (int(c) for c in PALETTE[k])
-        alpha, vis = (0, 0) if k == 0 else (1, 1)
-        name = "Clear Label" if k == 0 else f"label {k}"
+        r, g, b = (int(c) for c in colours[k])
+        # label 0 is a structure like any other (protocols partition the whole image): visible
+        alpha, vis = 1, 1
+        name = f"label {k}"
         lines.append(f'{k:5d} {r:5d} {g:5d} {b:5d} {alpha:9d} {vis:2d} {vis:2d}    "{name}"')
     return "\n".join(lines) + "\n"

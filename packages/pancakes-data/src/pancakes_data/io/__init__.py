@@ -1,0 +1,166 @@
+"""Reading inputs as a person sees them, and writing results in the input's own format.
+
+One reader for every command (``pancakes segment``, the importers, ``pancakes-eval score``):
+PNG/JPEG/TIFF (Pillow, tifffile), NIfTI/NRRD/MHA (torchio), DICOM series (SimpleITK via torchio).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pancakes_data.io.base import (
+    GREY_WEIGHTS,
+    INPUT_SUFFIXES,
+    MAX_PIXELS,
+    MAX_VOXELS,
+    ImageData,
+    ReadError,
+    stem_of,
+    suffix_of,
+)
+from pancakes_data.io.dicom import DicomSeries, find_series, is_dicom, read_series
+from pancakes_data.io.png import encode_png
+from pancakes_data.io.writing import atomic_write, write_bytes, write_labels, write_text
+
+__all__ = [
+    "GREY_WEIGHTS",
+    "INPUT_SUFFIXES",
+    "MAX_PIXELS",
+    "MAX_VOXELS",
+    "DicomSeries",
+    "ImageData",
+    "InputRef",
+    "ReadError",
+    "atomic_write",
+    "collect_inputs",
+    "encode_png",
+    "find_series",
+    "is_dicom",
+    "peek_kind",
+    "read_image",
+    "read_input",
+    "read_series",
+    "stem_of",
+    "suffix_of",
+    "write_bytes",
+    "write_labels",
+    "write_text",
+]
+
+InputRef = Path | DicomSeries  # a file, or a DICOM series found in a folder
+_PICTURES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+
+
+def read_image(path: str | Path, *, max_pixels: int = MAX_PIXELS, channel: int | str | None = None) -> ImageData:
+    """Read one image file (any supported format; a DICOM file reads its whole series' folder).
+
+    Raises:
+        ReadError: a missing, corrupt, unsupported or ambiguous file (the message names it).
+    """
+    from pancakes_data.io.pictures import read_picture
+    from pancakes_data.io.volumes import FORMATS, read_volume
+
+    p = Path(path)
+    if p.is_dir():
+        series = find_series([p])
+        if len(series) != 1:
+            raise ReadError(f"{p}: {len(series)} DICOM series found; pass one series")
+        return read_series(series[0])
+    if not p.is_file():
+        raise ReadError(f"input not found: {p}")
+    suffix = suffix_of(p)
+    if suffix in _PICTURES:
+        return read_picture(p, max_pixels=max_pixels, channel=channel)
+    if suffix in FORMATS:
+        return read_volume(p)
+    if is_dicom(p) or suffix == ".dcm":
+        series = [s for s in find_series([p.parent]) if p in s.files]
+        if not series:
+            raise ReadError(f"{p}: a DICOM file without an image series")
+        return read_series(series[0])
+    raise ReadError(f"{p}: unsupported file type; use PNG, JPEG, TIFF, NIfTI, NRRD, MHA/MHD or DICOM")
+
+
+def read_input(ref: InputRef, *, max_pixels: int = MAX_PIXELS, channel: int | str | None = None) -> ImageData:
+    """Read what :func:`collect_inputs` found."""
+    if isinstance(ref, DicomSeries):
+        return read_series(ref)
+    return read_image(ref, max_pixels=max_pixels, channel=channel)
+
+
+def peek_kind(ref: InputRef) -> str:
+    """``"2d"`` or ``"3d"`` from the header alone (to refuse a mixed set before any work)."""
+    from pancakes_data.io.volumes import FORMATS, _header_shape
+
+    if isinstance(ref, DicomSeries):
+        return "3d" if len(ref.files) > 1 else "2d"
+    p = Path(ref)
+    suffix = suffix_of(p)
+    try:
+        if suffix in FORMATS:
+            shape = _header_shape(p)
+            return "3d" if len(shape) >= 3 and shape[2] > 1 else "2d"
+        if suffix in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(p) as tif:
+                axes, shape = tif.series[0].axes, tif.series[0].shape
+            return "3d" if "Z" in axes and shape[axes.index("Z")] > 1 else "2d"
+    except Exception:  # unreadable: the reader itself says why, with the file's name
+        return "unknown"
+    return "2d"
+
+
+def ref_name(ref: InputRef) -> str:
+    return ref.stem if isinstance(ref, DicomSeries) else stem_of(ref)
+
+
+def collect_inputs(
+    paths: Sequence[str | Path],
+    *,
+    series: Sequence[str] | None = None,
+    log: Callable[[str], None] = lambda msg: None,
+) -> list[InputRef]:
+    """Files as given; folders contribute their image files (sorted) and every DICOM series
+    found in them recursively (``series``: only these SeriesInstanceUIDs).
+
+    Raises:
+        ReadError: a missing path, a folder without images, two inputs with the same stem.
+    """
+    files: list[InputRef] = []
+    dicom_folders: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(
+                f for f in p.iterdir() if f.is_file() and suffix_of(f) in INPUT_SUFFIXES and suffix_of(f) != ".dcm"
+            )
+            files += found
+            if any(is_dicom(f) for f in p.rglob("*") if f.is_file() and f not in found):
+                dicom_folders.append(p)
+            elif not found:
+                raise ReadError(f"directory {p} holds no PNG/JPEG/TIFF/NIfTI/NRRD/MHA files or DICOM series")
+        elif p.is_file():
+            if is_dicom(p):
+                dicom_folders.append(p.parent)
+            else:
+                files.append(p)
+        else:
+            raise ReadError(f"input not found: {p}")
+    if dicom_folders:
+        files += find_series(sorted(set(dicom_folders)), series=series, log=log)
+    elif series:
+        raise ReadError(f"--series {list(series)}: no DICOM series among the inputs")
+    if not files:
+        raise ReadError("no inputs given")
+    stems: dict[str, InputRef] = {}
+    for f in files:
+        s = ref_name(f)
+        if s in stems:
+            raise ReadError(f"two inputs have the same name stem {s!r}: {_where(stems[s])} and {_where(f)}; rename one")
+        stems[s] = f
+    return files
+
+
+def _where(ref: InputRef) -> str:
+    return f"DICOM series {ref.uid}" if isinstance(ref, DicomSeries) else str(ref)

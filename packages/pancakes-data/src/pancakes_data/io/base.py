@@ -1,0 +1,81 @@
+"""What every reader returns, and the names shared by readers and writers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "GREY_WEIGHTS",
+    "INPUT_SUFFIXES",
+    "MAX_PIXELS",
+    "MAX_VOXELS",
+    "ImageData",
+    "ReadError",
+    "stem_of",
+    "suffix_of",
+]
+
+# ITU-R BT.601 luma: RGB → grey everywhere in Pancakes (pancakes-synth and pancakes-eval keep a
+# copy of these numbers; a test checks that the copies agree).
+GREY_WEIGHTS = (0.299, 0.587, 0.114)
+# Pillow's own decompression-bomb threshold: a bigger 2D image is refused unless the caller
+# raises the limit (``--max-pixels``); a 194 KB PNG can declare 13,000² pixels.
+MAX_PIXELS = 89_478_485
+MAX_VOXELS = 2**31  # a bigger volume is refused (its int32 indices overflow; memory runs out first)
+INPUT_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
+
+
+class ReadError(ValueError):
+    """A file that cannot be read as an image the way a person sees it (message names the file)."""
+
+
+def suffix_of(path: Path) -> str:
+    """The image suffix of a file name (``.nii.gz`` counts as one), lower case."""
+    name = path.name.lower()
+    return next((s for s in INPUT_SUFFIXES if name.endswith(s)), path.suffix.lower())
+
+
+def stem_of(path: Path) -> str:
+    """The file name without its image suffix."""
+    suf = suffix_of(path)
+    return path.name[: -len(suf)] if suf and path.name.lower().endswith(suf) else path.stem
+
+
+@dataclass
+class ImageData:
+    """One input, read and ready to slice.
+
+    Attributes:
+        path: the file (or, for DICOM, the folder the series was found in).
+        stem: the output name stem.
+        kind: ``"2d"`` or ``"3d"``.
+        data: (H, W) image, or a 3D volume in canonical RAS orientation (X, Y, Z).
+        spacing: pixel/voxel size per axis of ``data`` in ``unit`` (None when unknown).
+        unit: ``"mm"`` or ``"um"``.
+        format: what it was read as: png, jpeg, tiff, ome-tiff, nifti, nrrd, mha, dicom.
+        modality: ``"ct"`` (Hounsfield units, windowed) or ``"mr"`` (percentiles; anything else).
+        geometry: what writing labels back in the input's own grid needs (format-specific).
+        notes: remarks for the user (RGB converted, palette shown as displayed, …).
+    """
+
+    path: Path
+    stem: str
+    kind: str
+    data: np.ndarray
+    spacing: tuple[float, ...] | None = None
+    unit: str = "mm"
+    format: str = ""
+    modality: str = "mr"
+    geometry: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def label_suffix(self) -> str:
+        """The suffix label maps are written with: the input's own format where it has one."""
+        return {"nifti": ".nii.gz", "dicom": ".nii.gz", "nrrd": ".nrrd", "mha": ".mha", "ome-tiff": ".ome.tif"}.get(
+            self.format, ".png"
+        )

@@ -1,0 +1,216 @@
+"""One design for an output folder OUT: nothing the user had is overwritten or lost.
+
+* OUT may not be, contain, or lie inside an input: refused before anything is written.
+* An exclusive ``flock`` on ``OUT/.pancakes.lock`` is taken at the start and released by the kernel
+  when the process ends, however it ends; a second run on a locked OUT stops at once.
+* Results are written into ``OUT/.partial/`` with a manifest (inputs with size and mtime, M, K,
+  model SHA-256, …); each input's files are recorded in ``done.jsonl`` once complete.
+  ``run.json`` is written last and is the only completeness marker, so an interrupted run never
+  looks complete. A stale ``.partial/`` is reused only by ``--resume`` with a matching manifest,
+  and removed only by ``--force``.
+* ``--force`` only ever replaces an earlier Pancakes output (recognised by its ``run.json`` or its
+  partial manifest); a folder holding anything else is refused. OUT as a symlink means its target.
+* OUT must be writable: checked by taking the lock, before any model is loaded or input read.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from pancakes_data.io import write_text
+
+__all__ = ["OUTPUTS", "OutputError", "OutputFolder"]
+
+LOCK, PARTIAL, MANIFEST, DONE = ".pancakes.lock", ".partial", "manifest.json", "done.jsonl"
+# what a Pancakes command writes into OUT (the only names --force removes)
+OUTPUTS = ("labels", "masks", "overview.png", "report.html", "stats.csv", "match.json", "run.json")
+
+
+class OutputError(ValueError):
+    """A problem with OUT (reported with exit code 2)."""
+
+
+def _inside(a: Path, b: Path) -> bool:
+    return a == b or a.is_relative_to(b)
+
+
+class OutputFolder:
+    """The life of one OUT: :meth:`open` (checks, lock, partial), writes, :meth:`finish`.
+
+    Args:
+        out: the output folder (created if missing; a symlink's target is used).
+        inputs: the input paths as given (files or folders), never to be touched.
+        force: replace an earlier Pancakes output / discard a stale partial run.
+        resume: continue a partial run whose manifest matches.
+        kind: the command (``"segment"``, ``"match"``), written into the manifest.
+    """
+
+    def __init__(
+        self, out: str | Path, *, inputs: Sequence[str | Path], force: bool, resume: bool, kind: str = "segment"
+    ) -> None:
+        if force and resume:
+            raise OutputError("--force and --resume exclude each other")
+        self.given = Path(out)
+        self.out = Path(os.path.realpath(self.given))
+        self.inputs = [Path(os.path.realpath(p)) for p in inputs]
+        self.force, self.resume, self.kind = force, resume, kind
+        self.partial = self.out / PARTIAL
+        self._lock: int | None = None
+        self._created = False
+        self.done: dict[str, dict] = {}
+
+    # ------------------------------------------------------------------ checks and lock
+    def open(self) -> OutputFolder:
+        """Check OUT against the inputs, create it, lock it, and look at what it holds."""
+        for p in self.inputs:
+            if _inside(self.out, p) or _inside(p, self.out):
+                relation = "is" if self.out == p else ("lies inside" if _inside(self.out, p) else "contains")
+                raise OutputError(
+                    f"--out {self.given} {relation} the input {p}; choose an output folder apart from the inputs"
+                )
+        if self.out.exists() and not self.out.is_dir():
+            raise OutputError(f"--out {self.given} exists and is a file, not a folder")
+        try:
+            self._created = not self.out.exists()
+            self.out.mkdir(parents=True, exist_ok=True)
+            self._lock = os.open(self.out / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise OutputError(f"--out {self.given} is not writable: {exc.strerror or exc}") from exc
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(self._lock)
+            self._lock = None
+            raise OutputError(
+                f"--out {self.given} is being written by another pancakes run (locked); wait for it"
+            ) from exc
+        try:
+            self._check_contents()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _check_contents(self) -> None:
+        present = [p for p in self.out.iterdir() if p.name not in (LOCK, PARTIAL)]
+        ours = [p for p in present if p.name in OUTPUTS]
+        others = sorted(p.name for p in present if p.name not in OUTPUTS)
+        complete = (self.out / "run.json").is_file()
+        if present and not complete and not self.partial.is_dir():
+            names = sorted(p.name for p in present)[:5]
+            raise OutputError(
+                f"--out {self.given} is not empty and holds no pancakes output ({names}); use a new folder"
+            )
+        if others:
+            raise OutputError(
+                f"--out {self.given} holds files pancakes did not write ({others[:5]}); refusing to touch it"
+            )
+        if self.partial.is_dir() and not self.resume and not self.force:
+            raise OutputError(
+                f"--out {self.given} holds an interrupted run ({PARTIAL}/); pass --resume to continue it "
+                "or --force to discard it"
+            )
+        if ours and not self.force and not self.resume:
+            raise OutputError(f"--out {self.given} holds an earlier pancakes output; pass --force to replace it")
+        if self.resume and not self.partial.is_dir():
+            raise OutputError(f"--resume: {self.given} holds no interrupted run ({PARTIAL}/ is missing)")
+
+    def close(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # the kernel drops the flock
+            self._lock = None
+
+    # ------------------------------------------------------------------ partial run
+    def start(self, manifest: dict) -> dict[str, dict]:
+        """Begin (or, with ``resume``, continue) the partial run; returns the inputs already done."""
+        path = self.partial / MANIFEST
+        if self.resume:
+            try:
+                old = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise OutputError(f"--resume: {path} is missing or damaged; start again with --force") from exc
+            diff = sorted(k for k in set(old) | set(manifest) if old.get(k) != manifest.get(k))
+            if diff:
+                raise OutputError(
+                    f"--resume: the interrupted run in {self.given} differs in {diff}; "
+                    "rerun it as it was, or start again with --force"
+                )
+            self.done = self._read_done()
+        else:
+            if self.force:
+                self._remove_earlier()
+            (self.partial / "labels").mkdir(parents=True, exist_ok=True)
+            write_text(path, json.dumps(manifest, indent=1, sort_keys=True))
+        (self.partial / "labels").mkdir(parents=True, exist_ok=True)
+        return self.done
+
+    def _read_done(self) -> dict[str, dict]:
+        done: dict[str, dict] = {}
+        path = self.partial / DONE
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut by the kill
+                if all((self.partial / f).is_file() for f in row["files"]):
+                    done[row["stem"]] = row
+        return done
+
+    def _remove_earlier(self) -> None:
+        # run.json first: from this moment the old output no longer looks complete
+        (self.out / "run.json").unlink(missing_ok=True)
+        for name in OUTPUTS:
+            p = self.out / name
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            elif p.exists() or p.is_symlink():
+                p.unlink()
+        shutil.rmtree(self.partial, ignore_errors=True)
+
+    def record(self, stem: str, files: Iterable[str], **extra) -> None:
+        """Note that an input's files are complete (they survive an interrupted run)."""
+        row = {"stem": stem, "files": list(files), **extra}
+        with (self.partial / DONE).open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.done[stem] = row
+
+    # ------------------------------------------------------------------ the end
+    def finish(self, run_json: dict) -> None:
+        """Move everything from the partial folder into OUT; ``run.json`` last; drop the partial."""
+        for name in OUTPUTS:
+            src = self.partial / name
+            if name == "run.json" or not src.exists():
+                continue
+            dst = self.out / name
+            if dst.is_dir() and not dst.is_symlink():
+                shutil.rmtree(dst)
+            elif dst.exists():
+                dst.unlink()
+            os.replace(src, dst)
+        write_text(self.out / "run.json", json.dumps(run_json, indent=1))
+        shutil.rmtree(self.partial, ignore_errors=True)
+
+    def abandon(self) -> None:
+        """After a failure: a partial run that finished no input is removed (there is nothing to
+        resume), and so is OUT itself when this run created it."""
+        if self.partial.is_dir() and not self.done and not self.resume:
+            shutil.rmtree(self.partial, ignore_errors=True)
+            if self._created and {p.name for p in self.out.iterdir()} <= {LOCK}:
+                (self.out / LOCK).unlink(missing_ok=True)
+                self.out.rmdir()
+
+    def __enter__(self) -> OutputFolder:
+        return self.open()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abandon()
+        self.close()

@@ -1,0 +1,8 @@
+"""Inference: preparing an input for the model, predicting, mapping back to its grid (the Python API)."""
+
+from __future__ import annotations
+
+from pancakes_model.inference.mapping import argmax0, queries_to_labels
+from pancakes_model.inference.predict import model_preprocess, predict_array, segment
+
+__all__ = ["argmax0", "model_preprocess", "predict_array", "queries_to_labels", "segment"]
