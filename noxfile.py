@@ -41,7 +41,7 @@ TEST_DEPS = {
     "synth": ["pytest>=8"],
     "data": ["pytest>=8"],
 }
-EXTRAS = {"eval": "[io]", "eval-minimal": "", "model": "[train]", "synth": "", "data": ""}
+EXTRAS = {"eval": "[io]", "eval-minimal": "", "model": "[train]", "synth": "[textures]", "data": ""}
 # Local siblings a package needs, installed in the same pip call (they are not on PyPI yet).
 SIBLINGS = {
     "model": ["packages/pancakes-eval", "packages/pancakes-data", "packages/pancakes-synth"],

@@ -149,3 +149,17 @@ def test_dataset_open_errors(tmp_path):
         Dataset(tmp_path)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         Store(tmp_path / "missing")
+
+
+def test_protocol_names_cannot_leave_the_dataset(tmp_path):
+    import json
+
+    from pancakes_data import Dataset
+    from pancakes_data.testing import write_store
+
+    ds = write_store(tmp_path, n=4, size=16)
+    meta = json.loads((ds.path / "dataset.json").read_text())
+    meta["protocols"]["../../../../etc/passwd"] = meta["protocols"].pop("coarse")
+    (ds.path / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="points outside the dataset"):
+        Dataset(ds.path)

@@ -74,3 +74,47 @@ def test_cli_bad_input_exit_2(pred_gt, tmp_path, capsys):
     assert main(["score", str(pred_gt / "out"), str(pred_gt / "gt")]) == 2
     assert "cannot read" in capsys.readouterr().err
     assert main(["score", str(pred_gt / "out"), str(pred_gt / "gt"), "--metrics", "foo"]) == 2
+
+
+def test_any_protocol_numbers_and_huge_label_values_are_scored(pred_gt, capsys):
+    labels = pred_gt / "out" / "labels"
+    for i in range(3):
+        (labels / f"img{i}_m01.png").rename(labels / f"img{i}_m05.png")  # as `--protocol 0 5` writes
+        arr = np.asarray(Image.open(labels / f"img{i}_m05.png")).astype(np.int32)
+        arr[arr == 3] = 2**31 - 1  # one huge value: must not allocate a 2**31-entry table
+        import nibabel as nib
+
+        (labels / f"img{i}_m05.png").unlink()
+        nib.save(nib.Nifti1Image(arr.T[:, :, None].copy(), np.eye(4)), labels / f"img{i}_m05.nii.gz")
+    # the references as NIfTI too, in the same (x, y, 1) layout
+    for i in range(3):
+        gt = (np.asarray(Image.open(pred_gt / "gt" / f"img{i}.png")) > 0).astype(np.uint8)
+        (pred_gt / "gt" / f"img{i}.png").unlink()
+        nib.save(nib.Nifti1Image(gt.T[:, :, None].copy(), np.eye(4)), pred_gt / "gt" / f"img{i}.nii.gz")
+        (labels / f"img{i}_m00.png").unlink()
+        rnd = np.random.default_rng(i).integers(0, 4, gt.shape).astype(np.uint8)
+        nib.save(nib.Nifti1Image(rnd.T[:, :, None].copy(), np.eye(4)), labels / f"img{i}_m00.nii.gz")
+    assert main(["score", str(pred_gt / "out"), str(pred_gt / "gt"), "--format", "json", "--metrics", "dice"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert row["set_dice"] == 1.0
+    assert (row["dice_protocol"], row["dice_label"]) == (5, 2**31 - 1)
+
+
+def test_clear_errors_and_warnings(pred_gt, tmp_path, capsys):
+    args = ["score", str(pred_gt / "out"), str(pred_gt / "gt")]
+    assert main([*args, "--output", str(tmp_path / "missing" / "s.csv")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "groups.csv").write_text("stem,set\nimg0,a\nimg1,a\n")
+    assert main([*args, "--groups", str(tmp_path / "groups.csv")]) == 2
+    assert "assigns no set to ['img2']" in capsys.readouterr().err
+    assert main([*args, "--label", "7"]) == 0
+    err = capsys.readouterr().err
+    assert "has no label 7" in err and "warning" in err
+
+
+def test_grey_weights_copies_agree():
+    from pancakes_eval.io import GREY_WEIGHTS
+
+    for module in ("pancakes_data.io", "pancakes_synth.scenes"):
+        other = pytest.importorskip(module)
+        assert other.GREY_WEIGHTS == GREY_WEIGHTS, module

@@ -163,3 +163,37 @@ def test_cli_generate_preview_and_errors(tmp_path, capsys):
     with Image.open(png) as im:
         assert im.size[0] > 128 * 2
         assert im.size[1] > 128 * 4
+
+
+def test_shards_are_byte_identical_between_runs_and_readable_by_colleagues(tmp_path, small_source):
+    import filecmp
+    import os
+
+    kw = {"n": 6, "set_size": 2, "source": small_source, "workers": 1, "shard_sets": 3, "progress": False}
+    a = generate_dataset(tmp_path / "a", **kw)
+    generate_dataset(tmp_path / "b", **kw)
+    for name in a["shards"]:
+        assert filecmp.cmp(tmp_path / "a" / name, tmp_path / "b" / name, shallow=False), name
+        mask = os.umask(0)
+        os.umask(mask)
+        assert os.stat(tmp_path / "a" / name).st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_manifest_shard_paths_cannot_leave_the_dataset(tmp_path, small_source):
+    generate_dataset(tmp_path / "d", n=2, set_size=2, source=small_source, workers=1, progress=False)
+    manifest = json.loads((tmp_path / "d" / "manifest.json").read_text())
+    manifest["shards"] = ["../../../../etc/passwd"]
+    (tmp_path / "d" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="leaves the dataset directory"):
+        ShardDataset(tmp_path / "d")
+
+
+def test_shards_are_a_training_source_like_the_generator(tmp_path, small_source):
+    generate_dataset(tmp_path / "d", n=6, set_size=3, source=small_source, seed=2, workers=1, progress=False)
+    ds = ShardDataset(tmp_path / "d")
+    gen = SetGenerator(small_source, set_size=3, seed=2)
+    for i in range(2):
+        a, b = ds.get(i), gen.get(i)
+        np.testing.assert_array_equal(a.labels, b.labels)
+        np.testing.assert_array_equal(a.classes, b.classes)
+        np.testing.assert_allclose(a.images, b.images, atol=1e-3)

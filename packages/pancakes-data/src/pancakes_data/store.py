@@ -175,6 +175,14 @@ class Dataset:
         if self.meta.get("format") != FORMAT:
             raise ValueError(f"{meta_path}: unsupported format {self.meta.get('format')!r}")
         self.name: str = self.meta["name"]
+        root = self.path.resolve()
+        for proto in self.meta.get("protocols", {}):
+            for sub in ("labels", "counts"):
+                target = (root / sub / f"{proto}.npy").resolve()
+                if not target.is_relative_to(root / sub):
+                    raise ValueError(
+                        f"{meta_path}: protocol name {proto!r} points outside the dataset; refusing to read it"
+                    )
         self._images: np.ndarray | None = None
         self._protocols: dict[str, _Proto] = {}
 

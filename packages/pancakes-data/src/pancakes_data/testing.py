@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["write_fake_brain_packages", "write_nnunet_tree", "write_store"]
+__all__ = ["write_dicom_series", "write_fake_brain_packages", "write_nnunet_tree", "write_store"]
 
 
 def _ellipsoids(shape, n, rng, *, label_values=None):
@@ -133,3 +133,36 @@ def write_store(root: str | Path, *, name: str = "toy", n: int = 12, size: int =
         img = fine / 3.0 * 0.8 + rng.normal(0, 0.02, (size, size))
         w.add(np.clip(img, 0, 1), {"fine": fine, "coarse": coarse}, subject=f"s{i // 2}")
     return w.close(seed=seed)
+
+
+def write_dicom_series(folder, *, uid, number, description, modality, slices=4, localizer=False):
+    """A small DICOM series (SimpleITK/GDCM) in ``folder``: files without extension, a patient name
+    ("Doe^Jane") that must never appear in outputs, 0.7 × 0.7 × 3 mm voxels; ``localizer`` marks
+    every slice as a LOCALIZER image."""
+    import SimpleITK as sitk
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    vol = sitk.GetImageFromArray((np.arange(slices * 8 * 9).reshape(slices, 8, 9) % 97).astype(np.int16))
+    vol.SetSpacing((0.7, 0.7, 3.0))
+    vol.SetOrigin((1.0, 2.0, 3.0))
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    writer.SetImageIO("GDCMImageIO")
+    kind = "ORIGINAL\\PRIMARY\\LOCALIZER" if localizer else "ORIGINAL\\PRIMARY\\AXIAL"
+    for i in range(slices):
+        sl = vol[:, :, i]
+        for tag, value in (
+            ("0020|000e", uid),
+            ("0020|0011", str(number)),
+            ("0008|103e", description),
+            ("0008|0060", modality),
+            ("0008|0008", kind),
+            ("0010|0010", "Doe^Jane"),  # a patient name that must appear nowhere
+            ("0020|0037", "1\\0\\0\\0\\1\\0"),
+            ("0020|0032", "\\".join(map(str, vol.TransformIndexToPhysicalPoint((0, 0, i))))),
+            ("0020|0013", str(i + 1)),
+        ):
+            sl.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"IM{number}{i:04d}"))  # no extension, as PACS exports
+        writer.Execute(sl)

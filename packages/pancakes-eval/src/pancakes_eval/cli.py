@@ -16,6 +16,7 @@ import csv
 import io as _io
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -54,13 +55,16 @@ def _read_groups(path: Path | None, stems: Sequence[str]) -> dict[str, list[str]
             if row["stem"] not in stems:
                 raise ValueError(f"{path}: stem {row['stem']!r} has no prediction")
             groups.setdefault(row["set"], []).append(row["stem"])
+    left_out = sorted(set(stems) - {s for g in groups.values() for s in g})
+    if left_out:
+        raise ValueError(f"{path}: assigns no set to {left_out[:5]}{' …' if len(left_out) > 5 else ''}")
     return groups
 
 
 def _score(args: argparse.Namespace) -> list[dict]:
     import numpy as np
 
-    from pancakes_eval.io import MASK_SUFFIXES, find_predictions, read_label_image
+    from pancakes_eval.io import MASK_SUFFIXES, find_predictions, read_label_image, remap
     from pancakes_eval.set_metrics import compute_set_dice, compute_set_hd95, compute_set_iou
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
@@ -80,6 +84,8 @@ def _score(args: argparse.Namespace) -> list[dict]:
                 return args.gt / f"{stem}{suf}"
         raise FileNotFoundError(f"no reference mask for {stem!r} in {args.gt}")
 
+    if args.output is not None and not args.output.parent.is_dir():
+        raise FileNotFoundError(f"--output: folder {args.output.parent} does not exist")
     rows = []
     for name, stems in _read_groups(args.groups, sorted(preds)).items():
         if not stems:
@@ -92,23 +98,33 @@ def _score(args: argparse.Namespace) -> list[dict]:
                 if mp.shape != ref.shape:
                     raise ValueError(f"{p.name} has shape {mp.shape}, reference {ref.shape}")
             pred_stack.append(np.stack(maps))
-            ref_stack.append(ref != 0 if args.label is None else ref == args.label)
+            mask = ref != 0 if args.label is None else ref == args.label
+            if not mask.any():
+                what = "is empty" if args.label is None else f"has no label {args.label}"
+                warnings.warn(f"the reference mask of {stem!r} {what}: its Dice is 0 for every candidate", stacklevel=1)
+            ref_stack.append(mask)
             spacings.append(spacing_arg or sp or (1.0,) * ref.ndim)
         shapes = {r.shape for r in ref_stack}
         if len(shapes) != 1:
             raise ValueError(f"set {name!r} mixes image shapes {sorted(shapes)}; group them apart")
-        pred_arr, ref_arr = np.stack(pred_stack), np.stack(ref_stack)
+        # one remapping for the whole set: label values keep their meaning across its images, and a
+        # stray huge value (2³¹ − 1) costs nothing; the values are reported as they are in the files
+        values, pred_arr = remap(np.stack(pred_stack))
+        ref_arr = np.stack(ref_stack)
+        num_labels = len(values)
+        if args.num_labels is not None and values.size and values[-1] >= args.num_labels:
+            raise ValueError(f"set {name!r}: label value {int(values[-1])} is not below --num-labels {args.num_labels}")
         row: dict = {"set": name, "n_images": len(stems), "n_protocols": pred_arr.shape[1]}
         for metric in metrics:
             if metric == "dice":
-                res = compute_set_dice(pred_arr, ref_arr, num_labels=args.num_labels)
+                res = compute_set_dice(pred_arr, ref_arr, num_labels=num_labels)
             elif metric == "iou":
-                res = compute_set_iou(pred_arr, ref_arr, num_labels=args.num_labels)
+                res = compute_set_iou(pred_arr, ref_arr, num_labels=num_labels)
             else:
-                res = compute_set_hd95(pred_arr, ref_arr, num_labels=args.num_labels, spacing=np.asarray(spacings))
+                res = compute_set_hd95(pred_arr, ref_arr, num_labels=num_labels, spacing=np.asarray(spacings))
             row[f"set_{metric}"] = res.score
-            row[f"{metric}_protocol"] = res.protocol
-            row[f"{metric}_label"] = res.label
+            row[f"{metric}_protocol"] = preds[stems[0]].protocols[res.protocol]
+            row[f"{metric}_label"] = int(values[res.label]) if res.label is not None and res.label >= 0 else res.label
         rows.append(row)
     return rows
 
@@ -134,7 +150,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 2 bad input)."""
     args = _parser().parse_args(argv)
     try:
-        rows = _score(args)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            rows = _score(args)
+        for w in caught:
+            print(f"pancakes-eval: warning: {w.message}", file=sys.stderr)
     except (FileNotFoundError, ValueError, ImportError) as exc:
         print(f"pancakes-eval: error: {exc}", file=sys.stderr)
         return 2

@@ -16,15 +16,35 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
+    "GREY_WEIGHTS",
     "MASK_SUFFIXES",
+    "MAX_LABELS",
     "PredictionFiles",
     "find_predictions",
     "read_label_image",
+    "remap",
     "split_stem",
 ]
 
-MASK_SUFFIXES = (".nii.gz", ".nii", ".png", ".tif", ".tiff")
+# A copy of pancakes_data.io.GREY_WEIGHTS (pancakes-eval does not depend on pancakes-data; a test
+# checks that the copies agree).
+GREY_WEIGHTS = (0.299, 0.587, 0.114)
+MAX_LABELS = 65536  # distinct label values in one map; a prediction has K ≤ 65,536 labels
+
+MASK_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".ome.tif", ".png", ".tif", ".tiff")
 _PROTOCOL = re.compile(r"^(?P<stem>.+)_m(?P<m>\d{2,})$")
+
+
+def remap(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Label values → 0 … n−1 in value order (``np.unique``): ``(values, remapped)`` with
+    ``values[remapped] == labels``. More than ``MAX_LABELS`` distinct values is refused.
+
+    Remap a whole set at once (all its images and protocols), so a label keeps one meaning."""
+    arr = np.asarray(labels)
+    values, inverse = np.unique(arr, return_inverse=True)
+    if values.size > MAX_LABELS:
+        raise ValueError(f"label maps hold {values.size:,} distinct values (at most {MAX_LABELS:,})")
+    return values, inverse.reshape(arr.shape).astype(np.int32)
 
 
 def split_stem(path: Path) -> tuple[str, str]:
@@ -54,6 +74,13 @@ def read_label_image(path: str | Path) -> tuple[np.ndarray, tuple[float, ...] | 
     if not p.is_file():
         raise FileNotFoundError(f"no such file: {p}")
     _, suffix = split_stem(p)
+    if suffix in (".nrrd", ".mha", ".ome.tif"):
+        try:  # formats beyond the minimal reader: the reader pancakes segment uses
+            from pancakes_data.io import read_image
+        except ImportError as exc:
+            raise ImportError(f"reading {suffix} files needs pancakes-data: pip install pancakes-data") from exc
+        item = read_image(p)
+        return np.rint(item.data).astype(np.int64), item.spacing
     try:
         if suffix in (".nii", ".nii.gz"):
             import nibabel as nib
@@ -81,18 +108,22 @@ def read_label_image(path: str | Path) -> tuple[np.ndarray, tuple[float, ...] | 
 
 @dataclass(frozen=True)
 class PredictionFiles:
-    """Protocol files of one input: ``paths[m]`` is the label map of protocol m."""
+    """Protocol files of one input: ``paths[i]`` is the label map of protocol ``protocols[i]``."""
 
     stem: str
     paths: tuple[Path, ...]
+    protocols: tuple[int, ...] = ()
 
 
 def find_predictions(pred_dir: str | Path) -> dict[str, PredictionFiles]:
     """Index ``<pred_dir>/labels/<stem>_m{m:02d}.<ext>`` (or the same directly in ``pred_dir``).
 
+    Any protocol numbers are accepted (``pancakes segment --protocol 2 5`` writes only those),
+    as long as every input has the same ones.
+
     Raises:
         FileNotFoundError: the directory is missing or holds no protocol files.
-        ValueError: a stem's protocols are not numbered 0 … M-1, or stems disagree on M.
+        ValueError: inputs have different protocol numbers.
     """
     root = Path(pred_dir)
     if not root.is_dir():
@@ -107,12 +138,8 @@ def find_predictions(pred_dir: str | Path) -> dict[str, PredictionFiles]:
         found.setdefault(match["stem"], {})[int(match["m"])] = f
     if not found:
         raise FileNotFoundError(f"no '<stem>_mNN.<png|nii.gz>' label maps in {folder}")
-    out: dict[str, PredictionFiles] = {}
-    n_protocols = {len(v) for v in found.values()}
-    if len(n_protocols) != 1:
-        raise ValueError(f"inputs have different numbers of protocols: {sorted(n_protocols)}")
-    for stem, by_m in found.items():
-        if sorted(by_m) != list(range(len(by_m))):
-            raise ValueError(f"{stem}: protocols must be numbered 0..M-1, found {sorted(by_m)}")
-        out[stem] = PredictionFiles(stem, tuple(by_m[m] for m in range(len(by_m))))
-    return out
+    numbers = {tuple(sorted(v)) for v in found.values()}
+    if len(numbers) != 1:
+        raise ValueError(f"inputs have different protocols: {sorted(numbers)[:3]}")
+    protocols = next(iter(numbers))
+    return {stem: PredictionFiles(stem, tuple(by_m[m] for m in protocols), protocols) for stem, by_m in found.items()}

@@ -67,9 +67,33 @@ def _init_worker(source, set_size: int, seed: int, cache_dir=None) -> None:
     _WORKER["gen"] = gen
 
 
-def _make_shard(args: tuple[str, int, int, int]) -> tuple[int, int]:
-    from safetensors.numpy import save_file
+_DTYPES = {"float16": "F16", "float32": "F32", "uint8": "U8", "uint16": "U16", "int32": "I32", "int64": "I64"}
 
+
+def save_sorted(tensors: dict[str, np.ndarray], path: Path, metadata: dict[str, str]) -> None:
+    """A safetensors file with its header keys in sorted order, so the same tensors give the same
+    bytes in every run (the safetensors library writes its metadata in hash order)."""
+    offset, entries, blobs = 0, {}, []
+    for name in sorted(tensors):
+        arr = np.ascontiguousarray(tensors[name])
+        raw = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+        entries[name] = {
+            "dtype": _DTYPES[arr.dtype.name],
+            "shape": list(arr.shape),
+            "data_offsets": [offset, offset + len(raw)],
+        }
+        blobs.append(raw)
+        offset += len(raw)
+    header = json.dumps({"__metadata__": dict(sorted(metadata.items())), **entries}, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)  # the data start on an 8-byte boundary, as the format asks
+    with path.open("wb") as fh:
+        fh.write(len(header).to_bytes(8, "little"))
+        fh.write(header)
+        for raw in blobs:
+            fh.write(raw)
+
+
+def _make_shard(args: tuple[str, int, int, int]) -> tuple[int, int]:
     out, k, first, count = args
     gen = _WORKER["gen"]
     size = gen.config.size if hasattr(gen, "config") else gen.size
@@ -94,7 +118,7 @@ def _make_shard(args: tuple[str, int, int, int]) -> tuple[int, int]:
     tensors = {"images": images, "labels": labels, "n_labels": n_labels, "classes": table}
     path = Path(out) / _shard_name(k)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    save_file(tensors, str(tmp), metadata={"first_set": str(first), "n_sets": str(count)})
+    save_sorted(tensors, tmp, {"first_set": str(first), "n_sets": str(count)})  # opened with the user's umask
     tmp.replace(path)
     return k, count
 

@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 InputRef = Path | DicomSeries  # a file, or a DICOM series found in a folder
-_PICTURES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+_PICTURES = (".png", ".tif", ".tiff", ".ome.tif", ".ome.tiff", ".jpg", ".jpeg")
 
 
 def read_image(path: str | Path, *, max_pixels: int = MAX_PIXELS, channel: int | str | None = None) -> ImageData:
@@ -101,7 +101,7 @@ def peek_kind(ref: InputRef) -> str:
         if suffix in FORMATS:
             shape = _header_shape(p)
             return "3d" if len(shape) >= 3 and shape[2] > 1 else "2d"
-        if suffix in (".tif", ".tiff"):
+        if suffix in (".tif", ".tiff", ".ome.tif", ".ome.tiff"):
             import tifffile
 
             with tifffile.TiffFile(p) as tif:

@@ -26,7 +26,22 @@ GREY_WEIGHTS = (0.299, 0.587, 0.114)
 # raises the limit (``--max-pixels``); a 194 KB PNG can declare 13,000² pixels.
 MAX_PIXELS = 89_478_485
 MAX_VOXELS = 2**31  # a bigger volume is refused (its int32 indices overflow; memory runs out first)
-INPUT_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
+INPUT_SUFFIXES = (
+    ".png",
+    ".tif",
+    ".tiff",
+    ".ome.tif",
+    ".ome.tiff",
+    ".jpg",
+    ".jpeg",
+    ".nii",
+    ".nii.gz",
+    ".nrrd",
+    ".nhdr",
+    ".mha",
+    ".mhd",
+    ".dcm",
+)
 
 
 class ReadError(ValueError):
@@ -36,7 +51,8 @@ class ReadError(ValueError):
 def suffix_of(path: Path) -> str:
     """The image suffix of a file name (``.nii.gz`` counts as one), lower case."""
     name = path.name.lower()
-    return next((s for s in INPUT_SUFFIXES if name.endswith(s)), path.suffix.lower())
+    longest_first = sorted(INPUT_SUFFIXES, key=len, reverse=True)  # .nii.gz before .gz, .ome.tif before .tif
+    return next((s for s in longest_first if name.endswith(s)), path.suffix.lower())
 
 
 def stem_of(path: Path) -> str:

@@ -123,7 +123,7 @@ def _tifffile(path: Path, max_pixels: int, channel: int | str | None) -> ImageDa
         raise ReadError(f"cannot read TIFF {path}: {exc}") from exc
     axes = axes.replace("S", "C") if "S" in axes and arr.shape[axes.index("S")] not in (3, 4) else axes
     for a, n in zip(list(axes), arr.shape):
-        if a in "TQ" and n > 1:
+        if a == "T" and n > 1:
             raise ReadError(f"{path}: {n} time points (axes {axes}); save one time point per file")
     squeeze = tuple(i for i, (a, n) in enumerate(zip(axes, arr.shape)) if n == 1 and a not in "YX")
     arr = np.squeeze(arr, axis=squeeze)
@@ -165,7 +165,7 @@ def _tifffile(path: Path, max_pixels: int, channel: int | str | None) -> ImageDa
 
 def read_picture(path: Path, *, max_pixels: int = MAX_PIXELS, channel: int | str | None = None) -> ImageData:
     """Read a PNG, JPEG or TIFF file (see module docstring)."""
-    if suffix_of(path) in (".tif", ".tiff"):
+    if suffix_of(path) in (".tif", ".tiff", ".ome.tif", ".ome.tiff"):
         try:
             import tifffile
         except ImportError:

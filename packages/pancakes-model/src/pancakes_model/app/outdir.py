@@ -75,6 +75,8 @@ class OutputFolder:
                 )
         if self.out.exists() and not self.out.is_dir():
             raise OutputError(f"--out {self.given} exists and is a file, not a folder")
+        if self.out.is_dir():  # refuse a foreign folder before writing even the lock file into it
+            self._check_contents()
         try:
             self._created = not self.out.exists()
             self.out.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ file from anywhere cannot run code.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
@@ -16,7 +17,7 @@ import torch
 
 from pancakes_model.network.config import PancakesConfig
 
-__all__ = ["DEFAULT_WEIGHTS", "FORMAT", "load_weights", "read_metadata", "resolve", "save_weights"]
+__all__ = ["DEFAULT_WEIGHTS", "FORMAT", "load_weights", "read_metadata", "resolve", "save_weights", "user_mode"]
 
 FORMAT = "pancakes-model/1"
 DEFAULT_WEIGHTS = "pancakes-default.safetensors"
@@ -39,6 +40,14 @@ def resolve(path_or_name: str | Path) -> Path:
     return path
 
 
+def user_mode(path: str | Path) -> None:
+    """Give a file the mode the user's umask asks for (safetensors creates files 0600, which
+    colleagues on a shared server cannot read)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
 def save_weights(model: torch.nn.Module, path: str | Path, *, provenance: dict[str, Any] | None = None) -> Path:
     """Write ``model``'s state dict and config to ``path`` atomically (temp file + rename)."""
     from safetensors.torch import save_file
@@ -58,6 +67,7 @@ def save_weights(model: torch.nn.Module, path: str | Path, *, provenance: dict[s
         meta["preprocess"] = json.dumps(preprocess, sort_keys=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file(state, str(tmp), metadata=meta)
+    user_mode(tmp)
     tmp.replace(path)
     return path
 

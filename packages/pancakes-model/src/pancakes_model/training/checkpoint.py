@@ -39,6 +39,8 @@ def save(
     """Write checkpoint ``step`` under ``root/checkpoints`` atomically; returns its folder."""
     from safetensors.torch import save_file
 
+    from pancakes_model.network.weights import user_mode
+
     base = root / "checkpoints"
     base.mkdir(parents=True, exist_ok=True)
     final = base / f"step-{step:08d}"
@@ -55,6 +57,7 @@ def save(
         groups.append({k: v for k, v in g.items() if k != "params"})
     tensors["torch_rng"] = torch.get_rng_state()
     save_file(tensors, str(tmp / "optimizer.safetensors"))
+    user_mode(tmp / "optimizer.safetensors")
     (tmp / "state.json").write_text(json.dumps({**state, "step": step, "param_groups": groups}))
     for f in tmp.iterdir():
         with f.open("rb") as fh:

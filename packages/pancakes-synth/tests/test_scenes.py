@@ -1,0 +1,121 @@
+"""Scene families: determinism, label statistics, classes for coarse targets, appearance models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pancakes_synth import HeldOutGenerator, SceneGenerator, open_source
+from pancakes_synth.scenes import APPEARANCES, FAMILIES, GROUPS, SceneConfig
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_each_family_is_deterministic_and_well_formed(family):
+    a = SceneGenerator([family], set_size=3, seed=4).generate(2)
+    b = SceneGenerator([family], set_size=3, seed=4).generate(2)
+    c = SceneGenerator([family], set_size=3, seed=5).generate(2)
+    assert a.images.tobytes() == b.images.tobytes() and a.labels.tobytes() == b.labels.tobytes()
+    assert a.images.tobytes() != c.images.tobytes()
+    assert a.images.shape == a.labels.shape == (3, 128, 128)
+    assert a.images.dtype == np.float32 and a.images.min() >= 0.0 and a.images.max() <= 1.0
+    assert np.isfinite(a.images).all()
+    assert a.labels.max() < a.n_labels == len(a.classes)
+    assert a.classes[0] == 0 and a.meta["family"] == family
+
+
+def _stats(family, n=12, **kw):
+    gen = SceneGenerator([family], set_size=2, seed=1, **kw)
+    return [gen.generate(i) for i in range(n)]
+
+
+def test_populations_have_many_similar_instances_grouped_in_classes():
+    sets = [s for s in _stats("nuclei", n=16) if s.meta["mode"] == "deformed"]
+    assert sets, "both modes are drawn"
+    for s in sets:
+        per_class = np.bincount(s.classes[1:])[1:]
+        assert per_class.max() >= 3  # a population, not one object
+        ids, area = np.unique(s.labels[0], return_counts=True)
+        assert area[ids != 0].max() < 0.3 * s.labels[0].size  # objects, not a background-sized blob
+    coverage = [np.mean(s.labels[0] != 0) for s in sets]
+    assert min(coverage) < 0.2 < max(coverage) or max(coverage) < 0.6  # sparse and dense fields both occur
+
+
+def test_fields_of_view_label_classes_and_deformed_sets_keep_instances():
+    seen = set()
+    for s in _stats("cells", n=10):
+        seen.add(s.meta["mode"])
+        if s.meta["mode"] == "fields":
+            np.testing.assert_array_equal(s.classes, np.arange(s.n_labels))
+        else:
+            # instances keep their ids across the set: most ids appear in every image
+            common = set(np.unique(s.labels[0])) & set(np.unique(s.labels[1]))
+            assert len(common) >= 0.8 * len(np.unique(s.labels[0]))
+    assert seen == {"fields", "deformed"}
+
+
+def test_thin_and_layered_structures_look_like_their_names():
+    for s in _stats("vessels", n=6):
+        fg = s.labels[0] != 0
+        assert 0.003 < fg.mean() < 0.35  # thin: a small part of the field
+    for s in _stats("layers", n=6):
+        assert s.meta["mode"] == "deformed"
+        ids = np.unique(s.labels[0])
+        assert len(ids) >= 4  # several bands
+    for s in _stats("ribbon", n=4):
+        ribbon = s.labels[0] == 1
+        core = s.labels[0] == 2
+        assert ribbon.any() and core.any() and ribbon.mean() < core.mean() + 0.5
+
+
+@pytest.mark.parametrize("appearance", sorted(APPEARANCES))
+def test_every_appearance_model_renders_a_finite_normalised_image(appearance):
+    s = SceneGenerator(["nuclei"], appearance=appearance, set_size=2, seed=0).generate(0)
+    assert s.meta["appearance"] == appearance
+    assert np.isfinite(s.images).all() and s.images.min() >= 0 and s.images.max() <= 1
+    assert s.images.std() > 0.01
+
+
+def test_a_class_looks_alike_across_the_set():
+    """Same experiment, same appearance draw: a class's mean grey level agrees between images."""
+    gen = SceneGenerator(["nuclei"], appearance="generic", set_size=3, seed=3, config=SceneConfig())
+    s = gen.generate(1)
+    c = s.classes[s.labels]
+    present = [k for k in np.unique(c) if all((c[i] == k).sum() > 20 for i in range(3))]
+    spread = [np.ptp([s.images[i][c[i] == k].mean() for i in range(3)]) for k in present]
+    assert present and max(spread) < 0.25
+
+
+def test_groups_and_specs_open_the_same_generators():
+    assert set(GROUPS["populations"]) <= set(FAMILIES)
+    g = open_source("scenes:populations;appearance=phase", set_size=2, seed=0)
+    assert isinstance(g, SceneGenerator) and set(g.families) == set(GROUPS["populations"])
+    assert g.spec == "scenes:" + ",".join(sorted(GROUPS["populations"])) + ";appearance=phase"
+    with pytest.raises(ValueError, match="unknown scene families"):
+        SceneGenerator(["dragons"])
+    with pytest.raises(ValueError, match="bad option"):
+        open_source("scenes;colour=red")
+
+
+def test_held_out_spots_target_the_foreground_and_share_no_code():
+    import inspect
+
+    import pancakes_synth.heldout as heldout
+
+    source = inspect.getsource(heldout)
+    assert "from pancakes_synth.scenes" not in source and "from pancakes_synth.fields" not in source
+    s = HeldOutGenerator("spots", set_size=3, seed=0).generate(0)
+    assert set(np.unique(s.labels)) == {0, 1} and (s.labels == 1).any(axis=(1, 2)).all()
+    m = HeldOutGenerator("mosaic", set_size=3, seed=0).generate(0)
+    assert len(np.unique(m.labels)) >= 3
+
+
+def test_real_textures_come_from_scikit_images_sample_files(tmp_path):
+    pytest.importorskip("skimage")
+    from pancakes_synth.scenes import TextureBank
+
+    bank = TextureBank.from_skimage(cache_dir=tmp_path, count=12, size=64)
+    assert bank.patches.shape == (12, 64, 64) and "brick.png" in bank.names
+    again = TextureBank.from_skimage(cache_dir=tmp_path, count=12, size=64)  # from the cache
+    np.testing.assert_array_equal(bank.patches, again.patches)
+    field = bank.sample(np.random.default_rng(0), 128)
+    assert field.shape == (128, 128) and abs(float(field.mean())) < 0.5
