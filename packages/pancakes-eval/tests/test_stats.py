@@ -51,3 +51,16 @@ def test_stats_bad_input():
         bootstrap_ci([1.0], confidence=1.5)
     with pytest.raises(ValueError, match="n_resamples"):
         bootstrap_ci([1.0], n_resamples=0)
+
+
+def test_the_scipy_bootstrap_matches_the_plain_percentile_bootstrap():
+    """bootstrap_ci runs scipy.stats.bootstrap; a plain resampling loop gives the same interval."""
+    rng = np.random.default_rng(4)
+    v = rng.random(60)
+    ci = bootstrap_ci(v, seed=9, n_resamples=2000)
+    idx = np.random.default_rng(9).integers(0, v.size, size=(2000, v.size))
+    low, high = np.quantile(v[idx].mean(axis=1), [0.025, 0.975])
+    assert (ci.low, ci.high) == pytest.approx((low, high), abs=2e-3)
+    assert ci.estimate == pytest.approx(v.mean())
+    flat = bootstrap_ci(np.full(5, 0.3))
+    assert (flat.low, flat.high) == (0.3, 0.3)

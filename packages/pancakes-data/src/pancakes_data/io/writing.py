@@ -58,20 +58,29 @@ def _to_original(item: ImageData, labels: np.ndarray) -> np.ndarray:
     return nib.orientations.apply_orientation(labels, nib.orientations.ornt_transform(canonical, ornt))
 
 
-def write_labels(item: ImageData, labels: np.ndarray, path: str | Path) -> Path:
+def write_labels(item: ImageData, labels: np.ndarray, path: str | Path, *, atomic: bool = True) -> Path:
     """Write one label map of ``item`` (2D (H, W) or canonical 3D) to ``path`` atomically.
 
     Args:
         item: the input it belongs to (format and geometry).
         labels: uint8/uint16 labels on the input's grid, in :attr:`ImageData.data`'s orientation.
         path: destination; its suffix should be ``item.label_suffix``.
+        atomic: write under a temporary name and rename (off where the caller's own record marks
+            files complete, as ``pancakes segment``'s partial folder does).
     """
-    path = Path(path)
+    if not atomic:
+        return _write_labels(item, labels, Path(path), lambda p, write: (write(p), p)[1])
+    return _write_labels(item, labels, Path(path), atomic_write)
+
+
+def _write_labels(item: ImageData, labels: np.ndarray, path: Path, put) -> Path:
+    """The writer of :func:`write_labels`; ``put(path, write)`` places the file."""
     dtype = np.uint8 if labels.dtype == np.uint8 else np.uint16
     lab = np.ascontiguousarray(labels.astype(dtype, copy=False))
     fmt = item.format
     if fmt in ("png", "jpeg", "tiff") and item.kind == "2d":
-        return write_bytes(path, encode_png(lab, labels=True))
+        data = encode_png(lab, labels=True)
+        return put(path, lambda p: p.write_bytes(data))
     if fmt == "ome-tiff":
         import tifffile
 
@@ -87,7 +96,7 @@ def write_labels(item: ImageData, labels: np.ndarray, path: str | Path) -> Path:
             )
         if item.kind == "3d" and item.geometry.get("z_spacing"):
             meta.update(PhysicalSizeZ=float(item.geometry["z_spacing"]), PhysicalSizeZUnit="µm")
-        return atomic_write(path, lambda p: tifffile.imwrite(p, arr, ome=True, metadata=meta, compression="zlib"))
+        return put(path, lambda p: tifffile.imwrite(p, arr, ome=True, metadata=meta, compression="zlib"))
     affine = np.asarray(item.geometry["affine"], dtype=np.float64)
     lab = _to_original(item, lab) if item.kind == "3d" else lab[:, :, None]
     if fmt in ("nifti", "dicom"):
@@ -104,11 +113,11 @@ def write_labels(item: ImageData, labels: np.ndarray, path: str | Path) -> Path:
         if header is None:
             img.set_qform(affine, code=1)
             img.set_sform(affine, code=1)
-        return atomic_write(path, lambda p: nib.save(img, str(p)))
+        return put(path, lambda p: nib.save(img, str(p)))
     if fmt in ("nrrd", "mha"):
         import torch
         from torchio.data.io import write_image
 
         tensor = torch.from_numpy(lab.astype(np.int32 if dtype == np.uint16 else np.uint8))[None]
-        return atomic_write(path, lambda p: write_image(tensor, affine, p))
+        return put(path, lambda p: write_image(tensor, affine, p))
     raise ValueError(f"cannot write label maps for input format {fmt!r}")

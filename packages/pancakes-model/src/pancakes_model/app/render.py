@@ -15,6 +15,8 @@ from pancakes_data.io import encode_png, write_bytes
 
 __all__ = [
     "PALETTE",
+    "assemble_grid",
+    "column_tiles",
     "encode_png",
     "grid_tile_origin",
     "itksnap_labels",
@@ -66,6 +68,54 @@ def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit // 2 - 1] + "…" + text[-(limit - limit // 2) :]
 
 
+def column_tiles(image: np.ndarray, labels: Sequence[np.ndarray], *, tile: int = 128) -> np.ndarray:
+    """One input's column of the overview: (M + 1, tile, tile, 3) uint8 — the image, then its
+    label maps over it; each scaled to fill the tile (aspect kept, small images enlarged) and
+    centred on white. Computed beside the inference, one input at a time."""
+    from PIL import Image
+
+    out = np.full((len(labels) + 1, tile, tile, 3), 255, np.uint8)
+    step = max(1, int(np.ceil(max(np.shape(image)) / tile)))  # reduce first, then colour
+    small_img = np.asarray(image)[::step, ::step]
+
+    def place(arr: np.ndarray, resample, row: int) -> None:
+        im = Image.fromarray(arr)
+        scale = tile / max(im.size)
+        size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+        x, y = (tile - size[0]) // 2, (tile - size[1]) // 2
+        out[row, y : y + size[1], x : x + size[0]] = np.asarray(im.convert("RGB").resize(size, resample))
+
+    place((np.clip(small_img, 0, 1) * 255).astype(np.uint8), Image.BILINEAR, 0)
+    for m, lab in enumerate(labels):
+        place(overlay(small_img, np.asarray(lab)[::step, ::step]), Image.NEAREST, m + 1)
+    return out
+
+
+def assemble_grid(columns: Sequence[np.ndarray], *, gap: int = 2, titles: Sequence[str] | None = None) -> np.ndarray:
+    """The overview from :func:`column_tiles` columns: protocols as rows, inputs as columns."""
+    from PIL import Image, ImageDraw
+
+    rows, tile = columns[0].shape[0], columns[0].shape[1]
+    titled = bool(titles)
+    w, h = grid_tile_origin(len(columns), rows, tile=tile, gap=gap, titled=titled)
+    canvas = np.full((h, w, 3), 255, np.uint8)
+    for s, col in enumerate(columns):
+        for r in range(rows):
+            x, y = grid_tile_origin(s, r, tile=tile, gap=gap, titled=titled)
+            canvas[y : y + tile, x : x + tile] = col[r]
+    picture = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(picture)
+    for s in range(len(columns)):
+        if titles:
+            draw.text(
+                (grid_tile_origin(s, 0, tile=tile, gap=gap)[0] + 2, 1), _shorten(str(titles[s]), 21), fill=(0, 0, 0)
+            )
+    for row in range(rows):
+        y = grid_tile_origin(0, row, tile=tile, gap=gap, titled=titled)[1] + tile // 2 - 5
+        draw.text((2, y), "img" if row == 0 else f"m{row - 1:02d}", fill=(0, 0, 0))
+    return np.asarray(picture)
+
+
 def protocol_grid(
     images: Sequence[np.ndarray],
     labels: np.ndarray,
@@ -82,38 +132,8 @@ def protocol_grid(
         tile: side of one tile in pixels.
         titles: optional column titles (drawn above each column).
     """
-    from PIL import Image, ImageDraw
-
-    s_count = len(images)
-    m_count = len(labels[0])
-    titled = bool(titles)
-    w, h = grid_tile_origin(s_count, m_count + 1, tile=tile, gap=gap, titled=titled)
-    canvas = Image.new("RGB", (w, h), (255, 255, 255))
-    draw = ImageDraw.Draw(canvas)
-
-    def paste(arr: np.ndarray, resample, column: int, row: int) -> None:
-        """Scale to fill the tile (aspect kept; small images are enlarged) and centre it."""
-        im = Image.fromarray(arr)
-        scale = tile / max(im.size)
-        size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
-        x, y = grid_tile_origin(column, row, tile=tile, gap=gap, titled=titled)
-        canvas.paste(im.resize(size, resample), (x + (tile - size[0]) // 2, y + (tile - size[1]) // 2))
-
-    for s in range(s_count):
-        step = max(1, int(np.ceil(max(np.shape(images[s])) / tile)))  # reduce first, then colour
-        grey = (np.clip(images[s][::step, ::step], 0, 1) * 255).astype(np.uint8)
-        paste(grey, Image.BILINEAR, s, 0)
-        if titles:
-            draw.text(
-                (grid_tile_origin(s, 0, tile=tile, gap=gap)[0] + 2, 1), _shorten(str(titles[s]), 21), fill=(0, 0, 0)
-            )
-        for m in range(m_count):
-            small = overlay(images[s][::step, ::step], np.asarray(labels[s][m])[::step, ::step])
-            paste(small, Image.NEAREST, s, m + 1)
-    for row in range(m_count + 1):
-        y = grid_tile_origin(0, row, tile=tile, gap=gap, titled=titled)[1] + tile // 2 - 5
-        draw.text((2, y), "img" if row == 0 else f"m{row - 1:02d}", fill=(0, 0, 0))
-    return np.asarray(canvas)
+    columns = [column_tiles(img, labels[s], tile=tile) for s, img in enumerate(images)]
+    return assemble_grid(columns, gap=gap, titles=titles)
 
 
 def save_png(array: np.ndarray, path: str | Path, *, labels: bool = False) -> Path:

@@ -27,6 +27,7 @@ import io
 import json
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -121,24 +122,24 @@ def _display(item: ImageData, norm: np.ndarray, axis: int) -> np.ndarray:
 
 
 def _preview(item: ImageData, norm: np.ndarray, labels: np.ndarray, keep: list[int], axis: int) -> bytes:
-    """A small npz of the image and label maps shown in the overview (reduced to about a tile)."""
+    """The input's overview column (see ``render.column_tiles``), as a small npz."""
+    from pancakes_model.app.render import column_tiles
+
     img = _display(item, norm, axis)
     lab = labels[keep]
     if item.kind == "3d":
         mid = np.take(lab, lab.shape[axis + 1] // 2, axis=axis + 1)
         lab = np.stack([np.rot90(m) for m in mid])
-    step = max(1, int(np.ceil(max(img.shape) / TILE)))
     buf = io.BytesIO()
-    np.savez(buf, image=img[::step, ::step].astype(np.float32), labels=lab[:, ::step, ::step])
+    np.savez(buf, tiles=column_tiles(img, list(lab), tile=TILE))
     return buf.getvalue()
 
 
-def segment_one(job: _Job, model: Pancakes, item: ImageData, *, show: bool, progress=None) -> dict:
-    """Segment one input and write its files into the partial folder; returns its done-record."""
+def segment_one(job: _Job, model: Pancakes, item: ImageData) -> tuple[np.ndarray, np.ndarray]:
+    """Predict one input: its label maps (M, *shape) on its own grid, and its normalised data."""
     from pancakes_model.inference.predict import model_preprocess
 
-    pre = model_preprocess(model)
-    norm = pre.normalize(item.data, modality=item.modality)
+    norm = model_preprocess(model).normalize(item.data, modality=item.modality)
     labels = predict_array(
         model,
         item.data,
@@ -150,16 +151,20 @@ def segment_one(job: _Job, model: Pancakes, item: ImageData, *, show: bool, prog
         batch=job.batch,
         device=job.device,
         normalized=norm,
-        progress=progress,
     )
+    return labels, norm
+
+
+def write_one(job: _Job, item: ImageData, labels: np.ndarray, norm: np.ndarray, *, show: bool) -> dict:
+    """Write one input's label files, statistics and preview into the partial folder; returns its
+    done-record. Runs in a writer thread beside the next input's inference (zlib, nibabel's gzip,
+    SimpleITK and most of numpy release the GIL)."""
     names = [f"labels/{item.stem}_m{m:02d}{item.label_suffix}" for m in job.keep]
-    # zlib, nibabel's gzip and SimpleITK release the GIL: two protocols are written at a time
-    with ThreadPoolExecutor(2) as pool:
-        list(pool.map(lambda mn: write_labels(item, labels[mn[0]], job.partial / mn[1]), zip(job.keep, names)))
+    for m, name in zip(job.keep, names):
+        write_labels(item, labels[m], job.partial / name, atomic=False)  # done.jsonl marks them complete
     rows = label_stats(item.path.name, labels, job.keep, K=job.K, spacing=item.spacing, unit=item.unit)
     out = io.StringIO()
-    w = csv.DictWriter(out, fieldnames=list(STATS_COLUMNS))
-    w.writerows(rows)
+    csv.DictWriter(out, fieldnames=list(STATS_COLUMNS)).writerows(rows)
     files = [*names, f"stats/{item.stem}.csv"]
     (job.partial / "stats").mkdir(exist_ok=True)
     write_bytes(job.partial / files[-1], out.getvalue().encode())
@@ -290,22 +295,57 @@ def run_segment(
             bar = tqdm(total=len(refs), disable=not progress, unit="input", desc="segmenting", dynamic_ncols=True)
             bar.update(sum(1 for r in refs if _stem(r) in done))
             t_infer = time.perf_counter()
-            for i, ref in enumerate(refs):
-                if _stem(ref) in done:
-                    continue
+            # 2D inputs run side by side, one torch thread each: measured 1.35× faster on 2 cores
+            # than one input at a time on two threads (small tensors scale poorly across threads).
+            # Volumes run one at a time with every thread on their slices. Each input is segmented
+            # on its own either way, so its files never depend on the others.
+            cores = max(1, torch.get_num_threads())
+            parallel = cores > 1 and "3d" not in {peek_kind(r) for r in refs}
+            workers = cores if parallel else 1
+            pending: deque = deque()
+
+            def one(i: int, ref) -> dict:
                 try:
                     item = read_input(ref, max_pixels=max_pixels, channel=channel)
                 except ReadError as exc:
                     raise InputError(str(exc)) from exc
                 _check_item(item)
-                kinds.add(item.kind)
-                if len(kinds) > 1:
-                    raise InputError("the set mixes 2D images and 3D volumes; segment them in separate calls")
                 for note in item.notes:
                     (bar.write if progress else log)(f"note: {note}")
-                row = segment_one(job, model, item, show=i in shown)
-                folder.record(item.stem, row["files"], input=row["input"], notes=row["notes"])
-                bar.update(1)
+                labels, norm = segment_one(job, model, item)
+                return write_one(job, item, labels, norm, show=i in shown)
+
+            def settle(limit: int) -> None:
+                while len(pending) > limit:
+                    row = pending.popleft().result()
+                    kinds.add(row["input"]["kind"])
+                    if len(kinds) > 1:
+                        raise InputError("the set mixes 2D images and 3D volumes; segment them in separate calls")
+                    folder.record(row["input"]["stem"], row["files"], input=row["input"], notes=row["notes"])
+                    bar.update(1)
+
+            threads_before = torch.get_num_threads()
+            if parallel:
+                torch.set_num_threads(1)
+            try:
+                with ThreadPoolExecutor(workers) as pool:
+                    try:
+                        for i, ref in enumerate(refs):
+                            if _stem(ref) not in done:
+                                pending.append(pool.submit(one, i, ref))
+                                settle(workers)  # bounded: memory does not grow with the inputs
+                    finally:
+                        # what was computed is kept (recorded in input order), even after a failure
+                        first_error = None
+                        while pending:
+                            try:
+                                settle(len(pending) - 1)
+                            except BaseException as exc:  # keep settling the others first
+                                first_error = first_error or exc
+                        if first_error is not None:
+                            raise first_error
+            finally:
+                torch.set_num_threads(threads_before)
             bar.close()
             t_write = time.perf_counter()
             meta = _finish(folder, refs, shown, keep, M, K, str(model_path), weights, model_hash, axis, device, log)
@@ -357,7 +397,7 @@ def _check_item(item: ImageData) -> None:
 def _finish(folder: OutputFolder, refs, shown, keep, M, K, model_name, weights, model_hash, axis, device, log) -> dict:
     """Overview, report, labels.txt and stats.csv from what the inputs left in the partial folder."""
     from pancakes_data.io import write_text
-    from pancakes_model.app.render import encode_png, itksnap_labels, protocol_grid
+    from pancakes_model.app.render import assemble_grid, encode_png, itksnap_labels
     from pancakes_model.app.report import render_report
 
     partial = folder.partial
@@ -367,8 +407,8 @@ def _finish(folder: OutputFolder, refs, shown, keep, M, K, model_name, weights, 
     previews = []
     for i in sorted(shown):
         with np.load(partial / f"previews/{records[i]['stem']}.npz") as z:
-            previews.append((records[i]["stem"], z["image"], z["labels"]))
-    grid = protocol_grid([p[1] for p in previews], [list(p[2]) for p in previews], titles=[p[0] for p in previews])
+            previews.append((records[i]["stem"], z["tiles"]))
+    grid = assemble_grid([p[1] for p in previews], titles=[p[0] for p in previews])
     png = encode_png(grid, workers=2)
     write_bytes(partial / "overview.png", png)
     header = ",".join(STATS_COLUMNS) + "\n"

@@ -1,0 +1,64 @@
+"""Direct tests of the schedule, the curriculum, the baselines and the overview grid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pancakes_model.app.render import grid_tile_origin, palette, protocol_grid
+from pancakes_model.training.baselines import felzenszwalb_protocols, kmeans_protocols
+from pancakes_model.training.config import TrainSection
+from pancakes_model.training.schedule import lr_factor, make_scheduler, size_at
+
+
+def test_lr_warms_up_then_decays_to_the_floor_and_lambdalr_follows():
+    t = TrainSection(steps=100, warmup=10, min_lr_ratio=0.1, lr=1.0)
+    assert lr_factor(0, t) == pytest.approx(0.1) and lr_factor(9, t) == pytest.approx(1.0)
+    assert lr_factor(10, t) == pytest.approx(1.0)
+    assert lr_factor(55, t) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert lr_factor(100, t) == pytest.approx(0.1) and lr_factor(500, t) == pytest.approx(0.1)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2.0)
+    sched = make_scheduler(opt, t)
+    seen = []
+    for _ in range(12):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert seen == pytest.approx([2.0 * lr_factor(i, t) for i in range(12)])
+
+
+def test_curriculum_sizes():
+    t = TrainSection(steps=100, curriculum=((0.6, 64), (1.0, 128)))
+    assert [size_at(s, t) for s in (0, 59, 60, 99, 150)] == [64, 64, 128, 128, 128]
+    assert size_at(5, TrainSection(curriculum=())) == 128
+
+
+def test_kmeans_baseline_recovers_intensity_classes_consistently():
+    rng = np.random.default_rng(0)
+    imgs = np.where(rng.random((3, 32, 32)) < 0.3, 0.8, 0.2) + rng.normal(0, 0.02, (3, 32, 32))
+    out = kmeans_protocols(np.clip(imgs, 0, 1), M=4, K=5)
+    assert out.shape == (3, 4, 32, 32) and out.max() < 5
+    two = out[:, 0]  # the first protocol has 2 clusters: bright is label 1 in every image
+    np.testing.assert_array_equal(two == 1, imgs > 0.5)
+
+
+def test_felzenszwalb_baseline_respects_the_label_budget():
+    pytest.importorskip("skimage")
+    imgs = np.random.default_rng(1).random((2, 40, 40))
+    out = felzenszwalb_protocols(imgs, M=3, K=6)
+    assert out.shape == (2, 3, 40, 40) and out.max() <= 5
+
+
+def test_protocol_grid_places_tiles_where_the_report_expects_them():
+    images = [np.zeros((20, 30)), np.ones((50, 50))]
+    labels = [[np.zeros((20, 30), int), np.ones((20, 30), int)], [np.zeros((50, 50), int)] * 2]
+    grid = protocol_grid(images, labels, titles=["a", "b"])
+    w, h = grid_tile_origin(2, 3)
+    assert grid.shape == (h, w, 3)
+    x, y = grid_tile_origin(1, 0)
+    assert (grid[y + 64, x + 64] == 255).all()  # image b, white, fills its tile
+    x, y = grid_tile_origin(0, 2)  # protocol 1 of image a: label 1's colour blended over black
+    expected = (palette(2)[1] * 0.45).astype(np.uint8)
+    np.testing.assert_allclose(grid[y + 64, x + 64], expected, atol=2)
+    assert (palette(10)[:4] == palette(4)).all()  # one colour per label whatever K is
