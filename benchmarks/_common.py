@@ -25,7 +25,7 @@ def machine() -> str:
     """One line naming the CPU, core count and Python, so figures are read in context."""
     cpu = platform.processor() or platform.machine()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
@@ -58,11 +58,11 @@ def write_block(readme: Path, body: str, *, name: str, data: dict) -> None:
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
     footer = f"_Measured {stamp} on {machine()} by `benchmarks/{name}.py`._"
     start_m, end_m = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    text = readme.read_text()
+    text = readme.read_text(encoding="utf-8")
     if start_m not in text or end_m not in text:
         raise ValueError(f"{readme} has no {start_m} … {end_m} block")
     start, end = text.index(start_m) + len(start_m), text.index(end_m)
-    readme.write_text(text[:start] + f"\n{body.rstrip()}\n\n{footer}\n" + text[end:])
+    readme.write_text(text[:start] + f"\n{body.rstrip()}\n\n{footer}\n" + text[end:], encoding="utf-8")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps({"machine": machine(), "date": stamp, **data}, indent=2))
     print(body)

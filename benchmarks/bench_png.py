@@ -57,7 +57,7 @@ def main() -> None:
     for case, (arr, labels) in cases().items():
         base = None
         for name, fn in enc.items():
-            t = timeit(lambda fn=fn: fn(arr, labels), repeat=9, warmup=2)
+            t = timeit(lambda fn=fn, arr=arr, labels=labels: fn(arr, labels), repeat=9, warmup=2)
             size = len(fn(arr, labels))
             base = base or t
             rows.append(f"| {case} | {name} | {t * 1000:.2f} ms | {t / base:.2f}× | {size / 1e3:.0f} kB |")

@@ -149,7 +149,7 @@ class DatasetWriter:
             "protocols": proto_meta,
             "images_meta": self.images_meta,
         }
-        (self.tmp / "dataset.json").write_text(json.dumps(meta, indent=1))
+        (self.tmp / "dataset.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
         if self.final.exists():
             shutil.rmtree(self.final)
         self.tmp.replace(self.final)
@@ -171,7 +171,7 @@ class Dataset:
         meta_path = self.path / "dataset.json"
         if not meta_path.is_file():
             raise FileNotFoundError(f"{self.path}: no dataset.json (not a pancakes-data dataset)")
-        self.meta = json.loads(meta_path.read_text())
+        self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if self.meta.get("format") != FORMAT:
             raise ValueError(f"{meta_path}: unsupported format {self.meta.get('format')!r}")
         self.name: str = self.meta["name"]

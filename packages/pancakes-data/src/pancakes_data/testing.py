@@ -52,7 +52,7 @@ def write_nnunet_tree(root: str | Path, *, cases: int = 3, shape=(20, 24, 16), v
             "labels": {"0": "background", "1": "organ", "2": "lesion"},
             "training": training,
         }
-    (root / "dataset.json").write_text(json.dumps(meta))
+    (root / "dataset.json").write_text(json.dumps(meta), encoding="utf-8")
     return root
 
 
@@ -95,7 +95,7 @@ def write_fake_brain_packages(root: str | Path, *, seed: int = 0) -> dict[str, P
                 lines = ["ROIid;ROIname"] + [f"{v};{names.get(v, f'region {v}')}" for v in values]
             else:
                 lines = ["index,name"] + [f"{v},{names.get(v, f'region_{v}')}" for v in values]
-            (d / atlas.labels).write_text("\n".join(lines) + "\n")
+            (d / atlas.labels).write_text("\n".join(lines) + "\n", encoding="utf-8")
         if src.tissue is not None:
             first, second = src.tissue(src)
             if second is None:
@@ -139,9 +139,12 @@ def write_dicom_series(folder, *, uid, number, description, modality, slices=4, 
     """A small DICOM series (SimpleITK/GDCM) in ``folder``: files without extension, a patient name
     ("Doe^Jane") that must never appear in outputs, 0.7 × 0.7 × 3 mm voxels; ``localizer`` marks
     every slice as a LOCALIZER image."""
+    import locale
+
     import SimpleITK as sitk
 
     folder = Path(folder)
+    saved = locale.setlocale(locale.LC_ALL)  # GDCM's writer switches the process to the C locale
     folder.mkdir(parents=True, exist_ok=True)
     vol = sitk.GetImageFromArray((np.arange(slices * 8 * 9).reshape(slices, 8, 9) % 97).astype(np.int16))
     vol.SetSpacing((0.7, 0.7, 3.0))
@@ -166,3 +169,4 @@ def write_dicom_series(folder, *, uid, number, description, modality, slices=4, 
             sl.SetMetaData(tag, value)
         writer.SetFileName(str(folder / f"IM{number}{i:04d}"))  # no extension, as PACS exports
         writer.Execute(sl)
+    locale.setlocale(locale.LC_ALL, saved)

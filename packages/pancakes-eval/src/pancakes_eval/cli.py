@@ -160,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     text = _render(rows, args.format)
     if args.output:
-        args.output.write_text(text)
+        args.output.write_text(text, encoding="utf-8")
     else:
         sys.stdout.write(text)
     return 0

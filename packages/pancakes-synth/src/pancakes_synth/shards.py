@@ -220,7 +220,7 @@ def generate_dataset(
     if existing and resume:
         if not manifest_path.is_file():
             raise ValueError(f"--resume: {out} has no {MANIFEST}; it is not a pancakes-synth output")
-        old = json.loads(manifest_path.read_text())
+        old = json.loads(manifest_path.read_text(encoding="utf-8"))
         diff = {k: (old.get(k), v) for k, v in plan.items() if old.get(k) != v}
         if diff:
             raise ValueError(f"--resume: {out} was generated with different parameters: {diff}")
@@ -285,7 +285,7 @@ def generate_dataset(
 
 def _write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
+    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
     tmp.replace(path)
 
 
@@ -302,7 +302,7 @@ class ShardDataset(torch.utils.data.Dataset):
         path = self.root / MANIFEST
         if not path.is_file():
             raise FileNotFoundError(f"{self.root}: no {MANIFEST}; not a pancakes-synth dataset")
-        self.manifest = json.loads(path.read_text())
+        self.manifest = json.loads(path.read_text(encoding="utf-8"))
         if self.manifest.get("status") != "complete":
             raise ValueError(
                 f"{self.root}: generation did not finish (status {self.manifest.get('status')!r}); run with --resume"

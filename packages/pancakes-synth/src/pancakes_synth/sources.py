@@ -134,7 +134,7 @@ def _cached_tensors(path: Path, build) -> tuple[torch.Tensor, torch.Tensor, list
     if path.is_file() and names_path.is_file():
         try:
             data = load_file(str(path))
-            return data["fields"], data["extents"], json.loads(names_path.read_text())
+            return data["fields"], data["extents"], json.loads(names_path.read_text(encoding="utf-8"))
         except Exception:
             pass
     fields, extents, names = build()
@@ -142,7 +142,7 @@ def _cached_tensors(path: Path, build) -> tuple[torch.Tensor, torch.Tensor, list
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")
         save_file({"fields": fields.contiguous(), "extents": extents.contiguous()}, str(tmp))
-        names_path.write_text(json.dumps(names))
+        names_path.write_text(json.dumps(names), encoding="utf-8")
         tmp.replace(path)
     except OSError:
         pass

@@ -30,7 +30,7 @@ def read_dataset_json(root: Path) -> tuple[dict[int, str], str, str, list[tuple[
     if not path.is_file():
         raise FileNotFoundError(f"{root}: missing dataset.json (not an nnU-Net/MSD raw dataset)")
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: invalid JSON ({exc})") from exc
     raw_labels = meta.get("labels")

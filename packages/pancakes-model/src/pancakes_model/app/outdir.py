@@ -133,7 +133,7 @@ class OutputFolder:
         path = self.partial / MANIFEST
         if self.resume:
             try:
-                old = json.loads(path.read_text())
+                old = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError) as exc:
                 raise OutputError(f"--resume: {path} is missing or damaged; start again with --force") from exc
             diff = sorted(k for k in set(old) | set(manifest) if old.get(k) != manifest.get(k))
@@ -155,7 +155,7 @@ class OutputFolder:
         done: dict[str, dict] = {}
         path = self.partial / DONE
         if path.is_file():
-            for line in path.read_text().splitlines():
+            for line in path.read_text(encoding="utf-8").splitlines():
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError:

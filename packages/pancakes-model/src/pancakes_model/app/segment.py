@@ -192,7 +192,7 @@ def _check_like(like: str | Path, M: int, K: int, model_hash: str) -> None:
     if not ref_path.is_file():
         raise InputError(f"--like: no run.json at {ref_path}")
     try:
-        ref = json.loads(ref_path.read_text())
+        ref = json.loads(ref_path.read_text(encoding="utf-8"))
         if not isinstance(ref, dict):
             raise ValueError("not a JSON object")
     except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
@@ -417,7 +417,7 @@ def _finish(folder: OutputFolder, refs, shown, keep, M, K, model_name, weights, 
     with (partial / "stats.csv").open("w", newline="") as fh:  # streamed: one input's rows at a time
         fh.write(header)
         for rec in records:
-            text = (partial / f"stats/{rec['stem']}.csv").read_text()
+            text = (partial / f"stats/{rec['stem']}.csv").read_text(encoding="utf-8")
             fh.write(text)
             if rec["input"]["file"] in shown_names:
                 shown_rows += list(csv.DictReader(io.StringIO(header + text)))

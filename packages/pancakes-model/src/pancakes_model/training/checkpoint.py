@@ -58,7 +58,7 @@ def save(
     tensors["torch_rng"] = torch.get_rng_state()
     save_file(tensors, str(tmp / "optimizer.safetensors"))
     user_mode(tmp / "optimizer.safetensors")
-    (tmp / "state.json").write_text(json.dumps({**state, "step": step, "param_groups": groups}))
+    (tmp / "state.json").write_text(json.dumps({**state, "step": step, "param_groups": groups}), encoding="utf-8")
     for f in tmp.iterdir():
         with f.open("rb") as fh:
             os.fsync(fh.fileno())
@@ -83,7 +83,7 @@ def latest(root: Path) -> Path | None:
         names = {"model.safetensors", "optimizer.safetensors", "state.json"}
         if names <= {f.name for f in folder.iterdir()}:
             try:
-                json.loads((folder / "state.json").read_text())
+                json.loads((folder / "state.json").read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError):
                 continue
             return folder
@@ -98,7 +98,7 @@ def load(folder: Path, *, model, optimizer: torch.optim.Optimizer, device: torch
 
     loaded = load_weights(type(model), folder / "model.safetensors", map_location=str(device))
     model.load_state_dict(loaded.state_dict())
-    state = json.loads((folder / "state.json").read_text())
+    state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
     tensors = load_file(str(folder / "optimizer.safetensors"))
     params = list(model.parameters())
     restored: dict[str, Any] = {"state": {}, "param_groups": []}

@@ -261,7 +261,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         if not p.is_file():
             raise FileNotFoundError(f"config file not found: {p}")
         try:
-            data = tomllib.loads(p.read_text())
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"{p}: invalid TOML ({exc})") from exc
         cfg = _build(cfg, data, "")

@@ -71,7 +71,7 @@ def load_dev(path: str | Path) -> DevConfig:
     if not p.is_file():
         raise FileNotFoundError(f"dev config not found: {p}")
     try:
-        data = toml().loads(p.read_text()).get("dev", {})
+        data = toml().loads(p.read_text(encoding="utf-8")).get("dev", {})
     except toml().TOMLDecodeError as exc:
         raise ValueError(f"{p}: invalid TOML ({exc})") from exc
     raw = data.pop("families", [])

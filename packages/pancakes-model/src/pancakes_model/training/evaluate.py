@@ -85,7 +85,7 @@ def _baseline_cache(out: Path | None, dev: DevConfig, families: Sequence[str], s
         return None
     key = json.dumps(
         [
-            Path(dev.path).read_text() if dev.path else "",
+            Path(dev.path).read_text(encoding="utf-8") if dev.path else "",
             list(families),
             list(sizes),
             n_sets,
@@ -115,7 +115,7 @@ def evaluate(
     fams = [dev.family(f) for f in families] if families else list(dev.families)
     results: dict = {"M": M, "K": K, "n_sets": n_sets, "sources": {}, "grid": {}, "consistency": {}, "margin": {}}
     cache = _baseline_cache(Path(cache_dir) if cache_dir else None, dev, [f.name for f in fams], sizes, n_sets)
-    cached = json.loads(cache.read_text()) if cache is not None and cache.is_file() else {}
+    cached = json.loads(cache.read_text(encoding="utf-8")) if cache is not None and cache.is_file() else {}
     s_paired = max(sizes)
     for fam in fams:
         for s in sizes:
@@ -160,7 +160,7 @@ def evaluate(
             results["margin"][fam.name] = {"baseline": best, **_paired(p, by_s["3"][best]["set_dice"]["values"], seed)}
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(cached))
+        cache.write_text(json.dumps(cached), encoding="utf-8")
     if grid:
         # Effect of M and K (Pancakes, S = 3, Set Dice), like the paper's Figure 9.
         grid_sets = [b for fam in fams for b in family_sets(fam, s=3, n=dev.grid_sets, seed=seed + 1, store=dev.store)]
@@ -250,8 +250,8 @@ def run_from_args(args: argparse.Namespace) -> int:
             old = evaluate(Pancakes.from_pretrained(args.compare), dev, grid=False, **kw)
             results["stage"] = compare_models(results, old, seed=dev.seed)
         table = render_markdown(results, provenance=read_metadata(args.model)["provenance"])
-        (args.out / "results.json").write_text(json.dumps(results, indent=1))
-        (args.out / "table.md").write_text(table)
+        (args.out / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+        (args.out / "table.md").write_text(table, encoding="utf-8")
         for path in args.write:
             write_block(path, table)
     except (FileNotFoundError, ValueError, KeyError) as exc:

@@ -16,7 +16,7 @@ __all__ = ["commit", "cpu_name", "hardware", "stage_history"]
 def cpu_name() -> str:
     """The CPU model (from /proc/cpuinfo on Linux)."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     except OSError:

@@ -102,9 +102,9 @@ def render_markdown(results: dict, *, provenance: dict | None = None) -> str:
 def write_block(path: str | Path, body: str, *, marker: str = "eval") -> None:
     """Replace the text between ``<!-- {marker}:start -->`` and ``<!-- {marker}:end -->``."""
     path = Path(path)
-    text = path.read_text()
+    text = path.read_text(encoding="utf-8")
     start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
     if start not in text or end not in text:
         raise ValueError(f"{path} has no {start} … {end} block")
     a, b = text.index(start) + len(start), text.index(end)
-    path.write_text(text[:a] + "\n" + body + text[b:])
+    path.write_text(text[:a] + "\n" + body + text[b:], encoding="utf-8")

@@ -299,9 +299,11 @@ class Trainer:
         if self.rank == 0:  # the log continues from the restored step: later rows are dropped
             log = self.out / "log.jsonl"
             if log.is_file():
-                keep = [r for r in log.read_text().splitlines() if r and json.loads(r)["step"] <= self.step]
+                keep = [
+                    r for r in log.read_text(encoding="utf-8").splitlines() if r and json.loads(r)["step"] <= self.step
+                ]
                 tmp = log.with_name(log.name + ".tmp")
-                tmp.write_text("".join(r + "\n" for r in keep))
+                tmp.write_text("".join(r + "\n" for r in keep), encoding="utf-8")
                 tmp.replace(log)
 
     # ---- the loop
@@ -323,7 +325,11 @@ class Trainer:
 
     def rows(self) -> list[dict]:
         path = self.out / "log.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines() if line] if path.is_file() else []
+        return (
+            [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+            if path.is_file()
+            else []
+        )
 
     def _stop_now(self, start: float, limit: float) -> bool:
         stop = limit > 0 and time.perf_counter() - start > limit
