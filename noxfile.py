@@ -37,8 +37,8 @@ PACKAGES = {
 TEST_DEPS = {
     "eval": ["pytest>=8", "hypothesis>=6.100", "monai>=1.3"],
     "eval-minimal": ["pytest>=8", "hypothesis>=6.100"],
-    "model": ["pytest>=8", "hypothesis>=6.100"],
-    "synth": ["pytest>=8"],
+    "model": ["pytest>=8", "hypothesis>=6.100", "dask[distributed]>=2023.1"],
+    "synth": ["pytest>=8", "dask[distributed]>=2023.1"],
     "data": ["pytest>=8"],
 }
 EXTRAS = {"eval": "[io]", "eval-minimal": "", "model": "[train]", "synth": "[textures]", "data": ""}
@@ -147,10 +147,24 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def train(session: nox.Session) -> None:
-    """Train with configs/default.toml; arguments go to `pancakes train` (e.g. -- --max-minutes 30)."""
+    """Train with configs/default.toml; arguments go to `pancakes train` (e.g. -- --max-minutes 30).
+
+    ``-- --nproc N`` runs N processes with torchrun (gloo on CPUs, NCCL on GPUs); train.batch_size
+    is the global batch and must be a multiple of N.
+    """
     _install_all(session)
     _ensure_store(session)
-    session.run("pancakes", "train", "--config", "configs/default.toml", *session.posargs)
+    args = list(session.posargs)
+    nproc = 1
+    if "--nproc" in args:
+        i = args.index("--nproc")
+        nproc = int(args[i + 1])
+        del args[i : i + 2]
+    entry = ["-m", "pancakes_model.train", "--config", "configs/default.toml", *args]
+    if nproc > 1:
+        session.run("python", "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", *entry)
+    else:
+        session.run("python", *entry)
 
 
 @nox.session(default=False)

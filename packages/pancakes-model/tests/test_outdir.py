@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from pancakes_model.app import segment as seg
+from pancakes_model.app import work
 from pancakes_model.app.cli import main
 
 
@@ -99,7 +100,7 @@ def test_out_as_a_file_a_symlink_and_dot(folder, tmp_path, capsys, monkeypatch):
 
 
 def test_unwritable_out_is_found_before_any_work(folder, capsys, monkeypatch):
-    monkeypatch.setattr(seg, "segment_one", lambda *a, **k: pytest.fail("no input may be segmented"))
+    monkeypatch.setattr(work, "segment_one", lambda *a, **k: pytest.fail("no input may be segmented"))
     code, err = run(capsys, folder, "--out", "/proc/pancakes-cannot-write-here")
     assert code == 2 and "not writable" in err
 
@@ -120,7 +121,7 @@ def test_a_locked_out_is_refused_at_once(folder, tmp_path, capsys):
 def test_interrupted_run_never_looks_complete_and_resumes_to_the_same_bytes(folder, tmp_path, capsys, monkeypatch):
     ref = tmp_path / "ref"
     assert run(capsys, folder, "--out", ref)[0] == 0
-    real = seg.segment_one
+    real = work.segment_one
     calls = []
 
     def dies_on_the_third(*args, **kwargs):
@@ -130,12 +131,12 @@ def test_interrupted_run_never_looks_complete_and_resumes_to_the_same_bytes(fold
         return real(*args, **kwargs)
 
     out = tmp_path / "out"
-    monkeypatch.setattr(seg, "segment_one", dies_on_the_third)
+    monkeypatch.setattr(work, "segment_one", dies_on_the_third)
     code, err = run(capsys, folder, "--out", out)
     assert code == 130 and "--resume" in err
     assert not (out / "run.json").exists()
     assert len((out / ".partial" / "done.jsonl").read_text().splitlines()) == 2
-    monkeypatch.setattr(seg, "segment_one", real)
+    monkeypatch.setattr(work, "segment_one", real)
     code, err = run(capsys, folder, "--out", out)
     assert code == 2 and "interrupted run" in err
     code, err = run(capsys, folder, "--out", out, "--resume", "--protocol", "1")

@@ -197,3 +197,24 @@ def test_shards_are_a_training_source_like_the_generator(tmp_path, small_source)
         np.testing.assert_array_equal(a.labels, b.labels)
         np.testing.assert_array_equal(a.classes, b.classes)
         np.testing.assert_allclose(a.images, b.images, atol=1e-3)
+
+
+def test_an_unwritable_out_is_refused_before_any_work(capsys):
+    assert main(["generate", "--n", "4", "--out", "/proc/pancakes-synth-cannot", "--quiet"]) == 2
+    assert "not writable" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_dask_writes_the_shards_of_a_local_run(tmp_path, small_source):
+    distributed = pytest.importorskip("distributed")
+    kw = {"n": 8, "set_size": 2, "source": small_source, "shard_sets": 2, "progress": False}
+    a = generate_dataset(tmp_path / "a", workers=1, **kw)
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        generate_dataset(tmp_path / "b", client=client, **kw)
+    import filecmp
+
+    for name in a["shards"]:
+        assert filecmp.cmp(tmp_path / "a" / name, tmp_path / "b" / name, shallow=False), name

@@ -27,6 +27,26 @@ from pancakes_model.network import (
 )
 from pancakes_model.network.weights import read_metadata
 
+
+def segment_collection(inputs, out, *, client=None, **options):
+    """Segment files or folders (one set) into ``out`` — ``pancakes segment`` as a function.
+
+    Args:
+        inputs: image files, folders, DICOM folders.
+        out: the output folder (see the README's output layout).
+        client: a ``distributed.Client`` to run every input as a task on its cluster (for people who
+            already have one: dask-jobqueue, Kubernetes, …); None runs in this process.
+        options: the keyword arguments of :func:`pancakes_model.app.segment.run_segment`
+            (``M``, ``K``, ``model_path``, ``axis``, ``force``, ``resume``, ``protocols``, …).
+
+    Returns:
+        run.json's content.
+    """
+    from pancakes_model.app.segment import run_segment
+
+    return run_segment(inputs, out, client=client, **options)
+
+
 __all__ = [
     "LogitFactors",
     "LossResult",
@@ -41,6 +61,7 @@ __all__ = [
     "pancakes",
     "read_metadata",
     "segment",
+    "segment_collection",
     "set_dice_loss",
     "set_soft_dice_loss",
     "winner_only_set_dice_loss",

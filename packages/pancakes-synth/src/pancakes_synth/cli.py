@@ -40,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--bank-size", type=int, default=384, help="procedural structures per bank")
     g.add_argument("--resume", action="store_true", help="finish an interrupted run in OUT")
     g.add_argument("--force", action="store_true", help="replace an earlier pancakes-synth output in OUT")
+    g.add_argument(
+        "--dask",
+        default=None,
+        metavar="ADDRESS",
+        help="generate shards on a Dask cluster (scheduler address, or local:N); OUT must be shared",
+    )
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     p = sub.add_parser("preview", help="draw a grid of a few generated sets")
     p.add_argument("--out", type=Path, required=True, help="PNG to write")
@@ -62,27 +68,54 @@ def _with_bank(spec: str, bank_size: int) -> str:
     return spec
 
 
+def _client(address: str):
+    """A ``distributed.Client`` (``local:N`` starts a LocalCluster of N single-threaded workers)."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:
+        raise ValueError("--dask needs dask's distributed scheduler: pip install 'dask[distributed]'") from exc
+    if address.startswith("local:"):
+        cluster = LocalCluster(
+            n_workers=int(address.split(":", 1)[1] or 2), threads_per_worker=1, dashboard_address=None
+        )
+        client = Client(cluster)
+        client._pancakes_cluster = cluster
+        return client
+    return Client(address)
+
+
+def _generate(args: argparse.Namespace) -> dict:
+    from pancakes_synth.shards import generate_dataset
+
+    client = _client(args.dask) if args.dask else None
+    try:
+        return generate_dataset(
+            args.out,
+            n=args.n,
+            set_size=args.set_size,
+            source=_with_bank(args.source, args.bank_size),
+            seed=args.seed,
+            workers=args.workers,
+            resume=args.resume,
+            force=args.force,
+            shard_sets=args.shard_sets,
+            cache_dir=args.cache_dir,
+            progress=not args.quiet,
+            client=client,
+        )
+    finally:
+        if client is not None:
+            client.close()
+            if getattr(client, "_pancakes_cluster", None) is not None:
+                client._pancakes_cluster.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 2 bad input)."""
     args = _parser().parse_args(argv)
     try:
         if args.command == "generate":
-            from pancakes_synth.shards import generate_dataset
-
-            source = _with_bank(args.source, args.bank_size)
-            m = generate_dataset(
-                args.out,
-                n=args.n,
-                set_size=args.set_size,
-                source=source,
-                seed=args.seed,
-                workers=args.workers,
-                resume=args.resume,
-                force=args.force,
-                shard_sets=args.shard_sets,
-                cache_dir=args.cache_dir,
-                progress=not args.quiet,
-            )
+            m = _generate(args)
             print(
                 f"{m['n_pairs']} pairs in {len(m['shards'])} shard(s), {m['bytes'] / 1e6:.1f} MB, "
                 f"{m['seconds']:.1f} s → {args.out}"
@@ -102,6 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"pancakes-synth: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("pancakes-synth: interrupted; finish the run with --resume", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -59,12 +59,19 @@ def make_generator(source, *, set_size: int, seed: int, cache_dir=None):
     return SetGenerator(source, set_size=set_size, seed=seed)
 
 
-def _init_worker(source, set_size: int, seed: int, cache_dir=None) -> None:
+def _init_worker(source, set_size: int, seed: int, cache_dir=None, counter=None) -> None:
     torch.set_num_threads(1)  # one process per core is faster than threads for small ops
     gen = make_generator(source, set_size=set_size, seed=seed, cache_dir=cache_dir)
     if hasattr(gen, "bank"):
         _ = gen.bank  # build (or load) once per worker
-    _WORKER["gen"] = gen
+    _WORKER.update(gen=gen, counter=counter, init=(source, set_size, seed, cache_dir))
+
+
+def _dask_shard(job: tuple[str, int, int, int], init: tuple) -> tuple[int, int]:
+    """:func:`_make_shard` as a Dask task: the generator is built once per worker process."""
+    if _WORKER.get("init") != init:
+        _init_worker(*init)
+    return _make_shard(job)
 
 
 _DTYPES = {"float16": "F16", "float32": "F32", "uint8": "U8", "uint16": "U16", "int32": "I32", "int64": "I64"}
@@ -111,6 +118,9 @@ def _make_shard(args: tuple[str, int, int, int]) -> tuple[int, int]:
         images[j] = synth.images
         labels[j] = synth.labels
         n_labels[j] = synth.n_labels
+        if _WORKER.get("counter") is not None:  # the progress bar counts sets, not whole shards
+            with _WORKER["counter"].get_lock():
+                _WORKER["counter"].value += 1
         classes.append(np.arange(synth.n_labels) if synth.classes is None else np.asarray(synth.classes))
     table = np.full((count, max(len(c) for c in classes)), -1, np.int32)
     for j, c in enumerate(classes):
@@ -134,31 +144,6 @@ def _valid_shard(path: Path, count: int, set_size: int, size: int) -> bool:
         return False
 
 
-class _Progress:
-    def __init__(self, total: int, *, stream=sys.stderr, enabled: bool = True) -> None:
-        self.total, self.done, self.t0, self.stream, self.enabled = total, 0, time.perf_counter(), stream, enabled
-        self.last = 0.0
-
-    def update(self, n: int) -> None:
-        self.done += n
-        now = time.perf_counter()
-        if self.enabled and (now - self.last > 0.5 or self.done >= self.total):
-            rate = self.done / max(now - self.t0, 1e-9)
-            eta = (self.total - self.done) / max(rate, 1e-9)
-            width = 30
-            fill = int(width * self.done / max(self.total, 1))
-            self.stream.write(
-                f"\r[{'#' * fill}{'.' * (width - fill)}] {self.done}/{self.total} pairs "
-                f"{rate:7.1f} pairs/s ETA {eta:6.0f} s"
-            )
-            self.stream.flush()
-            self.last = now
-
-    def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\n")
-
-
 def generate_dataset(
     out: str | Path,
     *,
@@ -172,9 +157,13 @@ def generate_dataset(
     shard_sets: int = 200,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    client=None,
     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
 ) -> dict:
     """Generate ``n`` image/label pairs in sets of ``set_size`` into ``out``.
+
+    ``client``: a ``distributed.Client``: shards become tasks on its cluster (OUT on a file system
+    the workers see); set i is a pure function of (seed, i), so the shards are the local run's.
 
     Returns the manifest (also written to ``out/manifest.json``).
 
@@ -237,7 +226,13 @@ def generate_dataset(
             )
         for p in ours:
             p.unlink()
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ValueError(f"--out {out} is not writable: {exc.strerror or exc}") from exc
     for tmp in out.glob("shard-*.tmp*"):  # leftovers of a killed run
         tmp.unlink()
 
@@ -257,12 +252,18 @@ def generate_dataset(
     if done_pairs:
         log(f"resuming: {done_pairs} pairs already on disk, {len(jobs)} shard(s) to go")
 
+    from tqdm.auto import tqdm
+
     workers = max(1, workers if workers is not None else min(os.cpu_count() or 1, 8))
-    bar = _Progress(n_sets * set_size, enabled=progress)
-    bar.update(done_pairs)
+    bar = tqdm(total=n_sets * set_size, initial=done_pairs, disable=not progress, unit="pair", dynamic_ncols=True)
     t0 = time.perf_counter()
     init = (source, set_size, seed, cache_dir)
-    if workers == 1 or len(jobs) <= 1:
+    if client is not None:
+        from distributed import as_completed
+
+        for future in as_completed(client.map(_dask_shard, jobs, init=init, pure=False)):
+            bar.update(future.result()[1] * set_size)
+    elif workers == 1 or len(jobs) <= 1:
         _init_worker(*init)
         for job in jobs:
             bar.update(_make_shard(job)[1] * set_size)
@@ -270,9 +271,17 @@ def generate_dataset(
         import multiprocessing as mp
 
         ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-        with ctx.Pool(min(workers, len(jobs)), initializer=_init_worker, initargs=init) as pool:
-            for _, count in pool.imap_unordered(_make_shard, jobs):
-                bar.update(count * set_size)
+        counter = ctx.Value("q", 0)
+        with ctx.Pool(min(workers, len(jobs)), initializer=_init_worker, initargs=(*init, counter)) as pool:
+            results = pool.imap_unordered(_make_shard, jobs)
+            for _ in jobs:
+                while True:
+                    try:
+                        results.next(timeout=0.5)
+                        break
+                    except mp.TimeoutError:
+                        bar.update(done_pairs + counter.value * set_size - bar.n)  # sets finished so far
+            bar.update(done_pairs + counter.value * set_size - bar.n)
     bar.close()
     manifest.update(
         status="complete",

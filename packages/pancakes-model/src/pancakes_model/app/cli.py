@@ -75,6 +75,13 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="largest 2D image accepted, in pixels (default: Pillow's decompression-bomb limit, 89,478,485)",
     )
+    s.add_argument(
+        "--dask",
+        default=None,
+        metavar="ADDRESS",
+        help="segment on a Dask cluster: a scheduler address, or local:N for N local workers "
+        "(inputs, model and OUT on a shared file system; trusted schedulers only)",
+    )
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     d = sub.add_parser("demo", help="segment the small sample set shipped with pancakes", formatter_class=dflt)
     d.add_argument("--out", type=Path, default=Path("pancakes-demo"), help="output folder")
@@ -135,7 +142,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pancakes_data.io import MAX_PIXELS
     from pancakes_model.app.runtime import keep_freed_memory
     from pancakes_model.app.segment import InputError, run_segment
 
@@ -149,23 +155,21 @@ def _run(args: argparse.Namespace) -> int:
             channel = args.channel
             if channel is not None and channel.lstrip("-").isdigit():
                 channel = int(channel)
-            meta = run_segment(
-                args.inputs,
-                args.out,
-                M=args.M,
-                K=args.K,
-                model_path=args.model,
-                axis=args.axis,
-                device=args.device,
-                force=args.force,
-                resume=args.resume,
-                protocols=args.protocol,
-                like=args.like,
-                max_pixels=args.max_pixels or MAX_PIXELS,
-                channel=channel,
-                series=args.series,
-                progress=not args.quiet,
-            )
+            client = None
+            if args.dask:
+                from pancakes_model.app.execution import dask_client
+
+                try:
+                    client = dask_client(args.dask)
+                except (ImportError, OSError, ValueError) as exc:
+                    raise InputError(f"--dask {args.dask}: {exc}") from exc
+            try:
+                meta = _segment(args, channel, client)
+            finally:
+                if client is not None:
+                    from pancakes_model.app.execution import close_client
+
+                    close_client(client)
         out = args.out
         print(
             f"overview: {out / 'overview.png'}\nreport:   {out / 'report.html'}\n"
@@ -176,6 +180,30 @@ def _run(args: argparse.Namespace) -> int:
         print(f"pancakes: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _segment(args: argparse.Namespace, channel, client) -> dict:
+    from pancakes_data.io import MAX_PIXELS
+    from pancakes_model.app.segment import run_segment
+
+    return run_segment(
+        args.inputs,
+        args.out,
+        M=args.M,
+        K=args.K,
+        model_path=args.model,
+        axis=args.axis,
+        device=args.device,
+        force=args.force,
+        resume=args.resume,
+        protocols=args.protocol,
+        like=args.like,
+        max_pixels=args.max_pixels or MAX_PIXELS,
+        channel=channel,
+        series=args.series,
+        client=client,
+        progress=not args.quiet,
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

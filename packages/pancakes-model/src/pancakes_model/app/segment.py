@@ -27,10 +27,7 @@ import io
 import json
 import sys
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,17 +35,15 @@ import torch
 
 from pancakes_data.io import (
     MAX_PIXELS,
-    ImageData,
     ReadError,
     collect_inputs,
     peek_kind,
-    read_input,
     write_bytes,
-    write_labels,
 )
+from pancakes_model.app.execution import run_dask, run_local
 from pancakes_model.app.outdir import OutputError, OutputFolder
-from pancakes_model.app.stats import STATS_COLUMNS, label_stats
-from pancakes_model.inference.predict import predict_array
+from pancakes_model.app.stats import STATS_COLUMNS
+from pancakes_model.app.work import Job, WorkError
 from pancakes_model.network import Pancakes, check_mk
 
 __all__ = ["AXES", "MAX_SHOWN", "InputError", "run_segment"]
@@ -99,92 +94,6 @@ def shown_indices(n: int, limit: int = MAX_SHOWN) -> list[int]:
     if n <= limit:
         return list(range(n))
     return sorted({round(i) for i in np.linspace(0, n - 1, limit)})
-
-
-@dataclass
-class _Job:
-    """What one input's segmentation needs (everything but the model is plain data)."""
-
-    M: int
-    K: int
-    keep: list[int]
-    axis: int
-    device: str
-    batch: int
-    partial: Path
-
-
-def _display(item: ImageData, norm: np.ndarray, axis: int) -> np.ndarray:
-    """The 2D picture shown for an input: itself, or a volume's middle slice (superior/anterior up)."""
-    if item.kind == "2d":
-        return norm
-    return np.rot90(np.take(norm, norm.shape[axis] // 2, axis=axis))
-
-
-def _preview(item: ImageData, norm: np.ndarray, labels: np.ndarray, keep: list[int], axis: int) -> bytes:
-    """The input's overview column (see ``render.column_tiles``), as a small npz."""
-    from pancakes_model.app.render import column_tiles
-
-    img = _display(item, norm, axis)
-    lab = labels[keep]
-    if item.kind == "3d":
-        mid = np.take(lab, lab.shape[axis + 1] // 2, axis=axis + 1)
-        lab = np.stack([np.rot90(m) for m in mid])
-    buf = io.BytesIO()
-    np.savez(buf, tiles=column_tiles(img, list(lab), tile=TILE))
-    return buf.getvalue()
-
-
-def segment_one(job: _Job, model: Pancakes, item: ImageData) -> tuple[np.ndarray, np.ndarray]:
-    """Predict one input: its label maps (M, *shape) on its own grid, and its normalised data."""
-    from pancakes_model.inference.predict import model_preprocess
-
-    norm = model_preprocess(model).normalize(item.data, modality=item.modality)
-    labels = predict_array(
-        model,
-        item.data,
-        M=job.M,
-        K=job.K,
-        spacing=item.spacing,
-        axis=job.axis,
-        modality=item.modality,
-        batch=job.batch,
-        device=job.device,
-        normalized=norm,
-    )
-    return labels, norm
-
-
-def write_one(job: _Job, item: ImageData, labels: np.ndarray, norm: np.ndarray, *, show: bool) -> dict:
-    """Write one input's label files, statistics and preview into the partial folder; returns its
-    done-record. Runs in a writer thread beside the next input's inference (zlib, nibabel's gzip,
-    SimpleITK and most of numpy release the GIL)."""
-    names = [f"labels/{item.stem}_m{m:02d}{item.label_suffix}" for m in job.keep]
-    for m, name in zip(job.keep, names):
-        write_labels(item, labels[m], job.partial / name, atomic=False)  # done.jsonl marks them complete
-    rows = label_stats(item.path.name, labels, job.keep, K=job.K, spacing=item.spacing, unit=item.unit)
-    out = io.StringIO()
-    csv.DictWriter(out, fieldnames=list(STATS_COLUMNS)).writerows(rows)
-    files = [*names, f"stats/{item.stem}.csv"]
-    (job.partial / "stats").mkdir(exist_ok=True)
-    write_bytes(job.partial / files[-1], out.getvalue().encode())
-    if show:
-        (job.partial / "previews").mkdir(exist_ok=True)
-        files.append(f"previews/{item.stem}.npz")
-        write_bytes(job.partial / files[-1], _preview(item, norm, labels, job.keep, job.axis))
-    return {
-        "files": files,
-        "input": {
-            "file": str(item.path),
-            "stem": item.stem,
-            "kind": item.kind,
-            "format": item.format,
-            "shape": list(item.data.shape),
-            "spacing": list(item.spacing) if item.spacing else None,
-            "unit": item.unit,
-        },
-        "notes": item.notes,
-    }
 
 
 def _check_like(like: str | Path, M: int, K: int, model_hash: str) -> None:
@@ -238,10 +147,15 @@ def run_segment(
     channel: int | str | None = None,
     series: Sequence[str] | None = None,
     batch: int = 4,
+    client=None,
     progress: bool = True,
     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
 ) -> dict:
-    """The ``pancakes segment`` command as a function; returns run.json's content."""
+    """The ``pancakes segment`` command as a function; returns run.json's content.
+
+    ``client``: a ``distributed.Client`` — every input becomes a task on its cluster (see
+    :mod:`pancakes_model.app.execution`); the files are byte-identical to a local run's.
+    """
     from tqdm.auto import tqdm
 
     t_start = time.perf_counter()
@@ -273,7 +187,7 @@ def run_segment(
     dirs = [p for p in inputs if Path(p).exists()]
     try:
         with OutputFolder(out, inputs=dirs, force=force, resume=resume) as folder:
-            try:
+            try:  # loaded here also with a cluster: a bad model file is found before any task
                 model = Pancakes.from_pretrained(weights).set_memory_format("channels_last")
             except (FileNotFoundError, ValueError) as exc:
                 raise InputError(f"cannot load model {model_path}: {exc}") from exc
@@ -289,66 +203,47 @@ def run_segment(
                 "inputs": [_fingerprint(r) for r in refs],
             }
             done = folder.start(manifest)
-            shown = set(shown_indices(len(refs)))
-            job = _Job(M, K, keep, AXES[axis], device, batch, folder.partial)
+            job = Job(
+                M=M,
+                K=K,
+                keep=tuple(keep),
+                axis=AXES[axis],
+                device=device,
+                batch=batch,
+                partial=folder.partial,
+                shown=frozenset(shown_indices(len(refs))),
+                max_pixels=max_pixels,
+                channel=channel,
+                model_file=str(Path(weights).resolve()),
+                model_sha256=model_hash,
+            )
             kinds = {row["input"]["kind"] for row in done.values()}
             bar = tqdm(total=len(refs), disable=not progress, unit="input", desc="segmenting", dynamic_ncols=True)
             bar.update(sum(1 for r in refs if _stem(r) in done))
             t_infer = time.perf_counter()
-            # 2D inputs run side by side, one torch thread each: measured 1.35× faster on 2 cores
-            # than one input at a time on two threads (small tensors scale poorly across threads).
-            # Volumes run one at a time with every thread on their slices. Each input is segmented
-            # on its own either way, so its files never depend on the others.
-            cores = max(1, torch.get_num_threads())
-            parallel = cores > 1 and "3d" not in {peek_kind(r) for r in refs}
-            workers = cores if parallel else 1
-            pending: deque = deque()
 
-            def one(i: int, ref) -> dict:
-                try:
-                    item = read_input(ref, max_pixels=max_pixels, channel=channel)
-                except ReadError as exc:
-                    raise InputError(str(exc)) from exc
-                _check_item(item)
-                for note in item.notes:
+            def record(row: dict) -> None:
+                for note in row["notes"]:
                     (bar.write if progress else log)(f"note: {note}")
-                labels, norm = segment_one(job, model, item)
-                return write_one(job, item, labels, norm, show=i in shown)
+                kinds.add(row["input"]["kind"])
+                if len(kinds) > 1:
+                    raise InputError("the set mixes 2D images and 3D volumes; segment them in separate calls")
+                folder.record(row["input"]["stem"], row["files"], input=row["input"], notes=row["notes"])
+                bar.update(1)
 
-            def settle(limit: int) -> None:
-                while len(pending) > limit:
-                    row = pending.popleft().result()
-                    kinds.add(row["input"]["kind"])
-                    if len(kinds) > 1:
-                        raise InputError("the set mixes 2D images and 3D volumes; segment them in separate calls")
-                    folder.record(row["input"]["stem"], row["files"], input=row["input"], notes=row["notes"])
-                    bar.update(1)
-
-            threads_before = torch.get_num_threads()
-            if parallel:
-                torch.set_num_threads(1)
+            todo = [(i, r) for i, r in enumerate(refs) if _stem(r) not in done]
             try:
-                with ThreadPoolExecutor(workers) as pool:
-                    try:
-                        for i, ref in enumerate(refs):
-                            if _stem(ref) not in done:
-                                pending.append(pool.submit(one, i, ref))
-                                settle(workers)  # bounded: memory does not grow with the inputs
-                    finally:
-                        # what was computed is kept (recorded in input order), even after a failure
-                        first_error = None
-                        while pending:
-                            try:
-                                settle(len(pending) - 1)
-                            except BaseException as exc:  # keep settling the others first
-                                first_error = first_error or exc
-                        if first_error is not None:
-                            raise first_error
-            finally:
-                torch.set_num_threads(threads_before)
+                if client is not None:
+                    run_dask(job, client, todo, record)
+                else:
+                    run_local(job, model, todo, record, parallel="3d" not in {peek_kind(r) for r in refs})
+            except WorkError as exc:
+                raise InputError(str(exc)) from exc
             bar.close()
             t_write = time.perf_counter()
-            meta = _finish(folder, refs, shown, keep, M, K, str(model_path), weights, model_hash, axis, device, log)
+            meta = _finish(
+                folder, refs, set(job.shown), keep, M, K, str(model_path), weights, model_hash, axis, device, log
+            )
             meta["timings_s"] = {
                 "startup_and_model": round(t_infer - t_start, 3),
                 "segment_and_write": round(t_write - t_infer, 3),
@@ -381,17 +276,6 @@ def _fingerprint(ref) -> dict:
         }
     st = Path(ref).stat()
     return {"file": str(Path(ref).resolve()), "size": st.st_size, "mtime": st.st_mtime_ns}
-
-
-def _check_item(item: ImageData) -> None:
-    shape = item.data.shape
-    if min(shape) < 2:
-        raise InputError(f"{item.path}: image is {'×'.join(map(str, shape))} pixels; at least 2 per side needed")
-    if not np.all(np.isfinite(item.data)):
-        item.notes.append(f"{item.path.name}: NaN/inf values replaced by 0")
-        np.nan_to_num(item.data, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-    if float(item.data.max()) == float(item.data.min()):
-        item.notes.append(f"{item.path.name}: constant image; its label maps are not meaningful")
 
 
 def _finish(folder: OutputFolder, refs, shown, keep, M, K, model_name, weights, model_hash, axis, device, log) -> dict:

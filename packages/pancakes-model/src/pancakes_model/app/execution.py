@@ -1,0 +1,99 @@
+"""Where the inputs are segmented: threads in this process, or a Dask cluster.
+
+Both call :func:`pancakes_model.app.work.process` once per input and hand each finished record to
+``record`` (which appends it to the partial run's done-log), at most a few inputs ahead of what has
+been recorded, so memory is bounded and an interruption keeps everything already written.
+
+Dask: ``address`` is a scheduler (``tcp://host:8786``, ``tls://…``) or ``local:N`` (a
+``LocalCluster`` of N single-threaded worker processes). Workers read the inputs and write into
+``OUT/.partial`` themselves, so inputs, model file and OUT must be on a file system they all see;
+the client validates what arrived and writes ``run.json`` last. Dask ships pickled tasks: connect
+only to schedulers you trust.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+from pancakes_model.app.work import Job, process, remote
+from pancakes_model.network import Pancakes
+
+__all__ = ["dask_client", "run_dask", "run_local"]
+
+
+def _drain(pending: deque, record: Callable[[dict], None], limit: int, result) -> None:
+    """Record finished inputs (oldest first) until at most ``limit`` are pending; after a failure
+    the others are still recorded before the first error is raised."""
+    first_error = None
+    while len(pending) > limit:
+        try:
+            record(result(pending.popleft()))
+        except BaseException as exc:
+            if limit > 0:
+                raise
+            first_error = first_error or exc
+    if first_error is not None:
+        raise first_error
+
+
+def run_local(
+    job: Job, model: Pancakes, todo: Sequence[tuple[int, object]], record: Callable[[dict], None], *, parallel: bool
+) -> None:
+    """Threads: 2D inputs side by side with one torch thread each (measured 1.35× faster on 2 cores
+    than one input at a time on two threads: small tensors scale poorly across threads); volumes
+    one at a time with every thread on their slices."""
+    cores = max(1, torch.get_num_threads())
+    workers = cores if parallel and cores > 1 else 1
+    before = torch.get_num_threads()
+    if workers > 1:
+        torch.set_num_threads(1)
+    pending: deque = deque()
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            try:
+                for i, ref in todo:
+                    pending.append(pool.submit(process, job, model, i, ref))
+                    _drain(pending, record, workers, lambda f: f.result())
+            finally:
+                _drain(pending, record, 0, lambda f: f.result())
+    finally:
+        torch.set_num_threads(before)
+
+
+def dask_client(address: str):
+    """A ``distributed.Client`` for ``address`` (``local:N`` starts a LocalCluster of N workers)."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:
+        raise ImportError("--dask needs dask's distributed scheduler: pip install 'pancakes-model[dask]'") from exc
+    if address.startswith("local:"):
+        n = int(address.split(":", 1)[1] or 2)
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+        client._pancakes_cluster = cluster  # closed with the client (see close_client)
+        return client
+    return Client(address)
+
+
+def close_client(client) -> None:
+    cluster = getattr(client, "_pancakes_cluster", None)
+    client.close()
+    if cluster is not None:
+        cluster.close()
+
+
+def run_dask(job: Job, client, todo: Sequence[tuple[int, object]], record: Callable[[dict], None]) -> None:
+    """Dask: one task per input, a bounded window of tasks in flight (memory on the client and the
+    scheduler does not grow with the collection); records come back in input order."""
+    window = max(2, 4 * sum(client.nthreads().values()))
+    pending: deque = deque()
+    try:
+        for i, ref in todo:
+            pending.append(client.submit(remote, job, i, ref, pure=False))
+            _drain(pending, record, window, lambda f: f.result())
+    finally:
+        _drain(pending, record, 0, lambda f: f.result())
