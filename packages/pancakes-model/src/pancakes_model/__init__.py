@@ -7,6 +7,7 @@ every label meaning the same structure across the set.
 from __future__ import annotations
 
 from pancakes_model.__about__ import __version__
+from pancakes_model.inference.matching import MatchResult, match
 from pancakes_model.inference.predict import segment
 from pancakes_model.loss import (
     LossResult,
@@ -50,6 +51,7 @@ def segment_collection(inputs, out, *, client=None, **options):
 __all__ = [
     "LogitFactors",
     "LossResult",
+    "MatchResult",
     "Pancakes",
     "PancakesConfig",
     "ProtocolEmbedding",
@@ -58,6 +60,7 @@ __all__ = [
     "__version__",
     "candidate_dice_losses",
     "joint_set_dice_loss",
+    "match",
     "pancakes",
     "read_metadata",
     "segment",

@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
         "--cache-dir",
         type=Path,
         default=None,
-        help="where structure banks are cached (default ~/.cache/pancakes-synth)",
+        help="where structure banks are cached (default $PANCAKES_SYNTH_CACHE or ~/.cache/pancakes-synth)",
     )
     g.add_argument("--bank-size", type=int, default=384, help="procedural structures per bank")
     g.add_argument("--resume", action="store_true", help="finish an interrupted run in OUT")

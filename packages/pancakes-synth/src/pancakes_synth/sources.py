@@ -94,7 +94,7 @@ class ProceduralSource:
             raise ValueError(f"bank_size must be >= 1, got {bank_size}")
         self.families = fams
         self.bank_size = bank_size
-        self.cache_dir = Path(cache_dir) if cache_dir else _default_cache()
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache()
 
     @property
     def spec(self) -> str:
@@ -118,8 +118,13 @@ class ProceduralSource:
         return StructureBank(fields.float(), ext, names)
 
 
-def _default_cache() -> Path:
-    return Path.home() / ".cache" / "pancakes-synth"
+def default_cache() -> Path:
+    """Where banks and textures are cached: ``$PANCAKES_SYNTH_CACHE``, else
+    ``$XDG_CACHE_HOME/pancakes-synth``, else ``~/.cache/pancakes-synth``."""
+    if os.environ.get("PANCAKES_SYNTH_CACHE"):
+        return Path(os.environ["PANCAKES_SYNTH_CACHE"])
+    base = Path(os.environ["XDG_CACHE_HOME"]) if os.environ.get("XDG_CACHE_HOME") else Path.home() / ".cache"
+    return base / "pancakes-synth"
 
 
 def _cached_tensors(path: Path, build) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -180,7 +185,7 @@ class _CachedFileSource:
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"label source directory does not exist: {self.root}")
-        self.cache_dir = Path(cache_dir) if cache_dir else _default_cache()
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache()
         if max_structures < 1:
             raise ValueError(f"max_structures must be >= 1, got {max_structures}")
         self.max_structures = max_structures

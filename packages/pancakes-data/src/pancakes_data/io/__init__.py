@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from pancakes_data.io.base import (
     GREY_WEIGHTS,
     INPUT_SUFFIXES,
@@ -40,6 +42,7 @@ __all__ = [
     "peek_kind",
     "read_image",
     "read_input",
+    "read_labels",
     "read_series",
     "stem_of",
     "suffix_of",
@@ -80,6 +83,26 @@ def read_image(path: str | Path, *, max_pixels: int = MAX_PIXELS, channel: int |
             raise ReadError(f"{p}: a DICOM file without an image series")
         return read_series(series[0])
     raise ReadError(f"{p}: unsupported file type; use PNG, JPEG, TIFF, NIfTI, NRRD, MHA/MHD or DICOM")
+
+
+def read_labels(path: str | Path) -> ImageData:
+    """Read a label map or mask: as :func:`read_image`, but a palette image gives its indices (the
+    labels annotation tools store) and a colour image is refused unless it is grey."""
+    p = Path(path)
+    if suffix_of(p) in (".png", ".tif", ".tiff", ".jpg", ".jpeg"):
+        from PIL import Image
+
+        try:
+            with Image.open(p) as im:
+                arr = np.asarray(im)
+        except Exception as exc:  # PIL raises several types for corrupt files
+            raise ReadError(f"cannot read {p}: {exc}") from exc
+        if arr.ndim == 3:
+            if not (arr[..., :3] == arr[..., :1]).all():
+                raise ReadError(f"{p}: a colour image is not a label map; save the labels as grey or palette values")
+            arr = arr[..., 0]
+        return ImageData(p, stem_of(p), "2d", arr.astype(np.float32), None, "mm", "png")
+    return read_image(p)
 
 
 def read_input(ref: InputRef, *, max_pixels: int = MAX_PIXELS, channel: int | str | None = None) -> ImageData:

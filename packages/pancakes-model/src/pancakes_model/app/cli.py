@@ -6,6 +6,8 @@
     pancakes demo [--out DIR] [--force]
     pancakes train --config FILE [--set section.key=value ...] [--resume] [--max-minutes N]
     pancakes evaluate [--model PATH] [--dev configs/dev.toml] [--write MODEL_CARD.md]
+    pancakes match INPUT... --example IMAGE --mask MASK --out OUT [-M 8] [-K 20] [--multi-label]
+    pancakes finetune --images DIR --labels DIR --out WEIGHTS.safetensors [--minutes 5]
 
 Bad input exits with code 2 and one clear message (no traceback); nothing already on disk is
 overwritten without ``--force``, and ``--force`` only replaces an earlier Pancakes output.
@@ -82,7 +84,26 @@ def _parser() -> argparse.ArgumentParser:
         help="segment on a Dask cluster: a scheduler address, or local:N for N local workers "
         "(inputs, model and OUT on a shared file system; trusted schedulers only)",
     )
+    s.add_argument(
+        "--match", type=Path, default=None, help="an earlier match.json: also write its chosen structure (OUT/masks)"
+    )
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    mt = sub.add_parser(
+        "match", help="pick the structure drawn on an example and find it in every input", formatter_class=dflt
+    )
+    mt.add_argument("inputs", nargs="+", help="the collection: files or folders (any format segment reads)")
+    mt.add_argument("--example", action="append", required=True, help="an annotated image (repeatable)")
+    mt.add_argument("--mask", action="append", required=True, help="its mask, same size (repeatable, in order)")
+    mt.add_argument("--out", "-o", required=True, type=Path, help="output folder")
+    mt.add_argument("-M", type=_positive, default=8, help="number of protocols")
+    mt.add_argument("-K", type=_positive, default=20, help="labels per protocol")
+    mt.add_argument("--model", default="default", help="weights file ('default': the shipped model)")
+    mt.add_argument("--multi-label", action="store_true", help="the masks hold several structures (one value each)")
+    mt.add_argument("--axis", default="axial", choices=("axial", "coronal", "sagittal"), help="slicing axis of volumes")
+    mt.add_argument("--device", default="cpu", help="cpu or cuda")
+    mt.add_argument("--force", action="store_true", help="replace an earlier pancakes output in OUT")
+    mt.add_argument("--channel", default=None, help="channel (index or name) of multichannel OME/ImageJ TIFFs")
+    mt.add_argument("--quiet", action="store_true", help="no progress bar")
     d = sub.add_parser("demo", help="segment the small sample set shipped with pancakes", formatter_class=dflt)
     d.add_argument("--out", type=Path, default=Path("pancakes-demo"), help="output folder")
     d.add_argument("--force", action="store_true", help="replace an earlier demo output")
@@ -114,6 +135,8 @@ def _training_command(name: str, rest: list[str]) -> int:
         return 2
     if name == "train":
         from pancakes_model.training.trainer import build_parser, run_from_args
+    elif name == "finetune":
+        from pancakes_model.training.finetune import build_parser, run_from_args
     else:
         from pancakes_model.training.evaluate import build_parser, run_from_args
     return run_from_args(build_parser(argparse.ArgumentParser(prog=f"pancakes {name}")).parse_args(rest))
@@ -126,7 +149,7 @@ def _terminate(signum, frame) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("train", "evaluate"):
+    if argv and argv[0] in ("train", "evaluate", "finetune"):
         return _training_command(argv[0], argv[1:])
     args = _parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM as Ctrl-C: clean exit, no traceback
@@ -147,6 +170,26 @@ def _run(args: argparse.Namespace) -> int:
 
     keep_freed_memory()
     try:
+        if args.command == "match":
+            from pancakes_model.app.match import run_match
+
+            meta = run_match(
+                args.inputs,
+                args.out,
+                examples=args.example,
+                masks=args.mask,
+                M=args.M,
+                K=args.K,
+                model_path=args.model,
+                multi_label=args.multi_label,
+                axis=args.axis,
+                device=args.device,
+                force=args.force,
+                channel=args.channel,
+                progress=not args.quiet,
+            )
+            print(f"protocol {meta['protocol']}: masks in {args.out / 'masks'}, ranking in {args.out / 'match.json'}")
+            return 0
         if args.command == "demo":
             inputs = demo_inputs()
             meta = run_segment(inputs, args.out, force=args.force, progress=False)
@@ -202,6 +245,7 @@ def _segment(args: argparse.Namespace, channel, client) -> dict:
         channel=channel,
         series=args.series,
         client=client,
+        match=args.match,
         progress=not args.quiet,
     )
 

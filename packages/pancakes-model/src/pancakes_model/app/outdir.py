@@ -131,6 +131,7 @@ class OutputFolder:
     def start(self, manifest: dict) -> dict[str, dict]:
         """Begin (or, with ``resume``, continue) the partial run; returns the inputs already done."""
         path = self.partial / MANIFEST
+        manifest = json.loads(json.dumps(manifest))  # as it will be read back (tuples become lists)
         if self.resume:
             try:
                 old = json.loads(path.read_text(encoding="utf-8"))

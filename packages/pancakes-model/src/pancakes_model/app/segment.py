@@ -148,6 +148,7 @@ def run_segment(
     series: Sequence[str] | None = None,
     batch: int = 4,
     client=None,
+    match: str | Path | None = None,
     progress: bool = True,
     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
 ) -> dict:
@@ -178,6 +179,14 @@ def run_segment(
     model_hash = sha256(weights)
     if like is not None:
         _check_like(like, M, K, model_hash)
+    chosen = None
+    if match is not None:
+        from pancakes_model.app.match import load_match
+
+        found = load_match(match, M=M, K=K, model_sha256=model_hash)
+        if found.protocol not in keep:
+            raise InputError(f"--match chose protocol {found.protocol}, which --protocol leaves out")
+        chosen = (found.protocol, tuple(sorted(found.assignment.items())))
     try:
         refs = collect_inputs(inputs, series=series, log=log)
     except ReadError as exc:
@@ -200,6 +209,7 @@ def run_segment(
                 "protocols": keep,
                 "model_sha256": model_hash,
                 "axis": axis,
+                "match": list(chosen[1]) if chosen else None,
                 "inputs": [_fingerprint(r) for r in refs],
             }
             done = folder.start(manifest)
@@ -216,6 +226,7 @@ def run_segment(
                 channel=channel,
                 model_file=str(Path(weights).resolve()),
                 model_sha256=model_hash,
+                match=chosen,
             )
             kinds = {row["input"]["kind"] for row in done.values()}
             bar = tqdm(total=len(refs), disable=not progress, unit="input", desc="segmenting", dynamic_ncols=True)

@@ -45,6 +45,7 @@ class Job:
     channel: int | str | None = None
     model_file: str = ""
     model_sha256: str = ""
+    match: tuple | None = None  # (protocol, ((value, labels), …)) of a match.json to apply
 
 
 _MODELS: dict[tuple[str, str], Pancakes] = {}
@@ -121,6 +122,14 @@ def write_one(job: Job, item: ImageData, labels: np.ndarray, norm: np.ndarray, *
     names = [f"labels/{item.stem}_m{m:02d}{item.label_suffix}" for m in job.keep]
     for m, name in zip(job.keep, names):
         write_labels(item, labels[m], job.partial / name, atomic=False)  # done.jsonl marks them complete
+    if job.match is not None:
+        protocol, assignment = job.match
+        mask = np.zeros(labels.shape[1:], np.uint8 if max(v for v, _ in assignment) < 256 else np.uint16)
+        for value, ks in assignment:
+            mask[np.isin(labels[protocol], ks)] = value
+        (job.partial / "masks").mkdir(exist_ok=True)
+        names.append(f"masks/{item.stem}{item.label_suffix}")
+        write_labels(item, mask, job.partial / names[-1], atomic=False)
     rows = label_stats(item.path.name, labels, list(job.keep), K=job.K, spacing=item.spacing, unit=item.unit)
     out = io.StringIO()
     csv.DictWriter(out, fieldnames=list(STATS_COLUMNS)).writerows(rows)

@@ -88,7 +88,9 @@ class TextureBank:
         if not files:
             raise FileNotFoundError(f"no sample images in {root}; reinstall scikit-image")
         key = json.dumps([[f.name, f.stat().st_size] for f in files] + [count, size, seed])
-        cache = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "pancakes-synth"
+        from pancakes_synth.sources import default_cache
+
+        cache = Path(cache_dir) if cache_dir else default_cache()
         path = cache / f"textures-{hashlib.sha256(key.encode()).hexdigest()[:20]}.npy"
         names = [f.name for f in files]
         if path.is_file():
