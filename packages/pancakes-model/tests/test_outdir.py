@@ -201,3 +201,29 @@ def test_sigterm_stops_cleanly_like_ctrl_c(tmp_path):
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "interrupted" in err
     assert not (out / "run.json").exists()
+
+
+@pytest.mark.slow
+def test_peak_memory_does_not_grow_with_the_number_of_inputs(tmp_path):
+    """Streaming: peak RSS for 200 inputs is within 100 MB of the peak for 20 (issue 14)."""
+    d = tmp_path / "many"
+    d.mkdir()
+    for i in range(200):
+        Image.fromarray(disk(96, 96, seed=i)).save(d / f"i{i:03d}.png")
+    script = (
+        "import resource, sys\n"
+        "from pancakes_model.app.segment import run_segment\n"
+        "run_segment(sys.argv[1:-1], sys.argv[-1], M=8, K=20, progress=False, log=lambda m: None)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    files = sorted(str(p) for p in d.iterdir())
+
+    def peak_kb(inputs, out):
+        res = subprocess.run(
+            [sys.executable, "-c", script, *inputs, str(out)], capture_output=True, text=True, check=True
+        )
+        return int(res.stdout.strip().splitlines()[-1])
+
+    small = peak_kb(files[:20], tmp_path / "o20")
+    large = peak_kb(files, tmp_path / "o200")
+    assert (large - small) / 1024 < 100, (small, large)

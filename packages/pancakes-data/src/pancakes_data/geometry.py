@@ -56,9 +56,11 @@ class Preprocess:
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
-    def normalize(self, image: np.ndarray, *, modality: str = "mr") -> np.ndarray:
+    def normalize(self, image: np.ndarray, *, modality: str = "mr", inplace: bool = False) -> np.ndarray:
         """Intensities to [0, 1] float32 with these settings (see ``normalize_intensity``)."""
-        return normalize_intensity(image, modality=modality, ct_window=self.ct_window, percentiles=self.percentiles)
+        return normalize_intensity(
+            image, modality=modality, ct_window=self.ct_window, percentiles=self.percentiles, inplace=inplace
+        )
 
 
 DEFAULT_PREPROCESS = Preprocess()

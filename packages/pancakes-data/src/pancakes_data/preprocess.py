@@ -24,19 +24,26 @@ __all__ = [
 ]
 
 
+PERCENTILE_SAMPLE = 1 << 24  # voxels above which the percentiles come from a regular subsample
+
+
 def normalize_intensity(
     image: np.ndarray,
     *,
     modality: str = "mr",
     ct_window: tuple[float, float] = (-1000.0, 1000.0),
     percentiles: tuple[float, float] = (0.5, 99.5),
+    inplace: bool = False,
 ) -> np.ndarray:
     """Clip and min–max an image (any dims) to [0, 1] float32.
 
     Args:
         image: raw intensities.
         modality: ``"ct"`` uses ``ct_window`` (Hounsfield units); anything else uses the
-            ``percentiles`` of the voxels > 0 (of all voxels if none is > 0).
+            ``percentiles`` of the voxels > 0 (of all voxels if none is > 0). Above
+            ``PERCENTILE_SAMPLE`` voxels (a 256³ volume) the percentiles are taken on every n-th
+            voxel, so memory stays bounded (a 512³ volume needs no 1.5 GB of copies for them).
+        inplace: normalise a float32 ``image`` in its own memory (the caller no longer needs the raw values).
     """
     x = np.asarray(image, dtype=np.float32)
     if not np.all(np.isfinite(x)):
@@ -44,14 +51,19 @@ def normalize_intensity(
     if modality.lower() == "ct":
         lo, hi = ct_window
     else:
-        fg = x[x > 0]
-        ref = fg if fg.size else x.ravel()
+        flat = x.reshape(-1)
+        sample = flat[:: flat.size // PERCENTILE_SAMPLE + 1] if flat.size > PERCENTILE_SAMPLE else flat
+        fg = sample[sample > 0]
+        ref = fg if fg.size else sample
         lo, hi = np.percentile(ref, percentiles)
     span = float(hi - lo)
     if span <= 0:
+        if inplace and x is image:
+            x[...] = 0
+            return x
         return np.zeros_like(x)
     # float32 throughout: numpy's float64 percentiles would promote the whole image to float64
-    out = np.clip(x, np.float32(lo), np.float32(hi))
+    out = np.clip(x, np.float32(lo), np.float32(hi), out=x if inplace and x is image else None)
     out -= np.float32(lo)
     out /= np.float32(span)
     return out

@@ -100,8 +100,11 @@ def _preview(item: ImageData, norm: np.ndarray, labels: np.ndarray, keep, axis: 
 
 
 def segment_one(job: Job, model: Pancakes, item: ImageData) -> tuple[np.ndarray, np.ndarray]:
-    """Predict one input: its label maps (M, *shape) on its own grid, and its normalised data."""
-    norm = model_preprocess(model).normalize(item.data, modality=item.modality)
+    """Predict one input: its label maps (M, *shape) on its own grid, and its normalised data.
+
+    The input's data are normalised in their own memory (nothing later needs the raw values), so a
+    512³ volume costs one float32 copy, not two."""
+    norm = model_preprocess(model).normalize(item.data, modality=item.modality, inplace=True)
     labels = predict_array(
         model,
         item.data,

@@ -147,9 +147,8 @@ def run_finetune(
     store = work / "store"
     try:
         counts = {k: _write_split(store, f"finetune-{k}", v, 128) for k, v in split.items()}
-        log(
-            f"pairs: {len(split['train'])} train, {len(split['val'])} validation, {len(split['test'])} test ({counts} slices)"
-        )
+        sizes = {k: len(v) for k, v in split.items()}
+        log(f"pairs: {sizes['train']} train, {sizes['val']} validation, {sizes['test']} test ({counts} slices)")
         mine = {k: DevFamily(f"finetune-{k}", f"store:finetune-{k}", "structure") for k in ("val", "test")}
         (work / "dev.toml").write_text(
             f'[dev]\nstore = "{store}"\n[[dev.families]]\nname = "validation"\nspec = "store:finetune-val"\n',
