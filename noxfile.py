@@ -169,17 +169,29 @@ def train(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def evaluate(session: nox.Session) -> None:
-    """Evaluate the shipped model with baselines; rewrites the tables of MODEL_CARD.md and README.md."""
+    """Evaluate the shipped model on configs/dev.toml with baselines and the annotation evidence;
+    rewrites the tables of MODEL_CARD.md and README.md, and DATA.md."""
     _install_all(session)
     _ensure_store(session)
     session.run(
         "pancakes",
         "evaluate",
+        "--annotations",
         "--write",
         "packages/pancakes-model/MODEL_CARD.md",
         "--write",
         "README.md",
         *session.posargs,
+    )
+    session.run(
+        "python",
+        "-m",
+        "pancakes_model.training.datacard",
+        "--config",
+        "configs/default.toml",
+        *[f"--config={p}" for p in sorted(str(p) for p in (ROOT / "configs" / "ablation").glob("*.toml"))],
+        "--write",
+        "packages/pancakes-model/DATA.md",
     )
 
 

@@ -213,6 +213,11 @@ def build_parser(ap: argparse.ArgumentParser | None = None) -> argparse.Argument
     ap.add_argument("--sizes", default="", help="comma list of S (default: the dev config's)")
     ap.add_argument("--no-grid", action="store_true", help="skip the M × K grid")
     ap.add_argument("--compare", default=None, help="weights of the current model: apply the stage rule")
+    ap.add_argument(
+        "--annotations",
+        action="store_true",
+        help="also measure choosing from one annotated example and fine-tuning on 5 / 20 (minutes)",
+    )
     ap.add_argument("--out", type=Path, default=Path("runs/evaluate"), help="folder for results.json + figure")
     ap.add_argument(
         "--cache",
@@ -249,7 +254,16 @@ def run_from_args(args: argparse.Namespace) -> int:
         if args.compare:
             old = evaluate(Pancakes.from_pretrained(args.compare), dev, grid=False, **kw)
             results["stage"] = compare_models(results, old, seed=dev.seed)
+        if args.annotations:
+            from pancakes_model.training.annotations import finetune_evidence, match_evidence, render_annotations
+
+            results["annotations"] = {
+                "match": match_evidence(model, dev, seed=dev.seed),
+                "finetune": finetune_evidence(dev=args.dev),
+            }
         table = render_markdown(results, provenance=read_metadata(args.model)["provenance"])
+        if args.annotations:
+            table += "\n" + render_annotations(**results["annotations"])
         (args.out / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
         (args.out / "table.md").write_text(table, encoding="utf-8")
         for path in args.write:
