@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from pancakes_synth import ProceduralSource
+from pancakes_synth.testing import isolated_cache
 
 
 @pytest.fixture
@@ -13,13 +14,5 @@ def small_source(tmp_path):
 
 @pytest.fixture(autouse=True, scope="session")
 def _synth_cache_in_a_temporary_folder(tmp_path_factory):
-    """The test suite never writes to the user's home: synth banks and textures are cached here."""
-    import os
-
-    old = os.environ.get("PANCAKES_SYNTH_CACHE")
-    os.environ["PANCAKES_SYNTH_CACHE"] = str(tmp_path_factory.mktemp("synth-cache"))
-    yield
-    if old is None:
-        os.environ.pop("PANCAKES_SYNTH_CACHE", None)
-    else:
-        os.environ["PANCAKES_SYNTH_CACHE"] = old
+    """The test suite never writes to the user's home: synth caches go to a temporary folder."""
+    yield from isolated_cache(tmp_path_factory)

@@ -120,10 +120,20 @@ class SetSampler(torch.utils.data.IterableDataset):
         sources: :class:`Source` entries, or bare datasets / set sources (weight 1 each).
         config: sampling knobs.
         start: index of the first batch the iterator yields (to resume a run).
+        sets: the set indices of every batch the iterator yields (a distributed rank's share;
+            default all).
     """
 
-    def __init__(self, sources: Sequence[Any], *, config: SamplerConfig | None = None, start: int = 0) -> None:
+    def __init__(
+        self,
+        sources: Sequence[Any],
+        *,
+        config: SamplerConfig | None = None,
+        start: int = 0,
+        sets: Sequence[int] | None = None,
+    ) -> None:
         self.start = int(start)
+        self.sets = None if sets is None else list(sets)
         self.config = cfg = config or SamplerConfig()
         lo, hi = cfg.set_size
         if not 1 <= lo <= hi:
@@ -254,5 +264,5 @@ class SetSampler(torch.utils.data.IterableDataset):
             torch.set_num_threads(1)  # one worker per core; intra-op threads only contend
         i = self.start + wid
         while True:
-            yield self.batch(i)
+            yield self.batch(i, sets=self.sets)
             i += nw

@@ -32,7 +32,7 @@ from scipy import ndimage
 
 from pancakes_synth.smooth import upsample as _upsample
 from pancakes_synth.sources import ProceduralSource, StructureBank
-from pancakes_synth.warp import sample_warps, warp_labels
+from pancakes_synth.warp import warp_labels, warps_for
 
 __all__ = [
     "ElementParams",
@@ -379,14 +379,7 @@ class SetGenerator:
     # ------------------------------------------------------------------ elements
     def sample_element_params(self, rng: np.random.Generator, n_labels: int) -> ElementParams:
         cfg, s, h = self.config, self.set_size, self.config.size
-        theta, disp = sample_warps(
-            rng,
-            s,
-            rotation_deg=cfg.element_rotation_deg,
-            scale=cfg.element_scale,
-            translation=cfg.element_translation,
-            elastic_std=cfg.elastic_std,
-        )
+        theta, disp = warps_for(rng, s, cfg)
         base = rng.uniform(0.0, 1.0, size=n_labels)
         means = base[None] + rng.normal(0.0, cfg.mean_jitter, size=(s, n_labels))
         stds = rng.uniform(*cfg.label_std, size=n_labels)

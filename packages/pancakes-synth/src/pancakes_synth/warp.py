@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from pancakes_synth.smooth import upsample
 
-__all__ = ["sample_warps", "warp_labels"]
+__all__ = ["sample_warps", "warp_labels", "warps_for"]
 
 _BASE_CACHE: dict[int, torch.Tensor] = {}
 
@@ -46,6 +46,19 @@ def sample_warps(
     theta[:, :, 2] = tr
     disp = rng.standard_normal((n, 2, 5, 5)) * rng.uniform(*elastic_std, size=(n, 1, 1, 1))
     return theta, disp
+
+
+def warps_for(rng: np.random.Generator, n: int, cfg) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`sample_warps` with the ranges of a generator config (``element_rotation_deg``,
+    ``element_scale``, ``element_translation``, ``elastic_std``)."""
+    return sample_warps(
+        rng,
+        n,
+        rotation_deg=cfg.element_rotation_deg,
+        scale=cfg.element_scale,
+        translation=cfg.element_translation,
+        elastic_std=cfg.elastic_std,
+    )
 
 
 def warp_labels(template: np.ndarray, theta: np.ndarray, displacement: np.ndarray) -> torch.Tensor:

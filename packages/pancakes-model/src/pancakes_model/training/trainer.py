@@ -86,24 +86,6 @@ def _device(name: str, local_rank: int) -> torch.device:
     return dev
 
 
-class _RankBatches(torch.utils.data.IterableDataset):
-    """This rank's share of batches start, start + 1, …: the sets i ≡ rank (mod world)."""
-
-    def __init__(self, sampler, *, start: int, rank: int, world: int) -> None:
-        self.sampler, self.start, self.rank, self.world = sampler, start, rank, world
-        self.sets = [i for i in range(sampler.config.batch_size) if i % world == rank]
-
-    def __iter__(self):
-        info = torch.utils.data.get_worker_info()
-        wid, nw = (info.id, info.num_workers) if info else (0, 1)
-        if info is not None:
-            torch.set_num_threads(1)  # one worker per core; intra-op threads only contend
-        i = self.start + wid
-        while True:
-            yield self.sampler.batch(i, sets=self.sets)
-            i += nw
-
-
 class Trainer:
     """Holds the model, optimizer, data and logs of one run (see module docstring)."""
 
@@ -167,8 +149,11 @@ class Trainer:
         self.val_sets = validation_sets(self.cfg, self.dev) if self.dev is not None and self.rank == 0 else {}
 
     def _loader(self):
+        from pancakes_data import SetSampler
+
         workers = self.cfg.train.workers
-        stream = _RankBatches(self.sampler, start=self.step, rank=self.rank, world=self.world)
+        mine = [i for i in range(self.cfg.train.batch_size) if i % self.world == self.rank]  # this rank's sets
+        stream = SetSampler(self.sources, config=self.sampler_cfg, start=self.step, sets=mine)
         return iter(
             torch.utils.data.DataLoader(
                 stream,

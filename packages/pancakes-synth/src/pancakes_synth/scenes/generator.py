@@ -24,7 +24,7 @@ from pancakes_synth.scenes.layout import Family, Layout
 from pancakes_synth.scenes.populations import Bacteria, Cells, Glands, Nuclei, Vesicles
 from pancakes_synth.scenes.structures import Fibres, Layers, Membranes, Ribbon, Vessels
 from pancakes_synth.scenes.textures import TextureBank
-from pancakes_synth.warp import sample_warps, warp_labels
+from pancakes_synth.warp import warp_labels, warps_for
 
 __all__ = ["FAMILIES", "GROUPS", "SceneConfig", "SceneGenerator"]
 
@@ -122,14 +122,7 @@ class SceneGenerator:
         if not deformed:
             return [family.layout(np.random.default_rng(rng.integers(2**63)), exp, cfg.size) for _ in range(s)]
         base = family.layout(rng, exp, cfg.size)
-        theta, disp = sample_warps(
-            rng,
-            s,
-            rotation_deg=cfg.element_rotation_deg,
-            scale=cfg.element_scale,
-            translation=cfg.element_translation,
-            elastic_std=cfg.elastic_std,
-        )
+        theta, disp = warps_for(rng, s, cfg)
         warped = warp_labels(base.instances, theta, disp).numpy()
         return [Layout(w.astype(np.int32), base.classes, base.class_names) for w in warped]
 
