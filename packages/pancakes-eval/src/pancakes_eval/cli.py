@@ -28,7 +28,11 @@ _METRICS = ("dice", "iou", "hd95")
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="pancakes-eval", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
-    sc = sub.add_parser("score", help="Set Dice / IoU / HD95 of predicted protocols vs. masks")
+    sc = sub.add_parser(
+        "score",
+        help="Set Dice / IoU / HD95 of predicted protocols vs. masks",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     sc.add_argument("pred", type=Path, help="prediction folder (pancakes segment's OUT)")
     sc.add_argument("gt", type=Path, help="folder of reference masks named <stem>.<ext>")
     sc.add_argument("--groups", type=Path, help="CSV with columns stem,set (default: one set)")
@@ -36,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     sc.add_argument("--num-labels", "-K", type=int, default=None, help="K of the predictions")
     sc.add_argument("--metrics", default="dice,iou,hd95", help="comma list of dice,iou,hd95")
     sc.add_argument("--spacing", default=None, help="voxel size 'x,y[,z]' for HD95 (default: NIfTI header, else 1)")
-    sc.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    sc.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
     sc.add_argument("--output", "-o", type=Path, default=None, help="write here instead of stdout")
     return ap
 

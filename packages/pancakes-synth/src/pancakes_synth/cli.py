@@ -23,12 +23,16 @@ SOURCE_HELP = (
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="pancakes-synth", description="Anatomix-style synthetic image sets.")
     sub = ap.add_subparsers(dest="command", required=True)
-    g = sub.add_parser("generate", help="write sharded synthetic sets to a directory")
+    g = sub.add_parser(
+        "generate",
+        help="write sharded synthetic sets to a directory",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     g.add_argument("--n", type=int, required=True, help="number of image/label pairs (e.g. 120000)")
     g.add_argument("--out", type=Path, required=True, help="output directory")
-    g.add_argument("--set-size", type=int, default=5)
+    g.add_argument("--set-size", type=int, default=5, help="images per set")
     g.add_argument("--source", default="procedural", help=SOURCE_HELP)
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=int, default=0, help="master seed: set i is a pure function of (seed, i)")
     g.add_argument("--workers", type=int, default=None, help="processes (default: all cores, max 8)")
     g.add_argument("--shard-sets", type=int, default=200, help="sets per shard file")
     g.add_argument(
@@ -47,13 +51,15 @@ def _parser() -> argparse.ArgumentParser:
         help="generate shards on a Dask cluster (scheduler address, or local:N); OUT must be shared",
     )
     g.add_argument("--quiet", action="store_true", help="no progress bar")
-    p = sub.add_parser("preview", help="draw a grid of a few generated sets")
+    p = sub.add_parser(
+        "preview", help="draw a grid of a few generated sets", formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--out", type=Path, required=True, help="PNG to write")
-    p.add_argument("--sets", type=int, default=4)
-    p.add_argument("--set-size", type=int, default=5)
+    p.add_argument("--sets", type=int, default=4, help="sets to draw")
+    p.add_argument("--set-size", type=int, default=5, help="images per set")
     p.add_argument("--source", default="procedural", help=SOURCE_HELP)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cache-dir", type=Path, default=None)
+    p.add_argument("--seed", type=int, default=0, help="master seed")
+    p.add_argument("--cache-dir", type=Path, default=None, help="cache folder (default $PANCAKES_SYNTH_CACHE)")
     p.add_argument("--bank-size", type=int, default=384, help="procedural structures per bank")
     return ap
 

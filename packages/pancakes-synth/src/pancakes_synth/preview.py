@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import colorsys
 from pathlib import Path
 
 import numpy as np
@@ -9,21 +10,19 @@ import numpy as np
 __all__ = ["label_palette", "preview_grid", "save_preview"]
 
 
-def label_palette(n: int = 4096, *, seed: int = 7) -> np.ndarray:
-    """(n, 3) uint8 colours; label 0 (background) is black, others bright and distinct-ish."""
-    rng = np.random.default_rng(seed)
-    hsv_h = (np.arange(n) * 0.618033988749895) % 1.0
-    s = rng.uniform(0.55, 1.0, n)
-    v = rng.uniform(0.7, 1.0, n)
-    i = np.floor(hsv_h * 6).astype(int) % 6
-    f = hsv_h * 6 - np.floor(hsv_h * 6)
-    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
-    table = np.select(
-        [i[:, None] == k for k in range(6)],
-        [np.stack(c, 1) for c in ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))],
-    )
-    out = (table * 255).astype(np.uint8)
-    out[0] = 0
+def label_palette(n: int = 4096) -> np.ndarray:
+    """(n, 3) uint8: label 0 dark grey, then well-separated hues (golden-angle steps).
+
+    A copy of ``pancakes_model.app.render.palette`` (pancakes-synth does not depend on
+    pancakes-model): label k has one colour in every Pancakes picture; a test checks the copies agree.
+    """
+    out = np.zeros((n, 3), np.uint8)
+    out[0] = (40, 40, 40)
+    for k in range(1, n):
+        h = (k * 0.618033988749895) % 1.0
+        s = 0.65 + 0.35 * ((k * 7) % 3) / 2
+        v = 0.95 - 0.25 * ((k * 5) % 2)
+        out[k] = [int(255 * c) for c in colorsys.hsv_to_rgb(h, s, v)]
     return out
 
 

@@ -16,21 +16,18 @@ SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 
 
 def read_2d(path: Path, *, as_labels: bool = False) -> np.ndarray:
-    """Read a 2D image (grey; RGB(A) → luminance) or an integer mask."""
-    from PIL import Image
+    """Read a 2D image through :mod:`pancakes_data.io` (as displayed: palette colours, RGB(A) →
+    luminance), or a mask with :func:`~pancakes_data.io.read_labels` (palette indices kept)."""
+    from pancakes_data.io import ReadError, read_image, read_labels
 
     try:
-        with Image.open(path) as im:
-            arr = np.asarray(im)
-    except Exception as exc:  # PIL raises several types for corrupt files
-        raise ValueError(f"cannot read image {path}: {exc}") from exc
-    if arr.ndim == 3:
-        if as_labels:
-            raise ValueError(f"{path}: masks must be single-channel label images, got shape {arr.shape}")
-        arr = arr[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    if arr.ndim != 2 or min(arr.shape) < 2:
+        item = read_labels(path) if as_labels else read_image(path)
+    except ReadError as exc:
+        raise ValueError(str(exc)) from exc
+    arr = item.data
+    if item.kind != "2d" or min(arr.shape) < 2:
         raise ValueError(f"{path}: expected a 2D image at least 2 pixels wide, got shape {arr.shape}")
-    return arr
+    return np.rint(arr).astype(np.int64) if as_labels else arr
 
 
 def import_folder(

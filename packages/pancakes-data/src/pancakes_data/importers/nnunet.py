@@ -66,14 +66,16 @@ def read_dataset_json(root: Path) -> tuple[dict[int, str], str, str, list[tuple[
 
 
 def _load_canonical(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
-    import nibabel as nib
+    """A volume in canonical (RAS) orientation with its voxel size, through :mod:`pancakes_data.io`."""
+    from pancakes_data.io import ReadError, read_image
 
     try:
-        img = nib.as_closest_canonical(nib.load(str(path)))
-        data = np.asanyarray(img.dataobj)
-    except Exception as exc:  # nibabel raises many types for corrupt files
-        raise ValueError(f"cannot read NIfTI {path}: {exc}") from exc
-    return data, tuple(float(z) for z in img.header.get_zooms()[:3])
+        item = read_image(path)
+    except ReadError as exc:
+        raise ValueError(str(exc)) from exc
+    data = item.data if item.kind == "3d" else item.data[:, :, None]
+    spacing = item.spacing if item.kind == "3d" else (*item.spacing, 1.0) if item.spacing else (1.0, 1.0, 1.0)
+    return data, tuple(float(z) for z in spacing)
 
 
 def _slice(vol: np.ndarray, axis: int, i: int) -> np.ndarray:

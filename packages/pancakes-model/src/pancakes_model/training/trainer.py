@@ -335,14 +335,21 @@ class Trainer:
         recent: list[float] = []
         bar = tqdm(total=t.steps, initial=self.step, disable=not self.progress, unit="step", dynamic_ncols=True)
         t_last = time.perf_counter()
+        waited = 0.0  # time spent waiting on the data loader since the last log row
         while self.step < t.steps:
-            row = self.train_step(next(loader))
+            t_wait = time.perf_counter()
+            batch = next(loader)
+            waited += time.perf_counter() - t_wait
+            row = self.train_step(batch)
             self.elapsed = base_elapsed + time.perf_counter() - start
             recent.append(row["loss"])
             bar.update(1)
             if self.step % t.log_every == 0 or self.step == 1:
                 now = time.perf_counter()
                 row["it_per_s"] = t.log_every / max(now - t_last, 1e-9) if self.step > 1 else 0.0
+                # the share of wall time the step waited for data: is the model starved?
+                row["data_wait"] = round(waited / max(now - t_last, 1e-9), 3) if self.step > 1 else 0.0
+                waited = 0.0
                 t_last = now
                 row["loss_avg"] = float(np.mean(recent[-t.log_every :]))
                 self._log(row)
