@@ -184,3 +184,20 @@ def test_version_and_help_for_every_flag(capsys):
     for flag in ("--out", "-M", "-K", "--model", "--axis", "--device", "--protocol", "--like", "--force", "--resume"):
         assert flag in text
     assert "(default: 8)" in text and "(default: 20)" in text
+
+
+def test_training_commands_without_the_train_extra_say_which_extra(monkeypatch, capsys):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_synth(name, *args, **kwargs):
+        if name == "pancakes_synth":
+            raise ImportError("no pancakes_synth", name="pancakes_synth")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_synth)
+    for command in ("train", "evaluate", "finetune"):
+        assert main([command, "--help"]) == 2
+        err = capsys.readouterr().err
+        assert "[train]" in err and "pancakes_synth" in err, err

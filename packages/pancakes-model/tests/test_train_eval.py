@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from pancakes_model import Pancakes
-from pancakes_model.training.trainer import Trainer, load_config
+from pancakes_model.training.config import load_config
+from pancakes_model.training.trainer import Trainer
 
 pytest.importorskip("pancakes_data")
 pytest.importorskip("pancakes_synth")

@@ -6,7 +6,7 @@ entry point stable whatever the package layout behind it.
 
 from __future__ import annotations
 
-from pancakes_model.training.trainer import main
+from pancakes_model.training.cli import main
 
 __all__ = ["main"]
 

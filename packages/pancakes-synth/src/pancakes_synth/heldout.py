@@ -1,8 +1,8 @@
 """Held-out synthetic families for development evaluation only — never a training source.
 
 They share no shape or appearance code with the training families (this module imports nothing
-from the rest of pancakes-synth but the :class:`SynthSet` container), so a model that scores well
-on them has learnt something that transfers, not the generator's habits. A test fails if a
+from the rest of pancakes-synth but the :class:`SynthSet` container of ``pancakes_synth.recipe``),
+so a model that scores well on them has learnt something that transfers, not the generator's habits. A test fails if a
 training configuration names them.
 
 * ``spots`` — today's losing case: many similar bright objects of varying brightness on a dark
@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from pancakes_synth.generator import SynthSet
+from pancakes_synth.recipe import SynthSet
 
 __all__ = ["HELD_OUT", "HeldOutGenerator"]
 

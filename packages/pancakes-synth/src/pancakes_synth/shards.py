@@ -351,7 +351,7 @@ class ShardDataset(torch.utils.data.Dataset):
 
     def get(self, i: int):
         """Set ``i`` as a :class:`~pancakes_synth.SynthSet` (images float32, labels int64, classes)."""
-        from pancakes_synth.generator import SynthSet
+        from pancakes_synth.recipe import SynthSet
 
         item = self[i]
         k, j = divmod(int(item["index"]), self.shard_sets)

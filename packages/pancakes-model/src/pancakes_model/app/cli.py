@@ -134,7 +134,7 @@ def _training_command(name: str, rest: list[str]) -> int:
         )
         return 2
     if name == "train":
-        from pancakes_model.training.trainer import build_parser, run_from_args
+        from pancakes_model.training.cli import build_parser, run_from_args
     elif name == "finetune":
         from pancakes_model.training.finetune import build_parser, run_from_args
     else:

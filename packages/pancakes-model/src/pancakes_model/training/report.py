@@ -108,3 +108,60 @@ def write_block(path: str | Path, body: str, *, marker: str = "eval") -> None:
         raise ValueError(f"{path} has no {start} … {end} block")
     a, b = text.index(start) + len(start), text.index(end)
     path.write_text(text[:a] + "\n" + body + text[b:], encoding="utf-8")
+
+
+def candidates_markdown(runs: dict[str, dict], reference: dict, *, s: str = "3") -> str:
+    """The candidate runs against the shipped model on the same dev sets (the stage rule).
+
+    Args:
+        runs: run name → its evaluation (``results.json``; pancakes values per set at S = ``s``).
+        reference: the shipped model's evaluation on the same dev config.
+    """
+    from pancakes_model.training.evaluate import compare_models
+
+    fams = list(reference["sources"])
+    head = "| run | " + " | ".join(f"{f} (Δ vs shipped)" for f in fams) + " | pooled Δ | rule |"
+    lines = [head, "|---" * (len(fams) + 3) + "|"]
+    ref_cells = [f"{reference['sources'][f][s]['pancakes']['set_dice']['mean']:.3f}" for f in fams]
+    lines.append("| shipped | " + " | ".join(ref_cells) + " | | |")
+    for name, res in runs.items():
+        stage = compare_models(res, reference, s=s)
+        cells = []
+        for f in fams:
+            mean = res["sources"][f][s]["pancakes"]["set_dice"]["mean"]
+            d = stage["families"][f]
+            cells.append(f"{mean:.3f} ({d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}])")
+        p = stage["pooled"]
+        verdict = "ship" if stage["accept"] else "discard"
+        lines.append(
+            f"| {name} | "
+            + " | ".join(cells)
+            + f" | {p['mean']:+.3f} [{p['low']:+.3f}, {p['high']:+.3f}] | {verdict} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    """``python -m pancakes_model.training.report --reference R.json NAME=RESULTS.json ...``"""
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(prog="python -m pancakes_model.training.report")
+    ap.add_argument("--reference", type=Path, required=True, help="results.json of the shipped model")
+    ap.add_argument("runs", nargs="+", help="NAME=results.json of a candidate (repeatable)")
+    ap.add_argument("--write", type=Path, default=None, help="Markdown file with a <!-- candidates:start/end --> block")
+    args = ap.parse_args(argv)
+    runs = {}
+    for item in args.runs:
+        name, _, path = item.partition("=")
+        runs[name] = json.loads(Path(path).read_text(encoding="utf-8"))
+    text = candidates_markdown(runs, json.loads(args.reference.read_text(encoding="utf-8")))
+    if args.write:
+        write_block(args.write, text, marker="candidates")
+    else:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

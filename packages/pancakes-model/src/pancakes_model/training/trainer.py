@@ -23,13 +23,10 @@ between protocols, winner distribution. Outputs in ``out.dir``: ``best.safetenso
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
-import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -39,11 +36,11 @@ import torch.nn.functional as F
 from pancakes_model.loss import joint_set_dice_loss, winner_only_set_dice_loss
 from pancakes_model.network import Pancakes, PancakesConfig
 from pancakes_model.training import checkpoint
-from pancakes_model.training.config import TrainConfig, load_config
+from pancakes_model.training.config import TrainConfig
 from pancakes_model.training.provenance import commit, hardware, stage_history
 from pancakes_model.training.schedule import make_scheduler, size_at
 
-__all__ = ["Objective", "Trainer", "build_parser", "main", "run_from_args"]
+__all__ = ["Objective", "Trainer"]
 
 
 class Objective(torch.nn.Module):
@@ -378,45 +375,3 @@ class Trainer:
             draw_curve(self.rows(), self.out / "curve.png")
         best = None if np.isnan(self.best) else self.best
         return {"step": self.step, "best_val_set_dice": best, "last_val": last_val, "out": str(self.out)}
-
-
-# ---------------------------------------------------------------------------- CLI
-def build_parser(ap: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    ap = ap or argparse.ArgumentParser(prog="pancakes train", description="Train a Pancakes model.")
-    ap.add_argument("--config", type=Path, default=None, help="TOML config (default: the defaults of training.config)")
-    ap.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override a config key (repeatable), e.g. --set train.lr=1e-3",
-    )
-    ap.add_argument("--resume", action="store_true", help="continue the run in out.dir from its newest checkpoint")
-    ap.add_argument("--max-minutes", type=float, default=None, help="stop cleanly with a checkpoint after this")
-    ap.add_argument("--quiet", action="store_true", help="no progress bar")
-    return ap
-
-
-def run_from_args(args: argparse.Namespace) -> int:
-    try:
-        cfg = load_config(args.config, args.overrides)
-        trainer = Trainer(cfg, resume=args.resume, progress=not args.quiet)
-        result = trainer.run(max_minutes=args.max_minutes)
-    except (FileNotFoundError, ValueError, KeyError) as exc:
-        print(f"pancakes train: error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps(result, indent=1, default=str))
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
-    from pancakes_model.app.runtime import keep_freed_memory
-
-    keep_freed_memory()
-    return run_from_args(build_parser().parse_args(argv))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pancakes_synth.generator import SynthSet
+from pancakes_synth.recipe import SynthSet
 from pancakes_synth.scenes.appearance import APPEARANCES
 from pancakes_synth.scenes.layout import Family, Layout
 from pancakes_synth.scenes.populations import Bacteria, Cells, Glands, Nuclei, Vesicles
