@@ -2,8 +2,8 @@
 
 They share no shape or appearance code with the training families (this module imports nothing
 from the rest of pancakes-synth but the :class:`SynthSet` container of ``pancakes_synth.recipe``),
-so a model that scores well on them has learnt something that transfers, not the generator's habits. A test fails if a
-training configuration names them.
+so a model that scores well on them has learnt something that transfers, not the generator's
+habits. A test fails if a training configuration names them.
 
 * ``spots`` — today's losing case: many similar bright objects of varying brightness on a dark
   background (fluorescent nuclei, spots, puncta), uneven illumination, blur, shot noise. Images of
