@@ -22,6 +22,7 @@ from pancakes_synth.recipe import SynthSet
 from pancakes_synth.scenes.appearance import APPEARANCES
 from pancakes_synth.scenes.layout import Family, Layout
 from pancakes_synth.scenes.populations import Bacteria, Cells, Glands, Nuclei, Vesicles
+from pancakes_synth.scenes.regions import Regions
 from pancakes_synth.scenes.structures import Fibres, Layers, Membranes, Ribbon, Vessels
 from pancakes_synth.scenes.textures import TextureBank
 from pancakes_synth.warp import warp_labels, warps_for
@@ -30,13 +31,26 @@ __all__ = ["FAMILIES", "GROUPS", "SceneConfig", "SceneGenerator"]
 
 FAMILIES: dict[str, Family] = {
     f.name: f
-    for f in (Nuclei(), Cells(), Glands(), Bacteria(), Vesicles(), Vessels(), Fibres(), Membranes(), Layers(), Ribbon())
+    for f in (
+        Nuclei(),
+        Cells(),
+        Glands(),
+        Bacteria(),
+        Vesicles(),
+        Vessels(),
+        Fibres(),
+        Membranes(),
+        Layers(),
+        Ribbon(),
+        Regions(),
+    )
 }
 # Groups of families, for ablations and specs (``scenes:populations``).
 GROUPS: dict[str, tuple[str, ...]] = {
     "populations": ("nuclei", "cells", "glands", "bacteria", "vesicles"),
     "curvilinear": ("vessels", "fibres", "membranes"),
     "layered": ("layers", "ribbon"),
+    "regions": ("regions",),
 }
 
 
