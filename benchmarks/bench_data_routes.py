@@ -58,7 +58,8 @@ def main() -> None:
             "| route | steps/s | share of time waiting for data |",
             "|---|---|---|",
             f"| on the fly (DataLoader worker generates) | {fly['steps_per_s']:.2f} | {fly['data_wait']:.0%} |",
-            f"| shards written beforehand (2,000 pairs in {gen_s:.0f} s) | {shards['steps_per_s']:.2f} | {shards['data_wait']:.0%} |",
+            f"| shards written beforehand (2,000 pairs in {gen_s:.0f} s) | {shards['steps_per_s']:.2f} "
+            f"| {shards['data_wait']:.0%} |",
             "",
             "The shipped model's GPU stage consumed ~400 sets/s (12.5 steps/s, batches of 32, 14 CPU workers; see the "
             "model card): there the on-the-fly route needs every CPU core, and shards generated on that machine first "
