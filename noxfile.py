@@ -101,6 +101,8 @@ def build(session: nox.Session) -> None:
                 f"{module}/weights/pancakes-default.safetensors",
                 f"{module}/demo/NOTICE.txt",
                 f"{module}/demo/mni152_2009c_axial_zp04.png",
+                f"{module}/app/templates/report.html",
+                f"{module}/app/templates/match.html",
             ]
         missing = [r for r in required if r not in names]
         if missing:
