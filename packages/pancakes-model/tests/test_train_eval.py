@@ -75,6 +75,7 @@ def test_tiny_run_writes_loadable_checkpoints_and_logs(tmp_path):
     assert model.provenance["steps"] >= 2
     assert "store:toy" in model.provenance["data_sources"]
     assert len(model.provenance["stages"]) == 1
+    assert model.preprocess["size"] == 32  # the curriculum's last size, read back by inference
     rows = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     val = [r for r in rows if r["kind"] == "val"]
     assert {"val_set_dice", "labels_used_per_protocol", "protocol_agreement_nmi", "winner_protocol_hist"} <= set(val[0])

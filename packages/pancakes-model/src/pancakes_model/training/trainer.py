@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pancakes_data.geometry import Preprocess
 from pancakes_model.loss import joint_set_dice_loss, winner_only_set_dice_loss
 from pancakes_model.network import Pancakes, PancakesConfig
 from pancakes_model.training import checkpoint
@@ -110,6 +111,9 @@ class Trainer:
         else:
             self.model = Pancakes(PancakesConfig.from_dict(cfg.model)).to(self.device).train()
         self.base_provenance = dict(self.model.provenance)
+        # The stores and generators prepare images with the default settings at the curriculum's
+        # last size; the weights carry that, so inference prepares inputs the same way.
+        self.model.preprocess = Preprocess(size=int(t.curriculum[-1][1])).to_dict()
         self.objective = Objective(self.model)
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
