@@ -191,7 +191,11 @@ def evaluate(session: nox.Session) -> None:
         "pancakes_model.training.datacard",
         "--config",
         "configs/default.toml",
-        *[f"--config={p}" for p in sorted(str(p) for p in (ROOT / "configs" / "ablation").glob("*.toml"))],
+        *[
+            f"--config={p.relative_to(ROOT)}"
+            for p in sorted([*(ROOT / "configs").glob("*.toml"), *(ROOT / "configs" / "ablation").glob("*.toml")])
+            if p.name not in ("default.toml", "dev.toml")
+        ],
         "--write",
         "packages/pancakes-model/DATA.md",
     )
