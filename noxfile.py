@@ -169,6 +169,44 @@ def train(session: nox.Session) -> None:
         session.run("python", *entry)
 
 
+CONTINUATION = ROOT / "continuation" / "stage2-cpu"
+STAGE_CONFIG = ROOT / "configs" / "stage2-cpu.toml"
+
+
+def _checkpoints(run: Path) -> list[Path]:
+    return sorted(p for p in (run / "checkpoints").glob("step-*") if (p / "state.json").is_file())
+
+
+@nox.session(name="continue", default=False)
+def continue_training(session: nox.Session) -> None:
+    """One sitting of the long CPU stage (configs/stage2-cpu.toml): resumes from the checkpoint
+    committed at continuation/stage2-cpu/ (or a newer local one), trains (e.g. `-- --max-minutes
+    60`), and puts the newest checkpoint and the log back there for the next sitting to commit.
+    The folder is one fixed path, replaced each sitting (see continuation/README.md)."""
+    import shutil
+
+    import tomllib
+
+    _install_all(session)
+    _ensure_store(session)
+    run = ROOT / tomllib.loads(STAGE_CONFIG.read_text(encoding="utf-8"))["out"]["dir"]
+    saved, local = _checkpoints(CONTINUATION), _checkpoints(run)
+    if saved and (not local or local[-1].name < saved[-1].name):
+        (run / "checkpoints").mkdir(parents=True, exist_ok=True)
+        shutil.copytree(saved[-1], run / "checkpoints" / saved[-1].name, dirs_exist_ok=True)
+        shutil.copy2(CONTINUATION / "log.jsonl", run / "log.jsonl")
+    resume = ["--resume"] if (saved or local) else []
+    session.run("python", "-m", "pancakes_model.train", "--config", str(STAGE_CONFIG), *resume, *session.posargs)
+    newest = _checkpoints(run)[-1]
+    tmp = CONTINUATION.with_name(CONTINUATION.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(newest, tmp / "checkpoints" / newest.name)
+    shutil.copy2(run / "log.jsonl", tmp / "log.jsonl")
+    shutil.rmtree(CONTINUATION, ignore_errors=True)
+    tmp.rename(CONTINUATION)
+    session.log(f"continuation checkpoint: {CONTINUATION.relative_to(ROOT)} at {newest.name}; commit it")
+
+
 @nox.session(default=False)
 def evaluate(session: nox.Session) -> None:
     """Evaluate the shipped model on configs/dev.toml with baselines and the annotation evidence;
