@@ -123,3 +123,20 @@ def test_bad_parameters():
         GaussianBlur(sigma=(1, 1), kernel=4, p=0.5)
     with pytest.raises(ValueError, match="horizontal"):
         Flip(axis="diagonal", p=0.5)
+
+
+@pytest.mark.gpu
+def test_apply_on_cuda_matches_cpu():
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    from pancakes_data.augment import SetAugmentation, paper_across_set, paper_within_set
+
+    aug = SetAugmentation(paper_across_set(size=64), paper_within_set(size=64))
+    rng = np.random.default_rng(0)
+    images = torch.rand(2, 3, 1, 64, 64)
+    targets = (torch.rand(1, 2, 3, 1, 64, 64) > 0.5).float()
+    params = [aug.sample(rng, 3) for _ in range(2)]
+    cpu = aug.apply_batch(images, targets, params)
+    gpu = aug.apply_batch(images.cuda(), targets.cuda(), params)
+    assert torch.allclose(cpu[0], gpu[0].cpu(), atol=1e-4)
+    assert (cpu[1] != gpu[1].cpu()).float().mean() < 1e-3

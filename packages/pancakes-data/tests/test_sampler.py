@@ -113,3 +113,21 @@ def test_coarse_targets_are_unions_present_in_every_image(toy):
         for s, idx in enumerate(meta["ids"]):
             expected = np.asarray(proto.maps[idx]) != 0
             assert np.array_equal(batch["targets"][0, 0, s, 0].numpy(), expected)
+
+
+def test_deferred_augmentation_gives_the_same_sets(toy):
+    """Parameters drawn in the workers and applied to the whole batch later (on the training
+    device) give the sets that augmenting at once gives: same draws, float rounding only."""
+    at_once = SamplerConfig(set_size=(3, 3), batch_size=4, split="all", seed=5)
+    later = SamplerConfig(set_size=(3, 3), batch_size=4, split="all", seed=5, defer_augmentation=True)
+    ref = SetSampler([toy], config=at_once)
+    loader = torch.utils.data.DataLoader(SetSampler([toy], config=later), batch_size=None, num_workers=0)
+    for index, batch in zip(range(3), loader):
+        assert len(batch["augment"]) == 4
+        images, targets = ref.augmentation.apply_batch(batch["images"], batch["targets"], batch["augment"])
+        want = ref.batch(index)
+        assert images.shape == want["images"].shape and targets.shape == want["targets"].shape
+        assert torch.allclose(images, want["images"], atol=1e-5)
+        assert (targets != want["targets"]).float().mean() < 1e-4  # a rare pixel on the 0.5 threshold
+    with pytest.raises(ValueError, match="parameter sets for a batch of 4"):
+        ref.augmentation.apply_batch(batch["images"], batch["targets"], batch["augment"][:2])

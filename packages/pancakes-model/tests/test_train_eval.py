@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -165,3 +166,22 @@ def test_evaluate_writes_the_card_table(tmp_path):
     assert paired["gap"]["mean"] >= -1e-9  # one candidate for the whole set can only do worse
     assert "Paired on the same S=3 sets" in text
     assert (tmp_path / "ev" / "protocols.png").is_file()
+
+
+@pytest.mark.slow
+def test_augmenting_on_the_device_trains_on_the_same_sets(tmp_path):
+    """data.augment_on = "device": the workers only draw parameters and the training device applies
+    them; the losses match the workers route (the same sets, float rounding only)."""
+    losses = {}
+    for route in ("workers", "device"):
+        run = tmp_path / route
+        run.mkdir()
+        cfg = tiny_config(run)
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, augment_on=route))
+        Trainer(cfg, progress=False).run()
+        rows = map(json.loads, (run / "run" / "log.jsonl").read_text().splitlines())
+        losses[route] = [r["loss"] for r in rows if r["kind"] == "train"]
+    assert len(losses["device"]) == 4
+    assert losses["device"] == pytest.approx(losses["workers"], rel=1e-3, abs=1e-4)
+    with pytest.raises(ValueError, match="data.augment_on must be 'workers' or 'device', got 'gpu'"):
+        load_config(None, ['data.augment_on="gpu"'])

@@ -79,6 +79,9 @@ class SamplerConfig:
         targets: T targets per set from the same protocol (1, or 2 for appendix D: two structures).
         split: subject split of the real datasets ("train", "val", "test", "all").
         augment: apply the Table-3 augmentations.
+        defer_augmentation: only draw their parameters (``batch["augment"]``) and leave applying
+            them to :meth:`SetAugmentation.apply_batch` where the batch is used (e.g. on a GPU);
+            the same draws as applying at once, so both routes see the same sets.
         min_pixels: a target counts as present in an image from this many pixels on.
         target_mix: probabilities of the target kinds.
         seed: master seed.
@@ -89,6 +92,7 @@ class SamplerConfig:
     targets: int = 1
     split: str = "train"
     augment: bool = True
+    defer_augmentation: bool = False
     min_pixels: int = 10
     target_mix: TargetMix = field(default_factory=TargetMix)
     seed: int = 0
@@ -99,11 +103,14 @@ def collate_sets(items: Sequence[dict]) -> dict:
     sizes = {it["images"].shape[0] for it in items}
     if len(sizes) != 1:
         raise ValueError(f"a batch must hold sets of one size S, got {sorted(sizes)}")
-    return {
+    batch = {
         "images": torch.stack([it["images"] for it in items]),
         "targets": torch.stack([it["targets"] for it in items], dim=1),
         "meta": [it["meta"] for it in items],
     }
+    if "augment" in items[0]:  # parameters drawn per set, applied later to the whole batch
+        batch["augment"] = [it["augment"] for it in items]
+    return batch
 
 
 def _as_source(item: Any) -> Source:
@@ -229,7 +236,10 @@ class SetSampler(torch.utils.data.IterableDataset):
             raise ValueError(f"could not find a label present in S={s} images after 100 tries; lower set_size")
         images = torch.from_numpy(raw["images"])[:, None]
         targets = torch.stack([torch.from_numpy(np.isin(raw["maps"], g)) for g in groups], dim=1).float()
-        if self.augmentation is not None:
+        deferred = None
+        if self.augmentation is not None and self.config.defer_augmentation:
+            deferred = self.augmentation.sample(rng, images.shape[0])
+        elif self.augmentation is not None:
             images, targets = self.augmentation(images, targets, rng)
         meta = {
             **raw["meta"],
@@ -238,7 +248,10 @@ class SetSampler(torch.utils.data.IterableDataset):
             "label_names": raw["names"],
         }
         # (S, T, H, W) → (T, S, 1, H, W)
-        return {"images": images.float(), "targets": targets.permute(1, 0, 2, 3)[:, :, None], "meta": meta}
+        out = {"images": images.float(), "targets": targets.permute(1, 0, 2, 3)[:, :, None], "meta": meta}
+        if deferred is not None:
+            out["augment"] = deferred
+        return out
 
     def batch(self, index: int, sets: Sequence[int] | None = None) -> dict:
         """Batch number ``index`` of the stream: a pure function of (seed, index).

@@ -100,6 +100,9 @@ class DataConfig:
         }
     )
     augment: bool = True
+    # "workers": the DataLoader workers augment; "device": they only draw the parameters and the
+    # training device applies them to the whole batch (GPU runs: keeps the workers ahead)
+    augment_on: str = "workers"
     cache_dir: str = ""  # synth caches (default ~/.cache/pancakes-synth)
 
 
@@ -239,6 +242,8 @@ def _check(cfg: TrainConfig) -> TrainConfig:
             raise ValueError(
                 f"train.curriculum entries are [fraction in (0, 1], size a multiple of 16], got {[frac, size]}"
             )
+    if cfg.data.augment_on not in ("workers", "device"):
+        raise ValueError(f"data.augment_on must be 'workers' or 'device', got {cfg.data.augment_on!r}")
     if not cfg.data.sources:
         raise ValueError("data.sources is empty: give at least one [[data.sources]] entry")
     for s in cfg.data.sources:

@@ -143,6 +143,7 @@ class Trainer:
             targets=t.targets,
             split="train",
             augment=d.augment,
+            defer_augmentation=d.augment and d.augment_on == "device",
             target_mix=TargetMix.from_dict(d.target_mix),
             seed=t.seed,
         )
@@ -178,6 +179,8 @@ class Trainer:
         size = size_at(self.step, t)
         images = batch["images"].to(self.device, non_blocking=True)
         targets = batch["targets"].to(self.device, non_blocking=True)
+        if "augment" in batch:  # data.augment_on = "device": parameters drawn by the workers
+            images, targets = self.sampler.augmentation.apply_batch(images, targets, batch["augment"])
         images, targets = _resize(images, targets, size)
         self.opt.zero_grad(set_to_none=True)
         res = self.objective(images, targets, m, k)
