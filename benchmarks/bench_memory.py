@@ -7,6 +7,7 @@ peak does not grow with the number of inputs). Writes the table into packages/pa
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -59,6 +60,7 @@ def volume(path: Path, shape: tuple[int, int, int], seed: int) -> Path:
 def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-memory-"))
     rows, data = [], {}
+    load = [os.getloadavg()[0]]
     for side, target in ((4000, 2.0), (9000, 2.0)):
         gb, s = peak(tmp / f"o{side}", [picture(tmp / f"p{side}.png", side)])
         label = f"one PNG of {side}×{side} ({side * side / 1e6:.0f} M pixels)"
@@ -75,6 +77,9 @@ def main() -> None:
     rows.append(f"| 20 volumes of 128×128×64 | {gb20:.2f} GB | | {s20:.0f} s |")
     rows.append(f"| 300 volumes of 128×128×64 | {gb300:.2f} GB | ≤ 1.5 GB | {s300:.0f} s |")
     data.update(volumes_20={"peak_gb": gb20, "seconds": s20}, volumes_300={"peak_gb": gb300, "seconds": s300})
+    load.append(os.getloadavg()[0])
+    data["load_average"] = load
+    busy = max(load) > 0.5 * (os.cpu_count() or 1)
     body = "\n".join(
         [
             "Peak resident memory of a fresh `pancakes segment` process (M = 8, K = 20, 2 threads):",
@@ -82,6 +87,9 @@ def main() -> None:
             "| input | peak RSS | target | time |",
             "|---|---|---|---|",
             *rows,
+            "",
+            f"{os.cpu_count()} cores; 1-minute load average {load[0]:.1f} at the start, {load[1]:.1f} at the end"
+            + (" (other work shared the machine: the times are not speed figures, the peaks stand)." if busy else "."),
         ]
     )
     write_block(ROOT / "packages" / "pancakes-model" / "README.md", body, name="bench_memory", data=data)
