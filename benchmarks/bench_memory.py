@@ -58,6 +58,8 @@ def volume(path: Path, shape: tuple[int, int, int], seed: int) -> Path:
 
 
 def main() -> None:
+    # `python bench_memory.py N`: the large collection has N volumes (default 300, the target's size)
+    n_vols = int(sys.argv[1]) if len(sys.argv) > 1 else 300
     tmp = Path(tempfile.mkdtemp(prefix="bench-memory-"))
     rows, data = [], {}
     load = [os.getloadavg()[0]]
@@ -71,12 +73,13 @@ def main() -> None:
     data["volume_512"] = {"peak_gb": gb, "seconds": s}
     vols = tmp / "vols"
     vols.mkdir()
-    files = [volume(vols / f"v{i:03d}.nii.gz", (128, 128, 64), i) for i in range(300)]
+    files = [volume(vols / f"v{i:03d}.nii.gz", (128, 128, 64), i) for i in range(n_vols)]
     gb20, s20 = peak(tmp / "o20", files[:20])
-    gb300, s300 = peak(tmp / "o300", files)
+    gb_n, s_n = peak(tmp / "on", files)
     rows.append(f"| 20 volumes of 128×128×64 | {gb20:.2f} GB | | {s20:.0f} s |")
-    rows.append(f"| 300 volumes of 128×128×64 | {gb300:.2f} GB | ≤ 1.5 GB | {s300:.0f} s |")
-    data.update(volumes_20={"peak_gb": gb20, "seconds": s20}, volumes_300={"peak_gb": gb300, "seconds": s300})
+    target = "≤ 1.5 GB" if n_vols >= 300 else "(the target is for 300)"
+    rows.append(f"| {n_vols} volumes of 128×128×64 | {gb_n:.2f} GB | {target} | {s_n:.0f} s |")
+    data.update(volumes_20={"peak_gb": gb20, "seconds": s20}, volumes_n={"n": n_vols, "peak_gb": gb_n, "seconds": s_n})
     load.append(os.getloadavg()[0])
     data["load_average"] = load
     busy = max(load) > 0.5 * (os.cpu_count() or 1)
