@@ -82,7 +82,7 @@ def main() -> None:
     data.update(volumes_20={"peak_gb": gb20, "seconds": s20}, volumes_n={"n": n_vols, "peak_gb": gb_n, "seconds": s_n})
     load.append(os.getloadavg()[0])
     data["load_average"] = load
-    busy = max(load) > 0.5 * (os.cpu_count() or 1)
+    busy = load[0] > 0.5 * (os.cpu_count() or 1)  # before its own work (which loads the cores itself)
     body = "\n".join(
         [
             "Peak resident memory of a fresh `pancakes segment` process (M = 8, K = 20, 2 threads):",
