@@ -1,8 +1,8 @@
 """Per-label statistics of a label map: pixel/voxel count, area or volume, connected objects.
 
 Objects are counted with full connectivity (8 neighbours in 2D, 26 in 3D: touching corners join),
-per image or volume and label — people who segment nuclei count them. Areas and volumes are in the
-input's physical unit: mm (area_mm2, volume_ml) and, for microscopy files that state µm, also
+per image or volume and label (:func:`pancakes_model.app.objects.count_objects`) — people who
+segment nuclei count them. Areas and volumes are in the input's physical unit: mm (area_mm2, volume_ml) and, for microscopy files that state µm, also
 µm² / µm³.
 """
 
@@ -11,25 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import ndimage
+
+from pancakes_model.app.objects import count_objects
 
 __all__ = ["STATS_COLUMNS", "label_stats"]
 
 STATS_COLUMNS = ("input", "protocol", "label", "count", "area_mm2", "volume_ml", "objects", "area_um2", "volume_um3")
-
-
-def _objects(lab: np.ndarray, k_count: int) -> dict[int, int]:
-    """Connected objects of every label; labels ≥ 1 are labelled inside their bounding boxes only
-    (``find_objects`` on the map itself, no copy), label 0 on the whole map."""
-    structure = ndimage.generate_binary_structure(lab.ndim, lab.ndim)
-    out = {}
-    if (lab == 0).any():
-        out[0] = int(ndimage.label(lab == 0, structure=structure)[1])
-    boxes = ndimage.find_objects(lab, max_label=k_count - 1) if k_count > 1 else []
-    for k, box in enumerate(boxes, start=1):
-        if box is not None:
-            out[k] = int(ndimage.label(lab[box] == k, structure=structure)[1])
-    return out
 
 
 def label_stats(
@@ -55,11 +42,10 @@ def label_stats(
     cell = float(np.prod(spacing)) if spacing is not None else None
     to_mm = 1e-3 ** (3 if volume3d else 2) if unit == "um" else 1.0
     rows = []
-    for m in protocols:
-        lab = labels[m]
+    objects = count_objects(labels, K, select=protocols)  # (len(protocols), K), in one pass
+    for m, found in zip(protocols, objects.tolist()):
         # numpy's bincount: torch's is ~10× slower here as soon as its threads share busy cores
-        counts = np.bincount(lab.ravel(), minlength=K).tolist()
-        objects = _objects(lab, K)
+        counts = np.bincount(labels[m].ravel(), minlength=K).tolist()
         for k, count in enumerate(counts):
             if not count:
                 continue
@@ -71,7 +57,7 @@ def label_stats(
                     "protocol": m,
                     "label": k,
                     "count": count,
-                    "objects": objects.get(k, 0),
+                    "objects": found[k],
                     "area_mm2": round(mm, 6) if mm is not None and not volume3d else "",
                     "volume_ml": round(mm / 1000.0, 9) if mm is not None and volume3d else "",
                     "area_um2": round(size, 4) if size is not None and unit == "um" and not volume3d else "",
