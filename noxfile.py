@@ -196,7 +196,17 @@ def continue_training(session: nox.Session) -> None:
         shutil.copytree(saved[-1], run / "checkpoints" / saved[-1].name, dirs_exist_ok=True)
         shutil.copy2(CONTINUATION / "log.jsonl", run / "log.jsonl")
     resume = ["--resume"] if (saved or local) else []
-    session.run("python", "-m", "pancakes_model.train", "--config", str(STAGE_CONFIG), *resume, *session.posargs)
+    # 143 / 130: stopped by SIGTERM / SIGINT after checkpointing the step it was on
+    session.run(
+        "python",
+        "-m",
+        "pancakes_model.train",
+        "--config",
+        str(STAGE_CONFIG),
+        *resume,
+        *session.posargs,
+        success_codes=[0, 130, 143],
+    )
     newest = _checkpoints(run)[-1]
     tmp = CONTINUATION.with_name(CONTINUATION.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

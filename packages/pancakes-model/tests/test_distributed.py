@@ -1,5 +1,6 @@
 """torch.distributed on CPU (gloo, 2 processes): the same weights as one process on the same global
-batch, and a stopped 2-process run resumes (issue 15)."""
+batch, and a stopped 2-process run resumes (issue 15); a SIGTERM (a scheduler's preemption) ends a
+run with a checkpoint of its last step."""
 
 from __future__ import annotations
 
@@ -117,3 +118,45 @@ def test_a_stopped_two_process_run_resumes(tmp_path):
         torch.testing.assert_close(again[key], full[key], rtol=1e-4, atol=1e-5, msg=key)
     steps = [r["step"] for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if r["kind"] == "train"]
     assert steps == [1, 2, 3, 4]  # rows past the restored step were dropped, then written again
+
+
+@pytest.mark.slow
+def test_sigterm_stops_at_the_end_of_the_step_with_a_checkpoint_and_resumes(tmp_path):
+    import os
+    import signal
+    import time
+
+    config = write_config(tmp_path, "run", steps=100000, checkpoint_every=100000, workers=1)
+    run = tmp_path / "run"
+    entry = [sys.executable, "-m", "pancakes_model.train", "--config", str(config), "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(entry, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # until a few steps are logged
+            log = run / "log.jsonl"
+            if log.is_file() and len(log.read_text().splitlines()) >= 3:
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    steps = [r["step"] for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if r["kind"] == "train"]
+    message, result = out.split("\n", 1)
+    stopped = json.loads(result)["step"]
+    assert message == f"stopping on SIGTERM at step {stopped} (checkpoint saved)"
+    assert stopped == steps[-1] >= 3 and json.loads(result)["signal"] == "SIGTERM"
+    # the checkpoint is of the step it stopped at, far before checkpoint_every
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [f"step-{stopped:08d}"]
+    res = subprocess.run(
+        [*entry, "--resume", "--set", f"train.steps={stopped + 2}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    steps = [r["step"] for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if r["kind"] == "train"]
+    assert steps == list(range(1, stopped + 3))

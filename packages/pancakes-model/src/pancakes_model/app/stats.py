@@ -2,8 +2,8 @@
 
 Objects are counted with full connectivity (8 neighbours in 2D, 26 in 3D: touching corners join),
 per image or volume and label (:func:`pancakes_model.app.objects.count_objects`) — people who
-segment nuclei count them. Areas and volumes are in the input's physical unit: mm (area_mm2, volume_ml) and, for microscopy files that state µm, also
-µm² / µm³.
+segment nuclei count them. Areas and volumes are in the input's physical unit: mm (area_mm2,
+volume_ml) and, for microscopy files that state µm, also µm² / µm³.
 """
 
 from __future__ import annotations

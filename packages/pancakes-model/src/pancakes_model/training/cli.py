@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,7 +48,8 @@ def run_from_args(args: argparse.Namespace) -> int:
             torch.distributed.destroy_process_group()
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(result, indent=1, default=str))
-    return 0
+    # stopped by a signal (checkpoint saved): the shell's convention, so schedulers see it
+    return 128 + signal.Signals[result["signal"]].value if result.get("signal") else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

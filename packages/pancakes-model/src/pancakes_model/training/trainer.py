@@ -26,7 +26,10 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +45,38 @@ from pancakes_model.training.provenance import commit, hardware, stage_history
 from pancakes_model.training.schedule import make_scheduler, size_at
 
 __all__ = ["Objective", "Trainer"]
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers leave SIGTERM/SIGINT to the main process, which checkpoints and then
+    shuts them down (a Ctrl-C reaches the whole process group)."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
+@contextmanager
+def _stop_requests():
+    """Yields a list that receives the number of the first SIGTERM/SIGINT (a scheduler's
+    preemption, a Ctrl-C); the loop stops at the end of the step with a checkpoint. A second signal
+    stops at once. Outside the main thread signals cannot be caught and nothing is installed."""
+    got: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield got
+        return
+
+    def on_signal(signum, frame):
+        if got:
+            raise SystemExit(128 + signum)
+        got.append(signum)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
+    try:
+        yield got
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class Objective(torch.nn.Module):
@@ -164,6 +199,7 @@ class Trainer:
                 persistent_workers=False,
                 prefetch_factor=4 if workers else None,
                 pin_memory=self.device.type == "cuda",
+                worker_init_fn=_ignore_stop_signals if workers else None,
             )
         )
 
@@ -320,15 +356,23 @@ class Trainer:
             else []
         )
 
-    def _stop_now(self, start: float, limit: float) -> bool:
-        stop = limit > 0 and time.perf_counter() - start > limit
-        if self.world > 1:  # every rank must stop at the same step
+    def _stop_now(self, start: float, limit: float, signalled: bool) -> bool:
+        stop = signalled or (limit > 0 and time.perf_counter() - start > limit)
+        if self.world > 1:  # every rank stops at the same step, whichever rank was signalled
             flag = torch.tensor([float(stop)], device=self.device)
-            torch.distributed.broadcast(flag, src=0)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
             stop = bool(flag.item())
         return stop
 
     def run(self, *, max_minutes: float | None = None) -> dict:
+        """Train until ``train.steps``, ``max_minutes`` or a SIGTERM/SIGINT, each of which ends
+        with a checkpoint of the last finished step; the result's ``signal`` names the signal."""
+        with _stop_requests() as got:
+            result = self._run(max_minutes, got)
+        result["signal"] = signal.Signals(got[0]).name if got else None
+        return result
+
+    def _run(self, max_minutes: float | None, got: list[int]) -> dict:
         from tqdm.auto import tqdm
 
         t = self.cfg.train
@@ -369,8 +413,9 @@ class Trainer:
                     self.save(best=True)
             if self.step % t.checkpoint_every == 0:
                 self.save()
-            if self._stop_now(start, limit):
-                bar.write(f"stopping after {limit / 60:.1f} minutes at step {self.step} (checkpoint saved)")
+            if self._stop_now(start, limit, bool(got)):
+                why = f"on {signal.Signals(got[0]).name}" if got else f"after {limit / 60:.1f} minutes"
+                bar.write(f"stopping {why} at step {self.step} (checkpoint saved)")
                 break
         bar.close()
         self.save()
