@@ -28,9 +28,9 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 def peak(out: Path, inputs: list[Path]) -> tuple[float, float]:
     t = time.perf_counter()
-    res = subprocess.run(
-        [sys.executable, "-c", DRIVER, str(out), *map(str, inputs)], check=True, capture_output=True, text=True
-    )
+    res = subprocess.run([sys.executable, "-c", DRIVER, str(out), *map(str, inputs)], capture_output=True, text=True)
+    if res.returncode:
+        raise SystemExit(f"bench_memory: the case {out.name} failed (exit {res.returncode}):\n{res.stderr[-3000:]}")
     return int(res.stdout.strip().splitlines()[-1]) / 1024**2, time.perf_counter() - t  # GB, s
 
 
