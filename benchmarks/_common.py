@@ -7,18 +7,28 @@ and a JSON file under ``benchmarks/results/``.
 
 from __future__ import annotations
 
+import atexit
 import datetime as _dt
 import json
 import os
 import platform
 import resource
+import shutil
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+
+
+def scratch(prefix: str) -> Path:
+    """A temporary folder removed when the script exits, failed or not (cases write gigabytes)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def machine() -> str:

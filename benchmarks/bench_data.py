@@ -8,12 +8,10 @@ fake one built in a temporary folder.
 
 from __future__ import annotations
 
-import tempfile
 import time
-from pathlib import Path
 
 import torch
-from _common import ROOT, timeit, write_block
+from _common import ROOT, scratch, timeit, write_block
 
 from pancakes_data import SamplerConfig, SetSampler, Store
 from pancakes_data.testing import write_fake_brain_packages
@@ -22,7 +20,7 @@ from pancakes_synth import ProceduralSource, SetGenerator
 
 
 def main() -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="bench-data-"))
+    tmp = scratch("bench-data-")
     store_dir = ROOT / "data" / "store"
     if not (store_dir.is_dir() and any(store_dir.iterdir())):
         from pancakes_data import import_brain_packages

@@ -10,12 +10,11 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from _common import ROOT, write_block
+from _common import ROOT, scratch, write_block
 
 SPEC = "scenes:populations;textures=skimage"
 STEPS = 60
@@ -42,7 +41,7 @@ def run(tmp: Path, name: str, spec: str, augment_on: str = "workers") -> dict:
 
 
 def main() -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="bench-routes-"))
+    tmp = scratch("bench-routes-")
     t = time.perf_counter()
     cmd = ["-m", "pancakes_synth.cli", "generate", "--n", "2000", "--set-size", "5", "--source", SPEC]
     subprocess.run(

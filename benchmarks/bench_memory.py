@@ -10,12 +10,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from _common import ROOT, write_block
+from _common import ROOT, scratch, write_block
 
 DRIVER = """
 import resource, sys, torch
@@ -60,7 +59,7 @@ def volume(path: Path, shape: tuple[int, int, int], seed: int) -> Path:
 def main() -> None:
     # `python bench_memory.py N`: the large collection has N volumes (default 300, the target's size)
     n_vols = int(sys.argv[1]) if len(sys.argv) > 1 else 300
-    tmp = Path(tempfile.mkdtemp(prefix="bench-memory-"))
+    tmp = scratch("bench-memory-")
     rows, data = [], {}
     load = [os.getloadavg()[0]]
     for side, target in ((4000, 2.0), (9000, 2.0)):

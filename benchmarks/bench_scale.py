@@ -14,12 +14,11 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from _common import ROOT, write_block
+from _common import ROOT, scratch, write_block
 
 STEPS = 40
 
@@ -58,7 +57,7 @@ def segment_time(src: Path, out: Path, *extra: str) -> float:
 def main() -> None:
     from PIL import Image
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    tmp = scratch("bench-scale-")
     rows, data = [], {}
     one, two = train_rate(tmp, 1), train_rate(tmp, 2)
     rows += [

@@ -14,12 +14,11 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from _common import RESULTS, ROOT, write_block
+from _common import RESULTS, ROOT, scratch, write_block
 from PIL import Image
 
 N = 64
@@ -71,7 +70,7 @@ def timed(src: Path, out: Path, paths: list[str]) -> float:
 
 
 def main() -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="bench-segment-"))
+    tmp = scratch("bench-segment-")
     rng = np.random.default_rng(0)
     src = tmp / "in"
     src.mkdir()

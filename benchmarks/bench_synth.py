@@ -8,13 +8,12 @@ generation and shard writing. Writes the table into packages/pancakes-synth/READ
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from _common import ROOT, write_block
+from _common import ROOT, scratch, write_block
 
 from pancakes_synth import LabelMapSource, ProceduralSource, TotalSegmentatorSource, generate_dataset
 
@@ -41,7 +40,7 @@ def fake_volumes(root: Path) -> tuple[Path, Path]:
 
 
 def main() -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="bench-synth-"))
+    tmp = scratch("bench-synth-")
     try:
         ts, lab = fake_volumes(tmp)
         cache = tmp / "cache"
