@@ -90,12 +90,11 @@ def _preview(item: ImageData, norm: np.ndarray, labels: np.ndarray, keep, axis: 
     from pancakes_model.app.render import column_tiles
 
     img = display_image(item, norm, axis)
-    lab = labels[list(keep)]
+    lab = [labels[m] for m in keep]  # views: a copy of the kept maps would be image-sized
     if item.kind == "3d":
-        mid = np.take(lab, lab.shape[axis + 1] // 2, axis=axis + 1)
-        lab = np.stack([np.rot90(m) for m in mid])
+        lab = [np.rot90(np.take(m, m.shape[axis] // 2, axis=axis)) for m in lab]
     buf = io.BytesIO()
-    np.savez(buf, tiles=column_tiles(img, list(lab), tile=TILE))
+    np.savez(buf, tiles=column_tiles(img, lab, tile=TILE))
     return buf.getvalue()
 
 

@@ -78,7 +78,8 @@ def predict_array(
         raise ValueError(f"expected a 2D image or a 3D volume, got shape {data.shape}")
     pre = model_preprocess(model)
     norm = normalized if normalized is not None else pre.normalize(data, modality=modality)
-    out = np.empty((M, *data.shape), np.uint8 if K <= 256 else np.uint16)
+    # a 2D image's maps are the mapping's own array (no second image-sized copy: 648 MB at 9000²)
+    out = np.empty((M, *data.shape), np.uint8 if K <= 256 else np.uint16) if data.ndim == 3 else None
     if data.ndim == 2:
         plane_spacing = tuple(spacing[:2]) if spacing is not None else None
     else:
@@ -88,13 +89,14 @@ def predict_array(
     plan: SlicePlan | None = None
 
     def flush() -> None:
+        nonlocal out
         x = torch.from_numpy(np.stack([im for _, im in pending]))[None, :, None].to(dev)
         f = model.factors(x, M, K)
         maps = queries_to_labels(f.q.float().cpu(), f.key.float().cpu(), f.bias.float().cpu(), plan)
-        for (i, _), lab in zip(pending, maps):
-            if data.ndim == 2:
-                out[...] = lab
-            else:
+        if data.ndim == 2:
+            out = maps[0]
+        else:
+            for (i, _), lab in zip(pending, maps):
                 idx = [slice(None)] * 4
                 idx[axis + 1] = i
                 out[tuple(idx)] = lab
