@@ -70,3 +70,10 @@ def test_empty_maps_and_bad_shape():
     assert count_objects(np.zeros((2, 0, 5), np.uint8), 3).tolist() == [[0, 0, 0], [0, 0, 0]]
     with pytest.raises(ValueError, match="stack of 2D or 3D maps"):
         count_objects(np.zeros(5, np.uint8), 2)
+
+
+def test_pixel_counts_in_chunks_equal_one_bincount():
+    from pancakes_model.app.stats import _pixel_counts
+
+    lab = np.random.default_rng(1).integers(0, 5, (3, 17, 13)).astype(np.uint8)
+    np.testing.assert_array_equal(_pixel_counts(lab, 6, chunk=7), np.bincount(lab.ravel(), minlength=6))
