@@ -140,3 +140,23 @@ def test_apply_on_cuda_matches_cpu():
     gpu = aug.apply_batch(images.cuda(), targets.cuda(), params)
     assert torch.allclose(cpu[0], gpu[0].cpu(), atol=1e-4)
     assert (cpu[1] != gpu[1].cpu()).float().mean() < 1e-3
+
+
+@pytest.mark.parametrize(
+    ("shape", "sigma", "radius"), [((2, 32, 32), 8.3, None), ((1, 20, 28), 0.7, 2), ((2, 9, 9), 5.0, None)]
+)
+def test_gaussian_blur_equals_reflect_padded_convolution(shape, sigma, radius):
+    import math
+
+    import torch.nn.functional as F
+
+    from pancakes_data.augment import _gauss
+
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(3))
+    r = min(radius if radius is not None else max(1, math.ceil(3 * sigma)), shape[-1] - 1, shape[-2] - 1)
+    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=torch.float32) / sigma) ** 2)
+    k = k / k.sum()
+    c = shape[0]
+    ref = F.conv2d(F.pad(x[None], (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    ref = F.conv2d(F.pad(ref, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)[0]
+    torch.testing.assert_close(_gauss(x, sigma, radius=radius), ref, rtol=1e-5, atol=1e-6)

@@ -45,6 +45,7 @@ def write_config(tmp_path, name, **train):
         "log_every": 1,
         "checkpoint_every": 2,
         "seed": 3,
+        "precision": '"fp32"',  # equality with one process to 1e-4 is a float32 property
         **train,
     }
     lines = ["[train]", *(f"{k} = {v}" for k, v in values.items())]

@@ -91,3 +91,46 @@ def test_joint_variant_uses_two_labels_of_one_protocol():
 def test_bad_target_shape():
     with pytest.raises(ValueError, match="do not match"):
         set_dice_loss(torch.rand(1, 2, 1, 2, 8, 8), torch.rand(1, 3, 1, 8, 8))
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_candidate_table_equals_the_softmax_path(layout):
+    from einops import rearrange
+
+    from pancakes_model.loss import candidate_table
+
+    torch.manual_seed(5)
+    model = Pancakes().set_memory_format(layout)
+    x = torch.rand(2, 3, 1, 32, 32)
+    y = (torch.rand(2, 3, 1, 32, 32) > 0.6).float()
+    with torch.no_grad():
+        f = model.factors(x, 5, 7)
+        assert f.q.is_contiguous(memory_format=torch.channels_last) == (layout == "channels_last")
+        probs = rearrange(f.probs(), "(B S) M K H W -> B S M K H W", B=2)
+        torch.testing.assert_close(candidate_table(f, y), candidate_dice_losses(probs, y), rtol=1e-5, atol=1e-6)
+
+
+def test_cpu_chunks_do_not_change_the_queries():
+    torch.manual_seed(6)
+    model = Pancakes().eval()
+    x = torch.rand(3, 3, 1, 32, 32)  # 9 images: chunks of 4, 4 and 1
+    model.cpu_chunk = 0
+    whole = model.queries(x)
+    model.cpu_chunk = 4
+    torch.testing.assert_close(model.queries(x), whole, rtol=1e-5, atol=1e-6)
+
+
+def test_bf16_featurizer_trains_close_to_float32():
+    from pancakes_model.training.trainer import featurizer_dtype
+
+    assert featurizer_dtype("fp32", torch.device("cpu")) is None
+    assert featurizer_dtype("bf16", torch.device("cpu")) is torch.bfloat16
+    torch.manual_seed(7)
+    model = Pancakes().train()
+    x = torch.rand(1, 2, 1, 32, 32)
+    y = (torch.rand(1, 2, 1, 32, 32) > 0.6).float()
+    ref = winner_only_set_dice_loss(model, x, y, 3, 4).loss.item()
+    model.featurizer_dtype = torch.bfloat16
+    low = winner_only_set_dice_loss(model, x, y, 3, 4)
+    assert low.loss.dtype == torch.float32
+    assert low.loss.item() == pytest.approx(ref, abs=5e-3)

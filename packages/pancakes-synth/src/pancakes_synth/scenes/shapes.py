@@ -78,23 +78,47 @@ def paint_ring(canvas: np.ndarray, value: int, *, centre, radius: float, width: 
 
 def paint_polyline(canvas: np.ndarray, value: int, points: np.ndarray, widths: np.ndarray | float) -> None:
     """A tube of half-width ``widths`` (one per point, interpolated along the line, or one value)
-    around the polyline ``points`` (n, 2): vessels, fibres, rods. Painted segment by segment, each
-    in its own small box (a long curve's bounding box would cover the whole canvas)."""
+    around the polyline ``points`` (n, 2): vessels, fibres, rods. Each segment is tested only inside
+    its own small box (a long curve's bounding box would cover the whole canvas); the boxes are
+    padded to one size and tested in one vectorised pass, with the same float32 arithmetic per
+    pixel as a segment-by-segment loop (curvilinear scenes were a third of the training data time)."""
     pts = np.asarray(points, dtype=np.float32)
     w = np.broadcast_to(np.asarray(widths, dtype=np.float32), (len(pts),))
-    for i in range(max(len(pts) - 1, 1)):
-        a, b = pts[i], pts[min(i + 1, len(pts) - 1)]
-        cy, cx = (a + b) / 2
-        reach = float(np.hypot(*(b - a)) / 2 + max(w[i], w[min(i + 1, len(w) - 1)]) + 1)
-        rows, cols, dy, dx = _box(canvas, float(cy), float(cx), reach)
-        if dy.size == 0 or dx.size == 0:
-            continue
-        ab = b - a
-        a0 = a - np.array([cy, cx], np.float32)
-        t = np.clip(((dy - a0[0]) * ab[0] + (dx - a0[1]) * ab[1]) / max(float(ab @ ab), 1e-9), 0.0, 1.0)
-        dist = np.hypot(dy - (a0[0] + t * ab[0]), dx - (a0[1] + t * ab[1]))
-        width = w[i] + t * (w[min(i + 1, len(w) - 1)] - w[i])
-        canvas[rows, cols][dist <= width] = value
+    n = max(len(pts) - 1, 1)
+    last = len(pts) - 1
+    a, b = pts[:n], pts[np.minimum(np.arange(1, n + 1), last)]
+    w0, w1 = w[:n], w[np.minimum(np.arange(1, n + 1), last)]
+    centre = (a + b) / 2
+    h, wd = canvas.shape
+    ab2 = b - a
+    reach = (np.hypot(ab2[:, 0], ab2[:, 1]) / 2 + np.maximum(w0, w1) + 1).astype(np.float64)
+    cen = centre.astype(np.float64)
+    box = np.stack(
+        [
+            np.maximum(np.floor(cen[:, 0] - reach), 0),
+            np.minimum(np.ceil(cen[:, 0] + reach) + 1, h),
+            np.maximum(np.floor(cen[:, 1] - reach), 0),
+            np.minimum(np.ceil(cen[:, 1] + reach) + 1, wd),
+        ],
+        axis=1,
+    ).astype(np.int64)
+    denom = np.maximum(ab2[:, 0] * ab2[:, 0] + ab2[:, 1] * ab2[:, 1], np.float32(1e-9))
+    bh, bw = int((box[:, 1] - box[:, 0]).max()), int((box[:, 3] - box[:, 2]).max())
+    if bh <= 0 or bw <= 0:
+        return
+    rows = box[:, :1] + np.arange(bh)  # (n, bh) canvas rows of each padded box
+    cols = box[:, 2:3] + np.arange(bw)
+    dy = (rows.astype(np.float32) - centre[:, :1])[:, :, None]  # (n, bh, 1)
+    dx = (cols.astype(np.float32) - centre[:, 1:])[:, None, :]  # (n, 1, bw)
+    ab = (b - a)[:, :, None, None]
+    a0 = (a - centre)[:, :, None, None]
+    den = denom[:, None, None]
+    t = np.clip(((dy - a0[:, 0]) * ab[:, 0] + (dx - a0[:, 1]) * ab[:, 1]) / den, 0.0, 1.0)
+    dist = np.hypot(dy - (a0[:, 0] + t * ab[:, 0]), dx - (a0[:, 1] + t * ab[:, 1]))
+    width = w0[:, None, None] + t * (w1 - w0)[:, None, None]
+    hit = (dist <= width) & (rows < box[:, 1:2])[:, :, None] & (cols < box[:, 3:4])[:, None, :]
+    k, y, x = np.nonzero(hit)
+    canvas[rows[k, y], cols[k, x]] = value
 
 
 def paint_capsule(canvas: np.ndarray, value: int, *, centre, length: float, width: float, angle: float) -> None:
