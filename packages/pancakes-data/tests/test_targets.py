@@ -7,13 +7,15 @@ from pancakes_data import TARGET_KINDS, TargetMix, draw_target
 
 
 def maps_and_classes():
-    """Two images, labels 1-4: labels 1, 2 are class 1 (two nuclei), 3 is class 2, 4 class 3."""
-    m = np.zeros((2, 20, 20), np.int64)
+    """Two images, labels 1-5: labels 1, 2 are class 1 (two nuclei), 3 is class 2, 4 class 3;
+    label 5 is a tiny parcel (6 of 1,600 pixels); only label 3 covers more than 2 %."""
+    m = np.zeros((2, 40, 40), np.int64)
+    m[:, 30:32, 30:33] = 5
     m[:, 2:6, 2:6] = 1
     m[:, 2:6, 6:10] = 2  # touches 1
     m[:, 12:18, 12:18] = 3
     m[:, 12:18, 2:6] = 4
-    return m, np.array([0, 1, 1, 2, 3])
+    return m, np.array([0, 1, 1, 2, 3, 4])
 
 
 @pytest.mark.parametrize("kind", TARGET_KINDS)
@@ -26,8 +28,9 @@ def test_each_kind_gives_the_union_it_names(kind):
         "structure": lambda: len(labels) == 1 and labels[0] in (1, 2, 3, 4),
         "class": lambda: labels == [1, 2],
         "neighbours": lambda: labels in ([1, 2],) or (k == "structure"),
-        "foreground": lambda: labels == [1, 2, 3, 4],
+        "foreground": lambda: labels == [1, 2, 3, 4, 5],
         "background": lambda: labels == [0],
+        "small": lambda: len(labels) == 1 and labels[0] in (1, 2, 4, 5),  # 3 covers 36 px > 2 % of 1,600
     }[kind]
     assert expected(), (k, labels)
 
@@ -41,8 +44,8 @@ def test_neighbours_join_touching_labels_only():
         )
         seen.add((kind, tuple(labels)))
     assert ("neighbours", (1, 2)) in seen
-    # 3 and 4 touch nothing: they come back as single structures, never joined with others
-    assert all(labels in ((1, 2), (3,), (4,)) for _, labels in seen)
+    # 3, 4 and 5 touch nothing: they come back as single structures, never joined with others
+    assert all(labels in ((1, 2), (3,), (4,), (5,)) for _, labels in seen)
 
 
 def test_targets_absent_from_an_image_are_never_drawn():

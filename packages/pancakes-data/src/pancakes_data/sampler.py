@@ -84,6 +84,7 @@ class SamplerConfig:
             the same draws as applying at once, so both routes see the same sets.
         min_pixels: a target counts as present in an image from this many pixels on.
         target_mix: probabilities of the target kinds.
+        protocols: only these protocols of the real datasets (``None``: all of them).
         seed: master seed.
     """
 
@@ -95,6 +96,7 @@ class SamplerConfig:
     defer_augmentation: bool = False
     min_pixels: int = 10
     target_mix: TargetMix = field(default_factory=TargetMix)
+    protocols: tuple[str, ...] | None = None
     seed: int = 0
 
 
@@ -159,12 +161,22 @@ class SetSampler(torch.utils.data.IterableDataset):
             )
         self.weights = w / w.sum()
         self._split_idx = {}
+        self._protocols = {}
         for s in self.sources:
             if isinstance(s.data, Dataset):
                 idx = s.data.indices(cfg.split)
                 if idx.size == 0:
                     raise ValueError(f"dataset {s.data.name!r} has no images in split {cfg.split!r}")
                 self._split_idx[s.name] = idx
+                names = s.data.protocol_names
+                if cfg.protocols is not None:
+                    names = [p for p in names if p in cfg.protocols]
+                    if not names:
+                        raise ValueError(
+                            f"dataset {s.data.name!r} has none of the protocols {list(cfg.protocols)}; "
+                            f"it has {s.data.protocol_names}"
+                        )
+                self._protocols[s.name] = names
         self.augmentation = SetAugmentation(paper_across_set(), paper_within_set()) if cfg.augment else None
 
     # ------------------------------------------------------------------ one set
@@ -180,7 +192,8 @@ class SetSampler(torch.utils.data.IterableDataset):
 
     def _real(self, rng: np.random.Generator, src: Source, s: int) -> dict | None:
         cfg, d = self.config, src.data
-        proto_name = d.protocol_names[int(rng.integers(len(d.protocol_names)))]
+        names = self._protocols[src.name]
+        proto_name = names[int(rng.integers(len(names)))]
         proto = d.protocol(proto_name)
         idx = self._split_idx[src.name]
         present = proto.counts[idx] >= cfg.min_pixels  # (N_split, K)

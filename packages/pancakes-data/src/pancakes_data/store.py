@@ -14,7 +14,8 @@ Layout (one folder per dataset; everything memory-mapped, nothing loaded whole):
      "subjects": [subject id of image i, ...],            # length N
      "splits": {"train": [subject, ...], "val": [...], "test": [...]},   # by subject
      "protocols": {"<protocol>": {"labels": {"1": "name", ...}, "dtype": "uint8"}},
-     "images_meta": [{"subject": ..., "axis": ..., "slice": ...}, ...] (optional)}
+     "images_meta": [{"subject": ..., "axis": ..., "slice": ...}, ...] (optional),
+     "source_files": [{"name": file name, "sha256": ...}, ...] (every file the import read)}
 
 Label 0 is background in every protocol. ``counts`` lets the set sampler find "S images in which
 label k is present" without reading any label map.
@@ -22,6 +23,7 @@ label k is present" without reading any label map.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from collections.abc import Iterable, Sequence
@@ -30,9 +32,18 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FORMAT", "Dataset", "DatasetWriter", "Store", "split_subjects"]
+__all__ = ["FORMAT", "Dataset", "DatasetWriter", "Store", "file_sha256", "split_subjects"]
 
 FORMAT = "pancakes-data/1"
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks (bounded memory for any size)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def split_subjects(subjects: Sequence[str], *, fractions=(0.8, 0.1, 0.1), seed: int = 0) -> dict[str, list[str]]:
@@ -64,6 +75,8 @@ class DatasetWriter:
         source: where the data came from (path, package, licence note).
         size: (H, W) of every image.
         overwrite: replace an existing dataset of that name.
+        source_files: every file the import reads; their hashes are recorded so that training can
+            refuse any file a development family uses, whatever its name or path.
     """
 
     def __init__(
@@ -76,6 +89,7 @@ class DatasetWriter:
         source: str = "",
         size: tuple[int, int] = (128, 128),
         overwrite: bool = False,
+        source_files: Sequence[str | Path] = (),
     ) -> None:
         if not name or "/" in name or name.startswith("."):
             raise ValueError(f"invalid dataset name {name!r}")
@@ -90,6 +104,7 @@ class DatasetWriter:
             p: {int(k): str(v) for k, v in labels.items() if int(k) != 0} for p, labels in protocols.items()
         }
         self.meta = {"modality": modality, "source": source}
+        self.source_files = [Path(f) for f in source_files]
         self.images: list[np.ndarray] = []
         self.labels: dict[str, list[np.ndarray]] = {p: [] for p in protocols}
         self.subjects: list[str] = []
@@ -148,6 +163,9 @@ class DatasetWriter:
             "splits": splits or split_subjects(self.subjects, seed=seed),
             "protocols": proto_meta,
             "images_meta": self.images_meta,
+            "source_files": [
+                {"name": f.name, "sha256": file_sha256(f)} for f in sorted(set(self.source_files), key=str)
+            ],
         }
         (self.tmp / "dataset.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
         if self.final.exists():
@@ -191,6 +209,11 @@ class Dataset:
 
     def __repr__(self) -> str:
         return f"Dataset({self.name!r}, {len(self)} images, protocols={self.protocol_names})"
+
+    @property
+    def source_hashes(self) -> dict[str, str]:
+        """SHA-256 → file name of every file the import read (empty for datasets of older versions)."""
+        return {f["sha256"]: f["name"] for f in self.meta.get("source_files", [])}
 
     @property
     def protocol_names(self) -> list[str]:

@@ -7,7 +7,10 @@ every image of the set:
 * ``class`` — every label of one class (all nuclei, every component of a split structure);
 * ``neighbours`` — a label with one to three labels that touch it (a lobe, a whole cell);
 * ``foreground`` — every label but the background: the object against its surroundings;
-* ``background`` — the background itself.
+* ``background`` — the background itself;
+* ``small`` — one label covering at most ``SMALL_FRACTION`` (2 %) of every image: a fine parcel of
+  an atlas's finest level, a small organ. Without it the finest levels are drawn no more often
+  than any structure, and no protocol learns to go down to small parcels.
 
 Coarse targets are what teach some protocols to be coarse (2–4 labels used) while others stay
 fine: with single structures only, nothing asks for a foreground made of many objects.
@@ -19,9 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["TARGET_KINDS", "TargetMix", "draw_target"]
+__all__ = ["SMALL_FRACTION", "TARGET_KINDS", "TargetMix", "draw_target"]
 
-TARGET_KINDS = ("structure", "class", "neighbours", "foreground", "background")
+TARGET_KINDS = ("structure", "class", "neighbours", "foreground", "background", "small")
+SMALL_FRACTION = 0.02
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class TargetMix:
     neighbours: float = 0.1
     foreground: float = 0.2
     background: float = 0.05
+    small: float = 0.0
 
     def __post_init__(self) -> None:
         w = self.weights()
@@ -49,6 +54,7 @@ class TargetMix:
             "neighbours": self.neighbours,
             "foreground": self.foreground,
             "background": self.background,
+            "small": self.small,
         }
 
     @classmethod
@@ -120,6 +126,9 @@ def draw_target(
     if structures:
         options["structure"] = structures
         options["neighbours"] = structures
+    small = [v for v in structures if (counts[:, v] <= SMALL_FRACTION * total).all()]
+    if small:
+        options["small"] = small
     members = {c: np.flatnonzero(cls == c) for c in np.unique(cls) if c != 0}
     groups = [m for m in members.values() if m.size > 1 and ok(m)]
     if groups:
@@ -139,6 +148,8 @@ def draw_target(
     choice = options[kind]
     if kind == "structure":
         return kind, [structures[int(rng.integers(len(structures)))]]
+    if kind == "small":
+        return kind, [small[int(rng.integers(len(small)))]]
     if kind == "neighbours":
         label = structures[int(rng.integers(len(structures)))]
         near = [int(v) for v in _touching(maps[0], label) if v != 0 and v in set(structures)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pancakes_eval.__about__ import __version__
 from pancakes_eval.accumulate import SetMetric
 from pancakes_eval.agreement import compute_nmi
+from pancakes_eval.diagnosis import SetDiagnosis, compute_set_diagnosis
 from pancakes_eval.metrics import (
     compute_assd,
     compute_dice,
@@ -35,6 +36,7 @@ from pancakes_eval.stats import (
 __all__ = [
     "ConfidenceInterval",
     "PairedComparison",
+    "SetDiagnosis",
     "SetMetric",
     "SetScore",
     "__version__",
@@ -46,6 +48,7 @@ __all__ = [
     "compute_hd95",
     "compute_iou",
     "compute_nmi",
+    "compute_set_diagnosis",
     "compute_set_dice",
     "compute_set_hd95",
     "compute_set_iou",

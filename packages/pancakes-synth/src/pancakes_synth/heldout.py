@@ -12,6 +12,8 @@ habits. A test fails if a training configuration names them.
   level and a stripe texture (about a third share another region's grey and differ by texture
   only); images of a set are rotated and shifted views of one field, so every region keeps its
   label.
+* ``nuclei`` — clustered fluorescent nuclei pinned to the real held-out HeLa collection
+  (:mod:`pancakes_synth.heldout_nuclei`); targets: the whole foreground or one brightness class.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from pancakes_synth.heldout_nuclei import nuclei_set
 from pancakes_synth.recipe import SynthSet
 
 __all__ = ["HELD_OUT", "HeldOutGenerator"]
 
-HELD_OUT = ("spots", "mosaic")
+HELD_OUT = ("spots", "mosaic", "nuclei")
 
 
 def _spots(rng: np.random.Generator, s: int, size: int) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -132,11 +135,14 @@ class HeldOutGenerator:
 
     def generate(self, index: int) -> SynthSet:
         rng = np.random.default_rng([self.seed, int(index), 0xD3F])
-        make = _spots if self.family == "spots" else _mosaic
-        images, labels, meta = make(rng, self.set_size, self.size)
+        classes = None
+        if self.family == "nuclei":
+            images, labels, classes, meta = nuclei_set(rng, self.set_size, self.size)
+        else:
+            images, labels, meta = (_spots if self.family == "spots" else _mosaic)(rng, self.set_size, self.size)
         lo = np.percentile(images, 0.5, axis=(1, 2), keepdims=True)
         hi = np.percentile(images, 99.5, axis=(1, 2), keepdims=True)
         images = np.clip((images - lo) / np.maximum(hi - lo, 1e-6), 0, 1).astype(np.float32)
         n = int(labels.max()) + 1
         meta = {"index": int(index), "family": self.family, **meta}
-        return SynthSet(images, labels, n, meta, np.arange(n))
+        return SynthSet(images, labels, n, meta, classes if classes is not None else np.arange(n))

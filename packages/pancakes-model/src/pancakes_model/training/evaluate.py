@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pancakes_eval import compute_set_diagnosis
 from pancakes_model.network import Pancakes
 from pancakes_model.training import baselines
 from pancakes_model.training.devset import DevConfig, family_sets, load_dev
@@ -113,7 +114,9 @@ def evaluate(
     sizes = list(sizes or dev.sizes)
     n_sets = n_sets or dev.sets
     fams = [dev.family(f) for f in families] if families else list(dev.families)
-    results: dict = {"M": M, "K": K, "n_sets": n_sets, "sources": {}, "grid": {}, "consistency": {}, "margin": {}}
+    results: dict = {
+        "M": M, "K": K, "n_sets": n_sets, "sources": {}, "grid": {}, "consistency": {}, "margin": {}, "diagnosis": {},
+    }  # fmt: skip
     cache = _baseline_cache(Path(cache_dir) if cache_dir else None, dev, [f.name for f in fams], sizes, n_sets)
     cached = json.loads(cache.read_text(encoding="utf-8")) if cache is not None and cache.is_file() else {}
     s_paired = max(sizes)
@@ -126,13 +129,15 @@ def evaluate(
                 if method != "pancakes" and key in cached:
                     entry = cached[key]
                 else:
-                    dice, iou, hd, alone = [], [], [], []
+                    dice, iou, hd, alone, diag = [], [], [], [], []
                     for b in sets:
                         images = b["images"][0, :, 0].numpy()
                         y = b["targets"][0, 0, :, 0].numpy() > 0.5
                         pred = _predict(method, model, images, M, K)
                         d, i, h = _scores(pred, y, K)
                         dice.append(d), iou.append(i), hd.append(h)
+                        if method == "pancakes" and s == 3:
+                            diag.append(compute_set_diagnosis(pred, y, num_labels=K).as_dict())
                         if method == "pancakes" and s == s_paired > 1:
                             # the same images one by one (S = 1): the paired cost of consistency
                             alone.append(
@@ -146,6 +151,8 @@ def evaluate(
                             "whole_set": float(np.mean(dice)),
                             "gap": _paired(alone, dice, seed),
                         }
+                    if diag:  # over-split (union − single) and too coarse / too fine (precision, recall)
+                        results["diagnosis"][fam.name] = {k: float(np.nanmean([v[k] for v in diag])) for k in diag[0]}
                     if method != "pancakes":
                         cached[key] = entry
                 results["sources"].setdefault(fam.name, {}).setdefault(str(s), {})[method] = entry

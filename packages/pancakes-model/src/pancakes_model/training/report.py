@@ -74,6 +74,22 @@ def render_markdown(results: dict, *, provenance: dict | None = None) -> str:
                 f"({'within' if g['mean'] <= GAP else 'NOT within'} {GAP})."
             )
     lines += ["", "Quality bars:", *verdicts, ""]
+    diagnosis = results.get("diagnosis")
+    if diagnosis:
+        lines += [
+            "Diagnosis at S = 3 (Pancakes, means over the sets): best single label vs the best union of labels of "
+            "one protocol (the gap is over-splitting), and the winning label's precision and recall (low precision: "
+            "too coarse; low recall: too fine).",
+            "",
+            "| dev family | best single | best union | union − single | labels in union | precision | recall |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for fam, d in diagnosis.items():
+            lines.append(
+                f"| {fam} | {d['best_single']:.3f} | {d['best_union']:.3f} | {d['best_union'] - d['best_single']:+.3f} "
+                f"| {d['union_labels']:.1f} | {d['precision']:.3f} | {d['recall']:.3f} |"
+            )
+        lines.append("")
     stage = results.get("stage")
     if stage:
         lines += [f"Stage rule against the current model (paired, S = {stage['S']}, new − current):", ""]
