@@ -173,8 +173,8 @@ def train(session: nox.Session) -> None:
         session.run("python", *entry)
 
 
-CONTINUATION = ROOT / "continuation" / "stage2-cpu"
-STAGE_CONFIG = ROOT / "configs" / "stage2-cpu.toml"
+CONTINUATION = ROOT / "continuation" / "stage4-cpu"
+STAGE_CONFIG = ROOT / "configs" / "stage4-cpu.toml"
 
 
 def _checkpoints(run: Path) -> list[Path]:
@@ -183,8 +183,8 @@ def _checkpoints(run: Path) -> list[Path]:
 
 @nox.session(name="continue", default=False)
 def continue_training(session: nox.Session) -> None:
-    """One sitting of the long CPU stage (configs/stage2-cpu.toml): resumes from the checkpoint
-    committed at continuation/stage2-cpu/ (or a newer local one), trains (e.g. `-- --max-minutes
+    """One sitting of the long CPU stage (configs/stage4-cpu.toml): resumes from the checkpoint
+    committed at continuation/stage4-cpu/ (or a newer local one), trains (e.g. `-- --max-minutes
     60`), and puts the newest checkpoint and the log back there for the next sitting to commit.
     The folder is one fixed path, replaced each sitting (see continuation/README.md)."""
     import shutil
