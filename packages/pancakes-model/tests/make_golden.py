@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from pancakes_model import Pancakes, segment
-from pancakes_model.app.cli import demo_inputs
+from pancakes_model.app.commands import demo_inputs
 from pancakes_model.inference.predict import model_preprocess
 from pancakes_model.network import resolve
 

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from pancakes_model import segment
-from pancakes_model.app.cli import demo_inputs
+from pancakes_model.app.commands import demo_inputs
 from pancakes_model.network import resolve
 
 GOLDEN = Path(__file__).parent / "data" / "golden_demo.npz"

@@ -197,7 +197,13 @@ def test_training_commands_without_the_train_extra_say_which_extra(monkeypatch, 
         return real(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_synth)
-    for command in ("train", "evaluate", "finetune"):
-        assert main([command, "--help"]) == 2
+    for command, args in (("train", ["--config", "x.toml"]), ("evaluate", []), ("finetune", FINETUNE_ARGS)):
+        with pytest.raises(SystemExit) as info:  # --help answers without the extra (issue 24)
+            main([command, "--help"])
+        assert info.value.code == 0 and "--" in capsys.readouterr().out
+        assert main([command, *args]) == 2
         err = capsys.readouterr().err
         assert "[train]" in err and "pancakes_synth" in err, err
+
+
+FINETUNE_ARGS = ["--images", "i", "--labels", "l", "--out", "w.safetensors"]

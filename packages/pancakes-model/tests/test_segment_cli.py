@@ -271,7 +271,7 @@ def test_report_renders_in_headless_chromium(pngs, tmp_path):
 def test_png_encoder_round_trips_through_pillow(tmp_path, shape, dtype, labels):
     import io
 
-    from pancakes_model.app.render import encode_png, save_png
+    from pancakes_model.render import encode_png, save_png
 
     rng = np.random.default_rng(0)
     arr = rng.integers(0, np.iinfo(dtype).max, shape, endpoint=True).astype(dtype)
@@ -289,7 +289,7 @@ def test_png_encoder_round_trips_through_pillow(tmp_path, shape, dtype, labels):
     "bad", [np.zeros((4, 4), np.float32), np.zeros((4, 4, 4), np.uint8), np.zeros((0, 3), np.uint8)]
 )
 def test_png_encoder_rejects_what_it_cannot_write(bad):
-    from pancakes_model.app.render import encode_png
+    from pancakes_model.render import encode_png
 
     with pytest.raises(ValueError, match="encode_png"):
         encode_png(bad)
@@ -298,7 +298,7 @@ def test_png_encoder_rejects_what_it_cannot_write(bad):
 def test_keep_freed_memory_respects_the_users_malloc_settings(monkeypatch):
     import sys
 
-    from pancakes_model.app.runtime import keep_freed_memory
+    from pancakes_model.runtime import keep_freed_memory
 
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1000")
     assert keep_freed_memory() is False

@@ -76,7 +76,7 @@ def test_tiny_run_writes_loadable_checkpoints_and_logs(tmp_path):
     assert model.provenance["steps"] >= 2
     assert "store:toy" in model.provenance["data_sources"]
     assert len(model.provenance["stages"]) == 1
-    assert model.preprocess["size"] == 32  # the curriculum's last size, read back by inference
+    assert model.preprocess.size == 32  # the curriculum's last size, read back by inference
     rows = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     val = [r for r in rows if r["kind"] == "val"]
     assert {"val_set_dice", "labels_used_per_protocol", "protocol_agreement_nmi", "winner_protocol_hist"} <= set(val[0])
@@ -100,7 +100,7 @@ def test_resume_reproduces_the_next_loss(tmp_path):
     cfg4 = tiny_config(other)
     trainer = Trainer(cfg4, resume=True, progress=False)
     assert trainer.step == 2
-    loader = trainer._loader()
+    loader = trainer.loader()
     row = trainer.train_step(next(loader))
     assert row["step"] == 3
     assert row["loss"] == pytest.approx(losses[3], rel=1e-5, abs=1e-6)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pancakes_model.app.render import grid_tile_origin, palette, protocol_grid
+from pancakes_model.render import grid_tile_origin, palette, protocol_grid
 from pancakes_model.training.baselines import felzenszwalb_protocols, kmeans_protocols
 from pancakes_model.training.config import TrainSection
 from pancakes_model.training.schedule import lr_factor, make_scheduler, size_at
@@ -64,24 +64,21 @@ def test_protocol_grid_places_tiles_where_the_report_expects_them():
     assert (palette(10)[:4] == palette(4)).all()  # one colour per label whatever K is
 
 
-def test_the_copies_of_the_palette_and_the_readers_agree(tmp_path):
-    """pancakes-synth and pancakes-eval keep minimal copies of shared pieces; they must agree."""
+def test_one_label_reader_serves_every_package(tmp_path):
+    """pancakes-data and pancakes-synth read label maps through pancakes-eval's reader (issue 21)."""
     import nibabel as nib
     from PIL import Image
 
     from pancakes_data.io import read_labels
     from pancakes_eval.io import read_label_image
-    from pancakes_synth.preview import label_palette
-    from pancakes_synth.sources import _load_nifti
 
-    assert (label_palette(300) == palette(300)).all()
     lab = np.random.default_rng(0).integers(0, 7, (12, 9, 5)).astype(np.int16)
     nib.save(nib.Nifti1Image(lab, np.diag([0.5, 0.7, 2.0, 1.0])), tmp_path / "l.nii.gz")
     ours, spacing = read_label_image(tmp_path / "l.nii.gz")
-    shared = read_labels(tmp_path / "l.nii.gz")
-    synth, zooms = _load_nifti(tmp_path / "l.nii.gz")
-    np.testing.assert_array_equal(ours, shared.data)
-    np.testing.assert_array_equal(synth, shared.data)
-    assert tuple(spacing) == tuple(zooms) == pytest.approx(shared.spacing)
+    np.testing.assert_array_equal(ours, lab)
+    assert tuple(spacing) == pytest.approx((0.5, 0.7, 2.0))
     Image.fromarray(lab[:, :, 0].astype(np.uint8)).save(tmp_path / "l.png")
     np.testing.assert_array_equal(read_label_image(tmp_path / "l.png")[0], read_labels(tmp_path / "l.png").data)
+    nib.save(nib.Nifti1Image(lab.astype(np.float32) / 2, np.eye(4)), tmp_path / "half.nii.gz")
+    with pytest.raises(ValueError, match=r"half.nii.gz: labels must be integers, found value \d+\.5"):
+        read_label_image(tmp_path / "half.nii.gz")

@@ -37,7 +37,7 @@ def test_totalsegmentator_reader_and_cache(totalseg_tree, tmp_path, monkeypatch)
     assert bank.fields.shape[1:] == (32, 32, 32)
     assert (bank.fields > 0).flatten(1).any(1).all()
     # second run: served from the cache, no NIfTI is read
-    monkeypatch.setattr(src_mod, "_load_nifti", lambda *a: pytest.fail("re-read a cached subject"))
+    monkeypatch.setattr(src_mod, "read_label_image", lambda *a: pytest.fail("re-read a cached subject"))
     again = TotalSegmentatorSource(totalseg_tree, cache_dir=cache).bank(0)
     assert again.names == bank.names
     assert not list(totalseg_tree.rglob("*.safetensors")), "the source tree must not be written to"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pancakes_data.__about__ import __version__
-from pancakes_data.augment import SetAugmentation, paper_across_set, paper_within_set
+from pancakes_data.errors import UserError
 from pancakes_data.geometry import DEFAULT_PREPROCESS, Preprocess, SlicePlan
 from pancakes_data.importers import (
     import_brain_packages,
@@ -13,6 +13,7 @@ from pancakes_data.importers import (
     import_tiles,
 )
 from pancakes_data.sampler import SamplerConfig, SetSampler, SetSource, Source, collate_sets
+from pancakes_data.set_augment import SetAugmentation, paper_across_set, paper_within_set
 from pancakes_data.store import Dataset, DatasetWriter, Store, file_sha256, split_subjects
 from pancakes_data.targets import TARGET_KINDS, TargetMix, draw_target
 
@@ -30,6 +31,7 @@ __all__ = [
     "Source",
     "Store",
     "TargetMix",
+    "UserError",
     "__version__",
     "collate_sets",
     "draw_target",

@@ -15,6 +15,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pancakes_data.importers.brain import import_brain_packages
+from pancakes_data.importers.folder import import_folder
+from pancakes_data.importers.microscopy import import_microscopy_packages
+from pancakes_data.importers.nnunet import import_nnunet
+from pancakes_data.importers.tiles import import_tiles
+from pancakes_data.store import Store
+
 __all__ = ["main"]
 
 
@@ -97,8 +104,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "list":
-            from pancakes_data.store import Store
-
             for d in Store(args.store):
                 splits = {k: len(v) for k, v in d.meta["splits"].items()}
                 print(f"{d.name}: {len(d)} images, {len(d.protocol_names)} protocols, subjects per split {splits}")
@@ -106,8 +111,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"    {p}: {len(d.protocol(p).labels)} labels")
             return 0
         if args.kind == "nnunet":
-            from pancakes_data.importers.nnunet import import_nnunet
-
             axes = tuple(int(a) for a in args.axes.split(","))
             lo, hi = (float(v) for v in args.ct_window.split(","))
             out = [
@@ -124,8 +127,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             ]
         elif args.kind == "folder":
-            from pancakes_data.importers.folder import import_folder
-
             out = [
                 import_folder(
                     args.images,
@@ -139,8 +140,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             ]
         elif args.kind == "microscopy":
-            from pancakes_data.importers.microscopy import import_microscopy_packages
-
             out = import_microscopy_packages(
                 args.store,
                 sources=[s for s in args.sources.split(",") if s],
@@ -149,8 +148,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 seed=args.seed,
             )
         elif args.kind == "tiles":
-            from pancakes_data.importers.tiles import import_tiles
-
             try:
                 scales = [float(v) for v in args.scales.split(",")]
             except ValueError:
@@ -170,8 +167,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             ]
         else:
-            from pancakes_data.importers.brain import import_brain_packages
-
             folders = dict(item.split("=", 1) for item in args.package_dir)
             out = import_brain_packages(
                 args.store,

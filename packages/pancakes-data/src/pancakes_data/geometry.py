@@ -11,7 +11,7 @@ prepared the way it was trained.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -55,6 +55,10 @@ class Preprocess:
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    def with_size(self, size: int) -> Preprocess:
+        """The same settings for a model grid of ``size``."""
+        return replace(self, size=int(size))
 
     def normalize(self, image: np.ndarray, *, modality: str = "mr", inplace: bool = False) -> np.ndarray:
         """Intensities to [0, 1] float32 with these settings (see ``normalize_intensity``)."""

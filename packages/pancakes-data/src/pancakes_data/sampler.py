@@ -27,8 +27,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from pancakes_data.augment import SetAugmentation, paper_across_set, paper_within_set
 from pancakes_data.preprocess import normalize_intensity
+from pancakes_data.set_augment import SetAugmentation, paper_across_set, paper_within_set
 from pancakes_data.store import Dataset
 from pancakes_data.targets import TargetMix, draw_target
 

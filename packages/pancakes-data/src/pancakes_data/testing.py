@@ -7,6 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from pancakes_data.importers.brain import BRAIN_SOURCES
+from pancakes_data.store import DatasetWriter
+
 __all__ = ["write_dicom_series", "write_fake_brain_packages", "write_nnunet_tree", "write_store"]
 
 
@@ -63,8 +66,6 @@ def write_fake_brain_packages(root: str | Path, *, seed: int = 0) -> dict[str, P
     """
     import nibabel as nib
 
-    from pancakes_data.importers.brain import BRAIN_SOURCES
-
     root = Path(root)
     rng = np.random.default_rng(seed)
     shape = (40, 48, 40)
@@ -112,7 +113,6 @@ def write_fake_brain_packages(root: str | Path, *, seed: int = 0) -> dict[str, P
 
 def write_store(root: str | Path, *, name: str = "toy", n: int = 12, size: int = 32, seed: int = 0):
     """A store dataset of ``n`` images with two protocols (a 4-label one and its 2-label merge)."""
-    from pancakes_data.store import DatasetWriter
 
     rng = np.random.default_rng(seed)
     w = DatasetWriter(

@@ -20,6 +20,9 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from pancakes_eval.io import MASK_SUFFIXES, find_predictions, read_label_image, remap
+from pancakes_eval.set_metrics import compute_set_dice, compute_set_hd95, compute_set_iou
+
 __all__ = ["main"]
 
 _METRICS = ("dice", "iou", "hd95")
@@ -67,9 +70,6 @@ def _read_groups(path: Path | None, stems: Sequence[str]) -> dict[str, list[str]
 
 def _score(args: argparse.Namespace) -> list[dict]:
     import numpy as np
-
-    from pancakes_eval.io import MASK_SUFFIXES, find_predictions, read_label_image, remap
-    from pancakes_eval.set_metrics import compute_set_dice, compute_set_hd95, compute_set_iou
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     unknown = sorted(set(metrics) - set(_METRICS))

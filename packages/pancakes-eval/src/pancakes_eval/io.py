@@ -21,13 +21,13 @@ __all__ = [
     "MAX_LABELS",
     "PredictionFiles",
     "find_predictions",
+    "integer_labels",
     "read_label_image",
     "remap",
     "split_stem",
 ]
 
-# A copy of pancakes_data.io.GREY_WEIGHTS (pancakes-eval does not depend on pancakes-data; a test
-# checks that the copies agree).
+# ITU-R BT.601 luma: RGB → grey everywhere in Pancakes (pancakes-data reads pictures with these).
 GREY_WEIGHTS = (0.299, 0.587, 0.114)
 MAX_LABELS = 65536  # distinct label values in one map; a prediction has K ≤ 65,536 labels
 
@@ -56,54 +56,92 @@ def split_stem(path: Path) -> tuple[str, str]:
     return path.stem, path.suffix
 
 
+def integer_labels(arr: np.ndarray, path: str | Path) -> np.ndarray:
+    """``arr`` as integer labels, or ValueError naming the file and a non-integer value (a mask
+    saved as probabilities or resampled with interpolation would otherwise be scored quietly)."""
+    a = np.asarray(arr)
+    if a.dtype == bool:
+        return a.astype(np.uint8)
+    if np.issubdtype(a.dtype, np.integer):
+        return a
+    if not np.issubdtype(a.dtype, np.floating):
+        raise ValueError(f"{path}: labels must be integers, got values of type {a.dtype}")
+    finite = np.isfinite(a)
+    if not finite.all():
+        raise ValueError(f"{path}: labels must be integers, found {a[~finite].ravel()[0]}")
+    frac = a != np.round(a)
+    if frac.any():
+        raise ValueError(f"{path}: labels must be integers, found value {a[frac].ravel()[0]:g}")
+    return a.astype(np.int64)
+
+
+def _picture(p: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(p) as im:
+        arr = np.asarray(im)  # palette images give their indices: the labels annotation tools store
+    if arr.ndim == 3:
+        if not (arr[..., :3] == arr[..., :1]).all():
+            raise ValueError(f"{p}: a colour image is not a label map; save the labels as grey or palette values")
+        arr = arr[..., 0]
+    return arr
+
+
 def read_label_image(path: str | Path) -> tuple[np.ndarray, tuple[float, ...] | None]:
-    """Read an integer label image and its pixel/voxel spacing.
+    """Read an integer label image and its pixel/voxel spacing — the one label reader of the
+    project (pancakes-data and pancakes-synth use it too); torch-free.
 
     Args:
-        path: a PNG/TIFF (2D) or NIfTI (2D/3D) file.
+        path: PNG/TIFF (2D; palette indices kept, colour refused unless grey), NIfTI (2D/3D),
+            NRRD, MHA or OME-TIFF (through SimpleITK).
 
     Returns:
-        ``(array, spacing)``; ``array`` is ``(H, W)`` or ``(X, Y, Z)`` as stored, spacing comes from
-        the NIfTI header (``None`` for PNG/TIFF, which carry no reliable physical size).
+        ``(array, spacing)``; ``array`` is ``(H, W)`` or ``(X, Y, Z)`` as stored with integer values,
+        spacing comes from the file's header (``None`` for PNG/TIFF, which carry no reliable size).
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: the file cannot be decoded or is not a 2D/3D single-channel label image.
+        ValueError: the file cannot be decoded, is not a 2D/3D single-channel label image, or holds
+            values that are not integers.
     """
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"no such file: {p}")
     _, suffix = split_stem(p)
-    if suffix in (".nrrd", ".mha", ".ome.tif"):
-        try:  # formats beyond the minimal reader: the reader pancakes segment uses
-            from pancakes_data.io import read_image
-        except ImportError as exc:
-            raise ImportError(f"reading {suffix} files needs pancakes-data: pip install pancakes-data") from exc
-        item = read_image(p)
-        return np.rint(item.data).astype(np.int64), item.spacing
+    spacing: tuple[float, ...] | None = None
     try:
         if suffix in (".nii", ".nii.gz"):
             import nibabel as nib
 
             img = nib.load(str(p))
             arr = np.asanyarray(img.dataobj)
-            spacing: tuple[float, ...] | None = tuple(float(z) for z in img.header.get_zooms()[: arr.ndim])
+            spacing = tuple(float(z) for z in img.header.get_zooms()[: arr.ndim])
+            if arr.ndim == 4 and arr.shape[-1] == 1:
+                arr, spacing = arr[..., 0], spacing[:3]
             if arr.ndim == 3 and arr.shape[-1] == 1:
-                arr = arr[..., 0]
-                spacing = spacing[:2] if spacing else None
-        else:
-            from PIL import Image
+                arr, spacing = arr[..., 0], spacing[:2]
+        elif suffix in (".nrrd", ".mha", ".ome.tif"):
+            import SimpleITK as sitk
 
-            with Image.open(p) as im:
-                arr = np.asarray(im)
-            spacing = None
+            img = sitk.ReadImage(str(p))
+            arr = sitk.GetArrayFromImage(img).T  # SimpleITK is (z, y, x): back to the stored (x, y, z)
+            spacing = tuple(float(s) for s in img.GetSpacing())
+            if arr.ndim == 3 and arr.shape[-1] == 1:
+                arr, spacing = arr[..., 0], spacing[:2]
+            if suffix == ".ome.tif":
+                arr, spacing = arr.T, None  # a picture: rows × columns, no reliable size here
+        else:
+            arr = _picture(p)
     except ImportError as exc:
         raise ImportError("reading files needs the io extra: pip install 'pancakes-eval[io]'") from exc
-    except Exception as exc:  # nibabel / PIL raise many types for corrupt files
-        raise ValueError(f"cannot read {p}: {exc}") from exc
+    except ValueError:
+        raise
+    except Exception as exc:  # nibabel / PIL / SimpleITK raise many types for corrupt files
+        kind = {".nii": "NIfTI ", ".nii.gz": "NIfTI ", ".nrrd": "NRRD ", ".mha": "MHA "}.get(suffix, "")
+        raise ValueError(f"cannot read {kind}{p}: {exc}") from exc
     if arr.ndim not in (2, 3):
         raise ValueError(f"{p}: expected a 2D or 3D label image, got shape {arr.shape}")
-    return arr, spacing
+    return integer_labels(arr, p), spacing
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pancakes_data.cluster import close_client, dask_client
+from pancakes_synth.preview import save_preview
+from pancakes_synth.shards import generate_dataset
+from pancakes_synth.sources import DEFAULT_BANK
+from pancakes_synth.specs import open_source
+
 __all__ = ["main"]
 
 SOURCE_HELP = (
@@ -41,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="where structure banks are cached (default $PANCAKES_SYNTH_CACHE or ~/.cache/pancakes-synth)",
     )
-    g.add_argument("--bank-size", type=int, default=384, help="procedural structures per bank")
+    g.add_argument("--bank-size", type=int, default=DEFAULT_BANK, help="procedural structures per bank")
     g.add_argument("--resume", action="store_true", help="finish an interrupted run in OUT")
     g.add_argument("--force", action="store_true", help="replace an earlier pancakes-synth output in OUT")
     g.add_argument(
@@ -60,46 +66,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--source", default="procedural", help=SOURCE_HELP)
     p.add_argument("--seed", type=int, default=0, help="master seed")
     p.add_argument("--cache-dir", type=Path, default=None, help="cache folder (default $PANCAKES_SYNTH_CACHE)")
-    p.add_argument("--bank-size", type=int, default=384, help="procedural structures per bank")
+    p.add_argument("--bank-size", type=int, default=DEFAULT_BANK, help="procedural structures per bank")
     return ap
 
 
-def _with_bank(spec: str, bank_size: int) -> str:
-    """Add ``--bank-size`` to a procedural spec (the other sources have no bank)."""
-    from pancakes_synth.specs import split_spec
-
-    kind, _, opts = split_spec(spec)
-    if kind == "procedural" and "bank" not in opts and bank_size != 384:
-        return f"{spec};bank={bank_size}"
-    return spec
-
-
-def _client(address: str):
-    """A ``distributed.Client`` (``local:N`` starts a LocalCluster of N single-threaded workers)."""
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError as exc:
-        raise ValueError("--dask needs dask's distributed scheduler: pip install 'dask[distributed]'") from exc
-    if address.startswith("local:"):
-        cluster = LocalCluster(
-            n_workers=int(address.split(":", 1)[1] or 2), threads_per_worker=1, dashboard_address=None
-        )
-        client = Client(cluster)
-        client._pancakes_cluster = cluster
-        return client
-    return Client(address)
-
-
 def _generate(args: argparse.Namespace) -> dict:
-    from pancakes_synth.shards import generate_dataset
-
-    client = _client(args.dask) if args.dask else None
+    try:
+        client = dask_client(args.dask) if args.dask else None
+    except ImportError as exc:
+        raise ValueError(str(exc)) from exc
     try:
         return generate_dataset(
             args.out,
             n=args.n,
             set_size=args.set_size,
-            source=_with_bank(args.source, args.bank_size),
+            source=args.source,
+            bank_size=args.bank_size,
             seed=args.seed,
             workers=args.workers,
             resume=args.resume,
@@ -111,9 +93,7 @@ def _generate(args: argparse.Namespace) -> dict:
         )
     finally:
         if client is not None:
-            client.close()
-            if getattr(client, "_pancakes_cluster", None) is not None:
-                client._pancakes_cluster.close()
+            close_client(client)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -129,13 +109,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             if args.sets < 1:
                 raise ValueError(f"--sets must be >= 1, got {args.sets}")
-            from pancakes_synth.preview import save_preview
-            from pancakes_synth.specs import open_source
-
             if args.out.exists() and args.out.is_dir():
                 raise ValueError(f"--out {args.out} is a directory; give a .png file name")
-            spec = _with_bank(args.source, args.bank_size)
-            gen = open_source(spec, set_size=args.set_size, seed=args.seed, cache_dir=args.cache_dir)
+            gen = open_source(
+                args.source, set_size=args.set_size, seed=args.seed, cache_dir=args.cache_dir, bank_size=args.bank_size
+            )
             path = save_preview([gen.generate(i) for i in range(args.sets)], args.out)
             print(f"preview of {args.sets} sets → {path}")
     except (FileNotFoundError, ValueError) as exc:

@@ -23,6 +23,7 @@ whichever worker or order generates it.
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -100,6 +101,16 @@ class SetGenerator:
     @property
     def spec(self) -> str:
         return self.source.spec
+
+    @property
+    def size(self) -> int:
+        return self.config.size
+
+    def prepare(self) -> None:
+        _ = self.bank  # build (or load from the cache) the structures every set draws from
+
+    def parameters(self) -> dict:
+        return asdict(self.config)
 
     def __len__(self) -> int:
         return 2**62  # endless: any index is a set

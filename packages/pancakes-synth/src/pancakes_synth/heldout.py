@@ -127,6 +127,12 @@ class HeldOutGenerator:
     def spec(self) -> str:
         return f"heldout:{self.family}"
 
+    def prepare(self) -> None:
+        """Nothing to build."""
+
+    def parameters(self) -> dict:
+        return {"family": self.family}
+
     def __len__(self) -> int:
         return 2**62
 

@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-import colorsys
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-__all__ = ["label_palette", "preview_grid", "save_preview"]
+from pancakes_data.palette import palette
 
-
-def label_palette(n: int = 4096) -> np.ndarray:
-    """(n, 3) uint8: label 0 dark grey, then well-separated hues (golden-angle steps).
-
-    A copy of ``pancakes_model.app.render.palette`` (pancakes-synth does not depend on
-    pancakes-model): label k has one colour in every Pancakes picture; a test checks the copies agree.
-    """
-    out = np.zeros((n, 3), np.uint8)
-    out[0] = (40, 40, 40)
-    for k in range(1, n):
-        h = (k * 0.618033988749895) % 1.0
-        s = 0.65 + 0.35 * ((k * 7) % 3) / 2
-        v = 0.95 - 0.25 * ((k * 5) % 2)
-        out[k] = [int(255 * c) for c in colorsys.hsv_to_rgb(h, s, v)]
-    return out
+__all__ = ["preview_grid", "save_preview"]
 
 
 def preview_grid(sets, *, gap: int = 2) -> np.ndarray:
     """RGB grid (uint8): for each set, a row of its images and a row of its label maps."""
-    pal = label_palette()
+    pal = palette(4096)
     rows = []
     for s in sets:
         imgs = [np.repeat((np.clip(im, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=2) for im in s.images]
@@ -43,8 +29,6 @@ def preview_grid(sets, *, gap: int = 2) -> np.ndarray:
 
 
 def save_preview(sets, path: str | Path) -> Path:
-    from PIL import Image
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(preview_grid(sets)).save(path)

@@ -4,10 +4,11 @@ and the set itself (shared by every generator and by shards)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["ElementParams", "GeneratorConfig", "SynthSet", "TemplateParams"]
+__all__ = ["ElementParams", "Generator", "GeneratorConfig", "SynthSet", "TemplateParams"]
 
 
 @dataclass(frozen=True)
@@ -90,3 +91,35 @@ class SynthSet:
     n_labels: int
     meta: dict = field(default_factory=dict)
     classes: np.ndarray | None = None
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """What every synthetic generator offers (the Anatomix, scene and held-out ones): endless sets
+    by index, a pure function of (seed, index); writers and the set sampler rely on nothing else.
+
+    Attributes:
+        set_size: S, images per set.
+        size: side of the square images.
+        spec: the source spec that reopens it (:mod:`pancakes_synth.specs`).
+    """
+
+    set_size: int
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def spec(self) -> str: ...
+
+    def __len__(self) -> int: ...
+
+    def get(self, index: int) -> SynthSet: ...
+
+    def generate(self, index: int) -> SynthSet: ...
+
+    def prepare(self) -> None:
+        """Build or load what every set draws from (structure banks, textures), once per process."""
+
+    def parameters(self) -> dict[str, Any]:
+        """The recipe's ranges, recorded in a generated dataset's manifest."""

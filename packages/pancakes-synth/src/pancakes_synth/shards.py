@@ -20,51 +20,47 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing as mp
 import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
+from tqdm.auto import tqdm
 
+from pancakes_data.io import atomic_write, write_text
 from pancakes_synth.__about__ import __version__
+from pancakes_synth.generator import SetGenerator
+from pancakes_synth.recipe import Generator
+from pancakes_synth.shardset import MANIFEST, ShardDataset, shard_name
+from pancakes_synth.sources import DEFAULT_BANK
+from pancakes_synth.specs import open_source
 
-__all__ = ["ShardDataset", "SynthStream", "generate_dataset"]
-
-MANIFEST = "manifest.json"
-
-
-def _shard_name(k: int) -> str:
-    return f"shard-{k:05d}.safetensors"
-
+__all__ = ["generate_dataset", "make_generator", "save_sorted"]
 
 # ---------------------------------------------------------------------------- writing
 _WORKER: dict = {}
 
 
-def make_generator(source, *, set_size: int, seed: int, cache_dir=None):
+def make_generator(source, *, set_size: int, seed: int, cache_dir=None, bank_size: int = DEFAULT_BANK) -> Generator:
     """A generator from a spec string (see :mod:`pancakes_synth.specs`) or a label source object."""
-    if isinstance(source, str):
-        from pancakes_synth.specs import open_source
-
-        gen = open_source(source, set_size=set_size, seed=seed, cache_dir=cache_dir)
-        if isinstance(gen, ShardDataset):
-            raise ValueError(f"{source!r} is already a shard dataset; generate from a generator source")
-        return gen
-    from pancakes_synth.generator import SetGenerator
-
-    return SetGenerator(source, set_size=set_size, seed=seed)
+    if not isinstance(source, str):
+        return SetGenerator(source, set_size=set_size, seed=seed)
+    gen = open_source(source, set_size=set_size, seed=seed, cache_dir=cache_dir, bank_size=bank_size)
+    if isinstance(gen, ShardDataset) or not isinstance(gen, Generator):
+        raise ValueError(f"{source!r} is already a shard dataset; generate from a generator source")
+    return gen
 
 
-def _init_worker(source, set_size: int, seed: int, cache_dir=None, counter=None) -> None:
+def _init_worker(source, set_size: int, seed: int, cache_dir=None, bank_size=DEFAULT_BANK, counter=None) -> None:
     torch.set_num_threads(1)  # one process per core is faster than threads for small ops
-    gen = make_generator(source, set_size=set_size, seed=seed, cache_dir=cache_dir)
-    if hasattr(gen, "bank"):
-        _ = gen.bank  # build (or load) once per worker
-    _WORKER.update(gen=gen, counter=counter, init=(source, set_size, seed, cache_dir))
+    gen = make_generator(source, set_size=set_size, seed=seed, cache_dir=cache_dir, bank_size=bank_size)
+    gen.prepare()  # build (or load) what every set draws from, once per worker
+    _WORKER.update(gen=gen, counter=counter, init=(source, set_size, seed, cache_dir, bank_size))
 
 
 def _dask_shard(job: tuple[str, int, int, int], init: tuple) -> tuple[int, int]:
@@ -103,7 +99,7 @@ def save_sorted(tensors: dict[str, np.ndarray], path: Path, metadata: dict[str, 
 def _make_shard(args: tuple[str, int, int, int]) -> tuple[int, int]:
     out, k, first, count = args
     gen = _WORKER["gen"]
-    size = gen.config.size if hasattr(gen, "config") else gen.size
+    size = gen.size
     # Filled set by set in the stored dtypes: stacking the sets first (labels as int64) and
     # converting afterwards moved ~200 MB per shard and cost ~2–4 ms per set, 10–20 % of
     # generating it.
@@ -126,16 +122,12 @@ def _make_shard(args: tuple[str, int, int, int]) -> tuple[int, int]:
     for j, c in enumerate(classes):
         table[j, : len(c)] = c
     tensors = {"images": images, "labels": labels, "n_labels": n_labels, "classes": table}
-    path = Path(out) / _shard_name(k)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    save_sorted(tensors, tmp, {"first_set": str(first), "n_sets": str(count)})  # opened with the user's umask
-    tmp.replace(path)
+    meta = {"first_set": str(first), "n_sets": str(count)}
+    atomic_write(Path(out) / shard_name(k), lambda p: save_sorted(tensors, p, meta))  # the user's umask
     return k, count
 
 
 def _valid_shard(path: Path, count: int, set_size: int, size: int) -> bool:
-    from safetensors import safe_open
-
     try:
         with safe_open(str(path), framework="np") as fh:
             shape = fh.get_slice("images").get_shape()
@@ -156,6 +148,7 @@ def generate_dataset(
     force: bool = False,
     shard_sets: int = 200,
     cache_dir: str | Path | None = None,
+    bank_size: int = DEFAULT_BANK,
     progress: bool = True,
     client=None,
     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
@@ -180,9 +173,8 @@ def generate_dataset(
     if resume and force:
         raise ValueError("--resume and --force exclude each other")
     # A spec string or a label source object; opening validates it before anything is written.
-    gen = make_generator(source, set_size=set_size, seed=seed, cache_dir=cache_dir)
-    cfg = getattr(gen, "config", None)
-    size = cfg.size if cfg is not None else gen.size
+    gen = make_generator(source, set_size=set_size, seed=seed, cache_dir=cache_dir, bank_size=bank_size)
+    size = gen.size
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a directory")
@@ -202,7 +194,7 @@ def generate_dataset(
         "seed": seed,
         "source": gen.spec,
         "shard_sets": shard_sets,
-        "parameters": json.loads(json.dumps(asdict(cfg))) if cfg is not None else {},
+        "parameters": json.loads(json.dumps(gen.parameters())),
     }
     manifest_path = out / MANIFEST
     existing = sorted(out.iterdir()) if out.is_dir() else []
@@ -218,7 +210,7 @@ def generate_dataset(
             f"--out {out} is not empty; pass --resume to finish an interrupted run or --force to replace it"
         )
     elif existing and force:
-        ours = [p for p in existing if p.name == MANIFEST or p.name.startswith("shard-")]
+        ours = [p for p in existing if p.name == MANIFEST or p.name.startswith(("shard-", ".tmp-"))]
         others = [p.name for p in existing if p not in ours]
         if others:
             raise ValueError(
@@ -233,7 +225,7 @@ def generate_dataset(
         probe.unlink()
     except OSError as exc:
         raise ValueError(f"--out {out} is not writable: {exc.strerror or exc}") from exc
-    for tmp in out.glob("shard-*.tmp*"):  # leftovers of a killed run
+    for tmp in [*out.glob(".tmp-*-shard-*"), *out.glob("shard-*.tmp*")]:  # leftovers of killed runs (any version)
         tmp.unlink()
 
     n_shards = math.ceil(n_sets / shard_sets)
@@ -242,22 +234,20 @@ def generate_dataset(
     for k in range(n_shards):
         first = k * shard_sets
         count = min(shard_sets, n_sets - first)
-        path = out / _shard_name(k)
+        path = out / shard_name(k)
         if path.is_file() and _valid_shard(path, count, set_size, size):
             done_pairs += count * set_size
             continue
         jobs.append((str(out), k, first, count))
-    manifest = {**plan, "status": "running", "shards": [_shard_name(k) for k in range(n_shards)]}
-    _write_json(manifest_path, manifest)
+    manifest = {**plan, "status": "running", "shards": [shard_name(k) for k in range(n_shards)]}
+    write_text(manifest_path, json.dumps(manifest, indent=2))
     if done_pairs:
         log(f"resuming: {done_pairs} pairs already on disk, {len(jobs)} shard(s) to go")
-
-    from tqdm.auto import tqdm
 
     workers = max(1, workers if workers is not None else min(os.cpu_count() or 1, 8))
     bar = tqdm(total=n_sets * set_size, initial=done_pairs, disable=not progress, unit="pair", dynamic_ncols=True)
     t0 = time.perf_counter()
-    init = (source, set_size, seed, cache_dir)
+    init = (source, set_size, seed, cache_dir, bank_size)
     if client is not None:
         from distributed import as_completed
 
@@ -268,8 +258,6 @@ def generate_dataset(
         for job in jobs:
             bar.update(_make_shard(job)[1] * set_size)
     else:
-        import multiprocessing as mp
-
         ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
         counter = ctx.Value("q", 0)
         with ctx.Pool(min(workers, len(jobs)), initializer=_init_worker, initargs=(*init, counter)) as pool:
@@ -288,106 +276,5 @@ def generate_dataset(
         seconds=round(time.perf_counter() - t0, 2),
         bytes=sum((out / s).stat().st_size for s in manifest["shards"]),
     )
-    _write_json(manifest_path, manifest)
+    write_text(manifest_path, json.dumps(manifest, indent=2))
     return manifest
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    tmp.replace(path)
-
-
-# ---------------------------------------------------------------------------- reading
-class ShardDataset(torch.utils.data.Dataset):
-    """Sets from a generated directory: item i → dict(images (S, 1, H, W) float32,
-    labels (S, H, W) int64, n_labels int, index int); :meth:`get` gives the same set as the
-    generator's :class:`~pancakes_synth.SynthSet` (so shards are a training source like any
-    generator). Shards are opened lazily (memory-mapped); shard names from the manifest must stay
-    inside the directory."""
-
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-        path = self.root / MANIFEST
-        if not path.is_file():
-            raise FileNotFoundError(f"{self.root}: no {MANIFEST}; not a pancakes-synth dataset")
-        self.manifest = json.loads(path.read_text(encoding="utf-8"))
-        if self.manifest.get("status") != "complete":
-            raise ValueError(
-                f"{self.root}: generation did not finish (status {self.manifest.get('status')!r}); run with --resume"
-            )
-        self.shard_sets = int(self.manifest["shard_sets"])
-        root = self.root.resolve()
-        for name in self.manifest.get("shards", []):
-            target = (root / str(name)).resolve()
-            if not target.is_relative_to(root) or target == root:
-                raise ValueError(f"{path}: shard path {name!r} leaves the dataset directory; refusing to read it")
-        self._handles: dict[int, object] = {}
-
-    @property
-    def spec(self) -> str:
-        return f"shards:{self.root}"
-
-    def __len__(self) -> int:
-        return int(self.manifest["n_sets"])
-
-    def _shard(self, k: int):
-        from safetensors import safe_open
-
-        if k not in self._handles:
-            self._handles[k] = safe_open(str(self.root / self.manifest["shards"][k]), framework="pt")
-        return self._handles[k]
-
-    def __getitem__(self, i: int) -> dict:
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"set index {i} out of range for {len(self)} sets")
-        i %= len(self)
-        k, j = divmod(i, self.shard_sets)
-        fh = self._shard(k)
-        images = fh.get_slice("images")[j : j + 1][0].float()
-        labels = fh.get_slice("labels")[j : j + 1][0].long()
-        n_labels = int(fh.get_slice("n_labels")[j : j + 1][0])
-        return {"images": images[:, None], "labels": labels, "n_labels": n_labels, "index": i}
-
-    def get(self, i: int):
-        """Set ``i`` as a :class:`~pancakes_synth.SynthSet` (images float32, labels int64, classes)."""
-        from pancakes_synth.recipe import SynthSet
-
-        item = self[i]
-        k, j = divmod(int(item["index"]), self.shard_sets)
-        fh = self._shard(k)
-        classes = None
-        if "classes" in fh.keys():  # noqa: SIM118 - safe_open is not a mapping
-            row = fh.get_slice("classes")[j : j + 1][0].numpy()
-            classes = row[: item["n_labels"]].astype(np.int64)
-        images = item["images"][:, 0].numpy()
-        return SynthSet(images, item["labels"].numpy(), item["n_labels"], {"index": item["index"]}, classes)
-
-    def __getstate__(self):  # handles are per process (DataLoader workers reopen them)
-        return {**self.__dict__, "_handles": {}}
-
-
-class SynthStream(torch.utils.data.IterableDataset):
-    """Endless on-the-fly sets, no disk: yields the same dicts as :class:`ShardDataset`.
-
-    DataLoader workers take interleaved set indices (worker w of W: start + w, start + w + W, …),
-    so a run is reproducible for a given number of workers.
-    """
-
-    def __init__(self, generator, *, start: int = 0) -> None:
-        self.generator = generator
-        self.start = start
-
-    def __iter__(self):
-        info = torch.utils.data.get_worker_info()
-        wid, nw = (info.id, info.num_workers) if info else (0, 1)
-        i = self.start + wid
-        while True:
-            s = self.generator.generate(i)
-            yield {
-                "images": torch.from_numpy(s.images)[:, None],
-                "labels": torch.from_numpy(s.labels),
-                "n_labels": s.n_labels,
-                "index": i,
-            }
-            i += nw

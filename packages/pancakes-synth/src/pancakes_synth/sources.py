@@ -18,16 +18,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
+from pancakes_data.io import atomic_write, write_text
+from pancakes_eval.io import read_label_image
+from pancakes_synth.__about__ import __version__
 from pancakes_synth.fields import FAMILIES, GRID, HELD_OUT_FAMILIES, make_field, mask_to_field
 
 __all__ = [
+    "DEFAULT_BANK",
     "LabelMapSource",
     "ProceduralSource",
     "StructureBank",
     "TotalSegmentatorSource",
-    "parse_source",
 ]
+
+DEFAULT_BANK = 384  # procedural structures per bank (``;bank=N`` in a spec, ``--bank-size``)
 
 
 @dataclass
@@ -81,7 +87,7 @@ class ProceduralSource:
         self,
         families: list[str] | None = None,
         *,
-        bank_size: int = 384,
+        bank_size: int = DEFAULT_BANK,
         cache_dir: str | Path | None = None,
     ) -> None:
         fams = list(families) if families else sorted(FAMILIES)
@@ -110,8 +116,6 @@ class ProceduralSource:
 
     def bank(self, seed: int) -> StructureBank:
         """The bank for ``seed`` (built in a few seconds, then cached under ``cache_dir``)."""
-        from pancakes_synth.__about__ import __version__
-
         key = json.dumps([__version__, GRID, self.families, self.bank_size, seed])
         path = self.cache_dir / f"procedural-{hashlib.sha256(key.encode()).hexdigest()[:20]}.safetensors"
         fields, ext, names = _cached_tensors(path, lambda: self._build(seed))
@@ -133,8 +137,6 @@ def _cached_tensors(path: Path, build) -> tuple[torch.Tensor, torch.Tensor, list
     A corrupt cache entry is rebuilt, never trusted; an unwritable cache directory only costs
     the rebuild next time.
     """
-    from safetensors.torch import load_file, save_file
-
     names_path = path.with_suffix(".json")
     if path.is_file() and names_path.is_file():
         try:
@@ -145,37 +147,12 @@ def _cached_tensors(path: Path, build) -> tuple[torch.Tensor, torch.Tensor, list
     fields, extents, names = build()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        save_file({"fields": fields.contiguous(), "extents": extents.contiguous()}, str(tmp))
-        names_path.write_text(json.dumps(names), encoding="utf-8")
-        tmp.replace(path)
+        write_text(names_path, json.dumps(names))
+        tensors = {"fields": fields.contiguous(), "extents": extents.contiguous()}
+        atomic_write(path, lambda p: save_file(tensors, str(p)))
     except OSError:
         pass
     return fields, extents, names
-
-
-def _load_nifti(path: Path) -> tuple[np.ndarray, tuple[float, float, float]]:
-    import nibabel as nib
-
-    try:
-        img = nib.load(str(path))
-        data = np.asanyarray(img.dataobj)
-    except Exception as exc:  # nibabel raises many types for corrupt files
-        raise ValueError(f"cannot read NIfTI {path}: {exc}") from exc
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    if data.ndim != 3:
-        raise ValueError(f"{path}: label maps must be 3D, got shape {data.shape}")
-    zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
-    return data, zooms  # type: ignore[return-value]
-
-
-def _check_integer(data: np.ndarray, path: Path) -> np.ndarray:
-    if np.issubdtype(data.dtype, np.floating):
-        frac = np.mod(data, 1)
-        if np.any(frac != 0):
-            raise ValueError(f"{path}: labels must be integers, found value {data[frac != 0].ravel()[0]}")
-    return data.astype(np.int64)
 
 
 class _CachedFileSource:
@@ -252,8 +229,10 @@ class TotalSegmentatorSource(_CachedFileSource):
     def _build(self, subject: Path):
         pairs, names = [], []
         for f in self._files(subject):
-            data, zooms = _load_nifti(f)
-            mask = _check_integer(data, f) > 0
+            data, zooms = read_label_image(f)
+            if data.ndim != 3:
+                raise ValueError(f"{f}: label maps must be 3D, got shape {data.shape}")
+            mask = data > 0
             if mask.any():
                 pairs.append(mask_to_field(mask, zooms))
                 names.append(f.name.split(".nii")[0])
@@ -304,8 +283,9 @@ class LabelMapSource(_CachedFileSource):
         return f"labels:{self.root}"
 
     def _build(self, path: Path):
-        data, zooms = _load_nifti(path)
-        lab = _check_integer(data, path)
+        lab, zooms = read_label_image(path)
+        if lab.ndim != 3:
+            raise ValueError(f"{path}: label maps must be 3D, got shape {lab.shape}")
         pairs, names = [], []
         for value in np.unique(lab):
             if value == 0:
@@ -317,15 +297,3 @@ class LabelMapSource(_CachedFileSource):
 
     def bank(self, seed: int) -> StructureBank:
         return self._collect(self.files, seed, lambda p: [p], self._build)
-
-
-def parse_source(spec: str, *, cache_dir: str | Path | None = None, bank_size: int = 384):
-    """``procedural`` | ``procedural:fam1,fam2`` | ``totalseg:DIR`` | ``labels:DIR`` → a source."""
-    kind, _, arg = spec.partition(":")
-    if kind == "procedural":
-        return ProceduralSource([f for f in arg.split(",") if f] or None, cache_dir=cache_dir, bank_size=bank_size)
-    if kind == "totalseg" and arg:
-        return TotalSegmentatorSource(arg, cache_dir=cache_dir)
-    if kind == "labels" and arg:
-        return LabelMapSource(arg, cache_dir=cache_dir)
-    raise ValueError(f"unknown source {spec!r}; use procedural, procedural:FAMILIES, totalseg:DIR or labels:DIR")

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from pancakes_data.importers._slices import prepare_pair
+from pancakes_data.io import ReadError, read_image, read_labels
 from pancakes_data.preprocess import normalize_intensity
 from pancakes_data.store import Dataset, DatasetWriter
 
@@ -18,7 +19,6 @@ SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 def read_2d(path: Path, *, as_labels: bool = False) -> np.ndarray:
     """Read a 2D image through :mod:`pancakes_data.io` (as displayed: palette colours, RGB(A) →
     luminance), or a mask with :func:`~pancakes_data.io.read_labels` (palette indices kept)."""
-    from pancakes_data.io import ReadError, read_image, read_labels
 
     try:
         item = read_labels(path) if as_labels else read_image(path)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from pancakes_data.importers._slices import prepare_pair
+from pancakes_data.io import ReadError, read_image
 from pancakes_data.preprocess import normalize_intensity
 from pancakes_data.store import Dataset, DatasetWriter
 
@@ -67,7 +68,6 @@ def read_dataset_json(root: Path) -> tuple[dict[int, str], str, str, list[tuple[
 
 def _load_canonical(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
     """A volume in canonical (RAS) orientation with its voxel size, through :mod:`pancakes_data.io`."""
-    from pancakes_data.io import ReadError, read_image
 
     try:
         item = read_image(path)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from pancakes_data.io import ReadError, read_image
 from pancakes_data.preprocess import normalize_intensity
 from pancakes_data.store import Dataset, DatasetWriter
 
@@ -49,7 +50,6 @@ def read_stack(path: str | Path) -> np.ndarray:
             return np.asarray(tifffile.imread(path))
         except Exception as exc:  # tifffile raises several types for damaged files
             raise ValueError(f"cannot read TIFF {path}: {exc}") from exc
-    from pancakes_data.io import ReadError, read_image
 
     try:
         return np.asarray(read_image(path).data)

@@ -22,8 +22,11 @@ from pancakes_data.io.base import (
     suffix_of,
 )
 from pancakes_data.io.dicom import DicomSeries, find_series, is_dicom, read_series
+from pancakes_data.io.pictures import read_picture
 from pancakes_data.io.png import encode_png
+from pancakes_data.io.volumes import FORMATS, _header_shape, read_volume
 from pancakes_data.io.writing import atomic_write, write_bytes, write_labels, write_text
+from pancakes_eval.io import integer_labels, read_label_image
 
 __all__ = [
     "GREY_WEIGHTS",
@@ -61,8 +64,6 @@ def read_image(path: str | Path, *, max_pixels: int = MAX_PIXELS, channel: int |
     Raises:
         ReadError: a missing, corrupt, unsupported or ambiguous file (the message names it).
     """
-    from pancakes_data.io.pictures import read_picture
-    from pancakes_data.io.volumes import FORMATS, read_volume
 
     p = Path(path)
     if p.is_dir():
@@ -86,23 +87,24 @@ def read_image(path: str | Path, *, max_pixels: int = MAX_PIXELS, channel: int |
 
 
 def read_labels(path: str | Path) -> ImageData:
-    """Read a label map or mask: as :func:`read_image`, but a palette image gives its indices (the
-    labels annotation tools store) and a colour image is refused unless it is grey."""
+    """Read a label map or mask: pictures through pancakes-eval's label reader (palette indices
+    kept, colour refused unless grey), volumes as :func:`read_image` reads them (the same grid as
+    their image); either way the values must be integers (refused otherwise, naming the file)."""
     p = Path(path)
     if suffix_of(p) in (".png", ".tif", ".tiff", ".jpg", ".jpeg"):
-        from PIL import Image
-
         try:
-            with Image.open(p) as im:
-                arr = np.asarray(im)
-        except Exception as exc:  # PIL raises several types for corrupt files
-            raise ReadError(f"cannot read {p}: {exc}") from exc
-        if arr.ndim == 3:
-            if not (arr[..., :3] == arr[..., :1]).all():
-                raise ReadError(f"{p}: a colour image is not a label map; save the labels as grey or palette values")
-            arr = arr[..., 0]
+            arr, _ = read_label_image(p)
+        except (OSError, ValueError) as exc:
+            raise ReadError(str(exc) if str(p) in str(exc) else f"cannot read {p}: {exc}") from exc
+        if arr.ndim != 2:
+            raise ReadError(f"{p}: a label picture must be 2D, got shape {arr.shape}")
         return ImageData(p, stem_of(p), "2d", arr.astype(np.float32), None, "mm", "png")
-    return read_image(p)
+    item = read_image(p)
+    try:
+        integer_labels(item.data, p)
+    except ValueError as exc:
+        raise ReadError(str(exc)) from exc
+    return item
 
 
 def read_input(ref: InputRef, *, max_pixels: int = MAX_PIXELS, channel: int | str | None = None) -> ImageData:
@@ -114,7 +116,6 @@ def read_input(ref: InputRef, *, max_pixels: int = MAX_PIXELS, channel: int | st
 
 def peek_kind(ref: InputRef) -> str:
     """``"2d"`` or ``"3d"`` from the header alone (to refuse a mixed set before any work)."""
-    from pancakes_data.io.volumes import FORMATS, _header_shape
 
     if isinstance(ref, DicomSeries):
         return "3d" if len(ref.files) > 1 else "2d"

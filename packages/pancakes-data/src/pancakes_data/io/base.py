@@ -8,6 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from pancakes_data.errors import UserError
+from pancakes_eval.io import GREY_WEIGHTS as _GREY_WEIGHTS
+
 __all__ = [
     "GREY_WEIGHTS",
     "INPUT_SUFFIXES",
@@ -19,9 +22,8 @@ __all__ = [
     "suffix_of",
 ]
 
-# ITU-R BT.601 luma: RGB → grey everywhere in Pancakes (pancakes-synth and pancakes-eval keep a
-# copy of these numbers; a test checks that the copies agree).
-GREY_WEIGHTS = (0.299, 0.587, 0.114)
+# ITU-R BT.601 luma: RGB → grey everywhere in Pancakes (its home is pancakes-eval's reader module)
+GREY_WEIGHTS = _GREY_WEIGHTS
 # Pillow's own decompression-bomb threshold: a bigger 2D image is refused unless the caller
 # raises the limit (``--max-pixels``); a 194 KB PNG can declare 13,000² pixels.
 MAX_PIXELS = 89_478_485
@@ -44,7 +46,7 @@ INPUT_SUFFIXES = (
 )
 
 
-class ReadError(ValueError):
+class ReadError(UserError):
     """A file that cannot be read as an image the way a person sees it (message names the file)."""
 
 

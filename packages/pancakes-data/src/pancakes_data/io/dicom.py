@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from pancakes_data.io.base import ImageData, ReadError
+from pancakes_data.io.volumes import volume_from_sitk
 
 __all__ = ["TAGS", "DicomSeries", "find_series", "is_dicom", "read_series"]
 
@@ -142,8 +143,6 @@ def _slice_position(tags: dict[str, str]) -> float:
 def read_series(series: DicomSeries) -> ImageData:
     """Read one series as a volume (or a 2D image when it has one slice)."""
     import SimpleITK as sitk
-
-    from pancakes_data.io.volumes import volume_from_sitk
 
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames([str(f) for f in series.files])

@@ -19,10 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
+from pancakes_data.cluster import close_client, dask_client
 from pancakes_model.app.work import Job, process, remote
 from pancakes_model.network import Pancakes
 
-__all__ = ["dask_client", "run_dask", "run_local"]
+__all__ = ["close_client", "dask_client", "run_dask", "run_local"]
 
 
 def _drain(pending: deque, record: Callable[[dict], None], limit: int, result) -> None:
@@ -62,28 +63,6 @@ def run_local(
                 _drain(pending, record, 0, lambda f: f.result())
     finally:
         torch.set_num_threads(before)
-
-
-def dask_client(address: str):
-    """A ``distributed.Client`` for ``address`` (``local:N`` starts a LocalCluster of N workers)."""
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError as exc:
-        raise ImportError("--dask needs dask's distributed scheduler: pip install 'pancakes-model[dask]'") from exc
-    if address.startswith("local:"):
-        n = int(address.split(":", 1)[1] or 2)
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
-        client = Client(cluster)
-        client._pancakes_cluster = cluster  # closed with the client (see close_client)
-        return client
-    return Client(address)
-
-
-def close_client(client) -> None:
-    cluster = getattr(client, "_pancakes_cluster", None)
-    client.close()
-    if cluster is not None:
-        cluster.close()
 
 
 def run_dask(job: Job, client, todo: Sequence[tuple[int, object]], record: Callable[[dict], None]) -> None:

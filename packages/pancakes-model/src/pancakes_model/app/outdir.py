@@ -22,6 +22,7 @@ import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from pancakes_data import UserError
 from pancakes_data.io import write_text
 
 __all__ = ["OUTPUTS", "OutputError", "OutputFolder"]
@@ -31,7 +32,7 @@ LOCK, PARTIAL, MANIFEST, DONE = ".pancakes.lock", ".partial", "manifest.json", "
 OUTPUTS = ("labels", "masks", "overview.png", "report.html", "stats.csv", "match.json", "run.json")
 
 
-class OutputError(ValueError):
+class OutputError(UserError):
     """A problem with OUT (reported with exit code 2)."""
 
 

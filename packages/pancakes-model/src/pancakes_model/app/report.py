@@ -10,9 +10,10 @@ import base64
 import html
 from collections.abc import Sequence
 from importlib import resources
+from pathlib import Path
 from string import Template
 
-from pancakes_model.app.render import grid_tile_origin, palette
+from pancakes_model.render import grid_tile_origin, palette
 
 __all__ = ["render_report"]
 
@@ -26,6 +27,7 @@ def render_report(
     protocols: Sequence[int],
     meta: dict,
     n_inputs: int,
+    match: dict | None = None,
 ) -> str:
     """The report page.
 
@@ -37,6 +39,7 @@ def render_report(
         protocols: protocol numbers of the overview's rows.
         meta: run.json's content (model, SHA-256, M, K).
         n_inputs: all inputs of the run (the page shows ``len(stems)`` of them).
+        match: the ``match.json`` record when a choice was applied (shown with its ranking).
     """
     esc = html.escape
 
@@ -62,6 +65,21 @@ def render_report(
         for r in stats_rows
     )
     shown = len(stems)
+    choice = ""
+    if match is not None:
+        ranking = "".join(
+            f"<tr><td>{c['protocol']}</td><td>{esc(', '.join(map(str, c['labels'])))}</td>"
+            f"<td>{c['score']:.3f}</td></tr>"
+            for c in match["ranking"]
+        )
+        warning = f"<p><strong>Warning: {esc(match['warning'])}</strong></p>" if match["warning"] else ""
+        choice = (
+            f'<section id="match"><h2>Matched structure</h2><p>Protocol {match["protocol"]}, labels '
+            f"{esc(str(match['assignment']))}: Dice {match['score']:.3f} on the example(s) "
+            f"{esc(', '.join(Path(e).name for e in match['examples']))}; masks in <code>masks/</code>.</p>{warning}"
+            + (f"<table><tr><th>protocol</th><th>labels</th><th>Dice</th></tr>{ranking}</table>" if ranking else "")
+            + "</section>"
+        )
     text = resources.files("pancakes_model.app").joinpath("templates/report.html").read_text(encoding="utf-8")
     return Template(text).substitute(
         overview=base64.b64encode(overview_png).decode(),
@@ -78,6 +96,7 @@ def render_report(
         ),
         nav=" ".join(f'<a href="#m{m:02d}">{m}</a>' for m in protocols),
         originals="".join(tile(s, 0, stem) for s, stem in enumerate(stems)),
+        match=choice,
         rows="".join(rows),
         stats_note="the inputs shown" if shown < n_inputs else "every input",
         header="".join(f"<th>{esc(c)}</th>" for c in columns),

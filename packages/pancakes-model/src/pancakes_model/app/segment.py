@@ -13,6 +13,8 @@ interrupted run continues with ``--resume`` where it stopped, writing the same b
     OUT/overview.png                    protocols (rows) × inputs (columns), labels over images
     OUT/report.html                     self-contained page: protocols side by side + statistics
     OUT/stats.csv                       input,protocol,label,count,area_mm2,volume_ml,objects,area_um2,volume_um3
+    OUT/masks/<stem>.<ext>              with a match (``--match``, ``pancakes match``): the chosen structure
+    OUT/match.json                      with a match: the choice, its ranking, model SHA-256, M, K
     OUT/run.json                        versions, model hash, M, K, protocols kept, inputs — written last
 
 Beyond ``MAX_SHOWN`` inputs, the overview and the report show that many, evenly spread over the
@@ -22,7 +24,7 @@ inputs in their order; stats.csv covers every input.
 from __future__ import annotations
 
 import csv
-import hashlib
+import importlib.metadata as md
 import io
 import json
 import sys
@@ -31,69 +33,38 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
+from tqdm.auto import tqdm
 
 from pancakes_data.io import (
     MAX_PIXELS,
-    ReadError,
+    DicomSeries,
     collect_inputs,
     peek_kind,
+    ref_name,
     write_bytes,
+    write_text,
+)
+from pancakes_model.app.common import (
+    AXES,
+    MAX_SHOWN,
+    InputError,
+    check_device,
+    check_mk_limits,
+    check_same_run,
+    shown_indices,
 )
 from pancakes_model.app.execution import run_dask, run_local
-from pancakes_model.app.outdir import OutputError, OutputFolder
+from pancakes_model.app.matchfile import load_match, match_record
+from pancakes_model.app.outdir import OutputFolder
+from pancakes_model.app.report import render_report
 from pancakes_model.app.stats import STATS_COLUMNS
-from pancakes_model.app.work import Job, WorkError
-from pancakes_model.network import Pancakes, check_mk
+from pancakes_model.app.work import Job
+from pancakes_model.inference.matching import MatchResult
+from pancakes_model.network import Pancakes, resolve, sha256
+from pancakes_model.network.weights import WeightsError
+from pancakes_model.render import assemble_grid, encode_png, itksnap_labels
 
-__all__ = ["AXES", "MAX_SHOWN", "InputError", "run_segment"]
-
-AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
-MAX_SHOWN = 24  # inputs drawn in overview.png / report.html (statistics cover every input)
-MAX_M, MAX_K = 256, 65536  # K labels must fit the uint16 label files; M the overview and file names
-TILE = 128
-
-
-class InputError(ValueError):
-    """A problem with the user's input (reported with exit code 2, no traceback)."""
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def check_mk_limits(M: int, K: int) -> None:
-    try:
-        check_mk(M, K)
-    except ValueError as exc:
-        raise InputError(str(exc)) from exc
-    if M > MAX_M:
-        raise InputError(f"-M {M} is too many protocols (at most {MAX_M})")
-    if K > MAX_K:
-        raise InputError(f"-K {K} labels cannot be stored in 16-bit label files (at most {MAX_K})")
-
-
-def check_device(device: str) -> torch.device:
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise InputError(f"--device {device!r} is not a device torch knows (use cpu or cuda)") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"--device {device}: CUDA is not available in this torch build")
-    if dev.type not in ("cpu", "cuda"):
-        raise InputError(f"--device {device!r}: use cpu or cuda")
-    return dev
-
-
-def shown_indices(n: int, limit: int = MAX_SHOWN) -> list[int]:
-    """Which inputs the overview shows: all, or ``limit`` evenly spread over them."""
-    if n <= limit:
-        return list(range(n))
-    return sorted({round(i) for i in np.linspace(0, n - 1, limit)})
+__all__ = ["run_segment"]
 
 
 def _check_like(like: str | Path, M: int, K: int, model_hash: str) -> None:
@@ -106,21 +77,10 @@ def _check_like(like: str | Path, M: int, K: int, model_hash: str) -> None:
             raise ValueError("not a JSON object")
     except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"--like: {ref_path} is not a pancakes run.json ({exc})") from exc
-    diffs = [
-        f"{k}: earlier {ref.get(k)!r}, now {v!r}"
-        for k, v in (("M", M), ("K", K), ("model_sha256", model_hash))
-        if ref.get(k) != v
-    ]
-    if diffs:
-        raise InputError(
-            "protocol numbers are defined by (M, K, model), and this run differs from "
-            f"{ref_path}: " + "; ".join(diffs) + ". Use the same -M, -K and --model."
-        )
+    check_same_run(ref, M=M, K=K, model_sha256=model_hash, flag="--like", source=ref_path)
 
 
 def _versions() -> dict:
-    import importlib.metadata as md
-
     out = {}
     for pkg in ("pancakes-model", "pancakes-data", "torch", "numpy", "nibabel", "pillow", "torchio"):
         try:
@@ -148,17 +108,25 @@ def run_segment(
     series: Sequence[str] | None = None,
     batch: int = 4,
     client=None,
-    match: str | Path | None = None,
+    match: str | Path | MatchResult | None = None,
+    examples: Sequence[str | Path] = (),
+    model: Pancakes | None = None,
     progress: bool = True,
     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
 ) -> dict:
-    """The ``pancakes segment`` command as a function; returns run.json's content.
+    """The ``pancakes segment`` command as a function (also ``pancakes_model.segment_collection``);
+    returns run.json's content.
 
-    ``client``: a ``distributed.Client`` — every input becomes a task on its cluster (see
-    :mod:`pancakes_model.app.execution`); the files are byte-identical to a local run's.
+    Args:
+        inputs: image files, folders, DICOM folders (one set).
+        out: the output folder (see the module docstring).
+        client: a ``distributed.Client`` — every input becomes a task on its cluster (see
+            :mod:`pancakes_model.app.execution`); the files are byte-identical to a local run's.
+        match: a choice to apply (``OUT/masks``): an earlier ``match.json`` or the
+            :class:`MatchResult` of ``pancakes match``; OUT gets its ``match.json``.
+        examples: the annotated files behind ``match`` (recorded; OUT may not overlap them).
+        model: the loaded weights of ``model_path`` when the caller has them already.
     """
-    from tqdm.auto import tqdm
-
     t_start = time.perf_counter()
     check_mk_limits(M, K)
     if axis not in AXES:
@@ -170,113 +138,102 @@ def run_segment(
     bad = [m for m in keep if not 0 <= m < M]
     if bad:
         raise InputError(f"--protocol {bad} out of range: protocols are numbered 0..{M - 1}")
-    from pancakes_model.network import resolve
-
     try:
         weights = resolve(model_path)
-    except FileNotFoundError as exc:
+    except WeightsError as exc:
         raise InputError(f"cannot load model {model_path}: {exc}") from exc
     model_hash = sha256(weights)
     if like is not None:
         _check_like(like, M, K, model_hash)
-    chosen = None
+    chosen = match_json = None
     if match is not None:
-        from pancakes_model.app.match import load_match
-
-        found = load_match(match, M=M, K=K, model_sha256=model_hash)
+        found = match if isinstance(match, MatchResult) else load_match(match, M=M, K=K, model_sha256=model_hash)
         if found.protocol not in keep:
-            raise InputError(f"--match chose protocol {found.protocol}, which --protocol leaves out")
+            raise InputError(f"--match chose protocol {found.protocol}, which --protocol {sorted(keep)} leaves out")
         chosen = (found.protocol, tuple(sorted(found.assignment.items())))
-    try:
-        refs = collect_inputs(inputs, series=series, log=log)
-    except ReadError as exc:
-        raise InputError(str(exc)) from exc
+        earlier = [] if isinstance(match, MatchResult) else [match]
+        match_json = match_record(found, M=M, K=K, model=str(model_path), model_sha256=model_hash,
+                              examples=[*examples, *earlier])  # fmt: skip
+    refs = collect_inputs(inputs, series=series, log=log)
     if len({peek_kind(r) for r in refs} - {"unknown"}) > 1:
         raise InputError("the set mixes 2D images and 3D volumes; segment them in separate calls")
-    dirs = [p for p in inputs if Path(p).exists()]
-    try:
-        with OutputFolder(out, inputs=dirs, force=force, resume=resume) as folder:
-            try:  # loaded here also with a cluster: a bad model file is found before any task
+    dirs = [p for p in [*inputs, *examples] if Path(p).exists()]
+    with OutputFolder(out, inputs=dirs, force=force, resume=resume) as folder:
+        # loaded here also with a cluster: a bad model file is found before any task
+        if model is None:
+            try:
                 model = Pancakes.from_pretrained(weights).set_memory_format("channels_last")
-            except (FileNotFoundError, ValueError) as exc:
+            except WeightsError as exc:
                 raise InputError(f"cannot load model {model_path}: {exc}") from exc
             if str(device) != "cpu":
                 model = model.to(device)
-            manifest = {
-                "format": "pancakes-segment-partial/1",
-                "M": M,
-                "K": K,
-                "protocols": keep,
-                "model_sha256": model_hash,
-                "axis": axis,
-                "match": list(chosen[1]) if chosen else None,
-                "inputs": [_fingerprint(r) for r in refs],
-            }
-            done = folder.start(manifest)
-            job = Job(
-                M=M,
-                K=K,
-                keep=tuple(keep),
-                axis=AXES[axis],
-                device=device,
-                batch=batch,
-                partial=folder.partial,
-                shown=frozenset(shown_indices(len(refs))),
-                max_pixels=max_pixels,
-                channel=channel,
-                model_file=str(Path(weights).resolve()),
-                model_sha256=model_hash,
-                match=chosen,
-            )
-            kinds = {row["input"]["kind"] for row in done.values()}
-            bar = tqdm(total=len(refs), disable=not progress, unit="input", desc="segmenting", dynamic_ncols=True)
-            bar.update(sum(1 for r in refs if _stem(r) in done))
-            t_infer = time.perf_counter()
+        manifest = {
+            "format": "pancakes-segment-partial/1",
+            "M": M,
+            "K": K,
+            "protocols": keep,
+            "model_sha256": model_hash,
+            "axis": axis,
+            "match": list(chosen[1]) if chosen else None,
+            "inputs": [_fingerprint(r) for r in refs],
+        }
+        done = folder.start(manifest)
+        job = Job(
+            M=M,
+            K=K,
+            keep=tuple(keep),
+            axis=AXES[axis],
+            device=device,
+            batch=batch,
+            partial=folder.partial,
+            shown=frozenset(shown_indices(len(refs))),
+            max_pixels=max_pixels,
+            channel=channel,
+            model_file=str(Path(weights).resolve()),
+            model_sha256=model_hash,
+            match=chosen,
+        )
+        kinds = {row["input"]["kind"] for row in done.values()}
+        bar = tqdm(total=len(refs), disable=not progress, unit="input", desc="segmenting", dynamic_ncols=True)
+        bar.update(sum(1 for r in refs if _stem(r) in done))
+        t_infer = time.perf_counter()
 
-            def record(row: dict) -> None:
-                for note in row["notes"]:
-                    (bar.write if progress else log)(f"note: {note}")
-                kinds.add(row["input"]["kind"])
-                if len(kinds) > 1:
-                    raise InputError("the set mixes 2D images and 3D volumes; segment them in separate calls")
-                folder.record(row["input"]["stem"], row["files"], input=row["input"], notes=row["notes"])
-                bar.update(1)
+        def record(row: dict) -> None:
+            for note in row["notes"]:
+                (bar.write if progress else log)(f"note: {note}")
+            kinds.add(row["input"]["kind"])
+            if len(kinds) > 1:
+                raise InputError("the set mixes 2D images and 3D volumes; segment them in separate calls")
+            folder.record(row["input"]["stem"], row["files"], input=row["input"], notes=row["notes"])
+            bar.update(1)
 
-            todo = [(i, r) for i, r in enumerate(refs) if _stem(r) not in done]
-            try:
-                if client is not None:
-                    run_dask(job, client, todo, record)
-                else:
-                    run_local(job, model, todo, record, parallel="3d" not in {peek_kind(r) for r in refs})
-            except WorkError as exc:
-                raise InputError(str(exc)) from exc
-            bar.close()
-            t_write = time.perf_counter()
-            meta = _finish(
-                folder, refs, set(job.shown), keep, M, K, str(model_path), weights, model_hash, axis, device, log
-            )
-            meta["timings_s"] = {
-                "startup_and_model": round(t_infer - t_start, 3),
-                "segment_and_write": round(t_write - t_infer, 3),
-                "overview_report_stats": round(time.perf_counter() - t_write, 3),
-                "total": round(time.perf_counter() - t_start, 3),
-            }
-            folder.finish(meta)
-    except OutputError as exc:
-        raise InputError(str(exc)) from exc
+        todo = [(i, r) for i, r in enumerate(refs) if _stem(r) not in done]
+        if client is not None:
+            run_dask(job, client, todo, record)
+        else:
+            run_local(job, model, todo, record, parallel="3d" not in {peek_kind(r) for r in refs})
+        bar.close()
+        t_write = time.perf_counter()
+        meta = _finish(
+            folder, refs, set(job.shown), keep, M, K, str(model_path), weights, model_hash, axis, device, log,
+            match_json,
+        )  # fmt: skip
+        meta["timings_s"] = {
+            "startup_and_model": round(t_infer - t_start, 3),
+            "segment_and_write": round(t_write - t_infer, 3),
+            "overview_report_stats": round(time.perf_counter() - t_write, 3),
+            "total": round(time.perf_counter() - t_start, 3),
+        }
+        folder.finish(meta)
     return meta
 
 
 def _stem(ref) -> str:
-    from pancakes_data.io import ref_name
-
     return ref_name(ref)
 
 
 def _fingerprint(ref) -> dict:
     """An input as the partial manifest knows it: path, size and mtime (a changed file is noticed)."""
-    from pancakes_data.io import DicomSeries
-
     if isinstance(ref, DicomSeries):
         stat = [(f.stat().st_size, f.stat().st_mtime_ns) for f in ref.files]
         return {
@@ -289,12 +246,11 @@ def _fingerprint(ref) -> dict:
     return {"file": str(Path(ref).resolve()), "size": st.st_size, "mtime": st.st_mtime_ns}
 
 
-def _finish(folder: OutputFolder, refs, shown, keep, M, K, model_name, weights, model_hash, axis, device, log) -> dict:
-    """Overview, report, labels.txt and stats.csv from what the inputs left in the partial folder."""
-    from pancakes_data.io import write_text
-    from pancakes_model.app.render import assemble_grid, encode_png, itksnap_labels
-    from pancakes_model.app.report import render_report
-
+def _finish(
+    folder: OutputFolder, refs, shown, keep, M, K, model_name, weights, model_hash, axis, device, log, match
+) -> dict:
+    """Overview, report, labels.txt, stats.csv (and match.json) from what the inputs left in the
+    partial folder."""
     partial = folder.partial
     records = [folder.done[_stem(r)] for r in refs]
     if len(refs) > MAX_SHOWN:
@@ -332,6 +288,9 @@ def _finish(folder: OutputFolder, refs, shown, keep, M, K, model_name, weights, 
         "versions": _versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if match is not None:
+        write_text(partial / "match.json", json.dumps(match, indent=1))
+        meta["match"] = {k: match[k] for k in ("protocol", "assignment", "score", "warning")}
     columns = [c for c in STATS_COLUMNS if any(r.get(c) not in ("", None) for r in shown_rows)]
     page = render_report(
         stems=[p[0] for p in previews],
@@ -341,6 +300,7 @@ def _finish(folder: OutputFolder, refs, shown, keep, M, K, model_name, weights, 
         protocols=keep,
         meta=meta,
         n_inputs=len(refs),
+        match=match,
     )
     write_text(partial / "report.html", page)
     return meta

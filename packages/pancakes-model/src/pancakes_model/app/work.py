@@ -14,18 +14,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from pancakes_data.io import MAX_PIXELS, ImageData, ReadError, read_input, write_bytes, write_labels
+from pancakes_data import UserError
+from pancakes_data.io import MAX_PIXELS, ImageData, read_input, write_bytes, write_labels
 from pancakes_model.app.stats import STATS_COLUMNS, label_stats
-from pancakes_model.inference.predict import model_preprocess, predict_array
-from pancakes_model.network import Pancakes
+from pancakes_model.inference.predict import predict_array
+from pancakes_model.network import Pancakes, sha256
+from pancakes_model.render import column_tiles
 
 __all__ = ["Job", "WorkError", "load_model", "process", "remote"]
 
-TILE = 128
+TILE = 128  # side of an input's tiles in the overview
 
 
-class WorkError(ValueError):
+class WorkError(UserError):
     """A problem with one input (the message names it; reported with exit code 2)."""
 
 
@@ -52,15 +55,13 @@ _MODELS: dict[tuple[str, str], Pancakes] = {}
 _LOCK = threading.Lock()
 
 
-def load_model(path: str, sha256: str) -> Pancakes:
+def load_model(path: str, digest: str) -> Pancakes:
     """The model of ``path`` for this process (loaded once; refused if its SHA-256 differs: a
     worker must use exactly the client's model, or protocol numbers would differ)."""
-    key = (path, sha256)
+    key = (path, digest)
     with _LOCK:
         if key not in _MODELS:
-            from pancakes_model.app.segment import sha256 as file_sha
-
-            if file_sha(Path(path)) != sha256:
+            if sha256(Path(path)) != digest:
                 raise WorkError(f"the model file {path} on this worker differs from the client's (SHA-256)")
             _MODELS[key] = Pancakes.from_pretrained(path).set_memory_format("channels_last")
         return _MODELS[key]
@@ -87,8 +88,6 @@ def display_image(item: ImageData, norm: np.ndarray, axis: int) -> np.ndarray:
 
 def _preview(item: ImageData, norm: np.ndarray, labels: np.ndarray, keep, axis: int) -> bytes:
     """The input's overview column (see ``render.column_tiles``), as a small npz."""
-    from pancakes_model.app.render import column_tiles
-
     img = display_image(item, norm, axis)
     lab = [labels[m] for m in keep]  # views: a copy of the kept maps would be image-sized
     if item.kind == "3d":
@@ -103,7 +102,7 @@ def segment_one(job: Job, model: Pancakes, item: ImageData) -> tuple[np.ndarray,
 
     The input's data are normalised in their own memory (nothing later needs the raw values), so a
     512³ volume costs one float32 copy, not two."""
-    norm = model_preprocess(model).normalize(item.data, modality=item.modality, inplace=True)
+    norm = model.preprocess.normalize(item.data, modality=item.modality, inplace=True)
     labels = predict_array(
         model,
         item.data,
@@ -159,10 +158,7 @@ def write_one(job: Job, item: ImageData, labels: np.ndarray, norm: np.ndarray, *
 
 def process(job: Job, model: Pancakes, index: int, ref) -> dict:
     """Read, segment and write input ``index``; returns its done-record (with its notes)."""
-    try:
-        item = read_input(ref, max_pixels=job.max_pixels, channel=job.channel)
-    except ReadError as exc:
-        raise WorkError(str(exc)) from exc
+    item = read_input(ref, max_pixels=job.max_pixels, channel=job.channel)
     check_item(item)
     labels, norm = segment_one(job, model, item)
     return write_one(job, item, labels, norm, show=index in job.shown)
@@ -171,7 +167,5 @@ def process(job: Job, model: Pancakes, index: int, ref) -> dict:
 def remote(job: Job, index: int, ref) -> dict:
     """:func:`process` on a Dask worker: the model from the shared file system, cached per worker;
     one torch thread per task (the worker's threads run tasks side by side)."""
-    import torch
-
     torch.set_num_threads(1)
     return process(job, load_model(job.model_file, job.model_sha256), index, ref)

@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from pancakes_model.inference.mapping import argmax0, queries_to_labels
-from pancakes_model.inference.predict import model_preprocess, predict_array, segment
+from pancakes_model.inference.predict import predict_array, segment
 
-__all__ = ["argmax0", "model_preprocess", "predict_array", "queries_to_labels", "segment"]
+__all__ = ["argmax0", "predict_array", "queries_to_labels", "segment"]

@@ -15,6 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from pancakes_eval import candidate_overlaps
+from pancakes_model.inference.predict import segment
+from pancakes_model.network import Pancakes
 
 __all__ = ["INSIDE", "MAX_UNION", "MIN_GAIN", "WARN_BELOW", "Candidate", "MatchResult", "rank_candidates"]
 
@@ -70,19 +75,12 @@ class MatchResult:
 
 
 def _dice_table(labels: Sequence[np.ndarray], masks: Sequence[np.ndarray], K: int) -> tuple[np.ndarray, ...]:
-    """Per protocol and label, summed over the examples: intersection with the mask, label area,
-    and per example the Dice pieces. labels[e] (M, ...), masks[e] bool."""
-    m_count = labels[0].shape[0]
-    inter = np.zeros((len(labels), m_count, K))
-    area = np.zeros((len(labels), m_count, K))
-    for e, (lab, mask) in enumerate(zip(labels, masks)):
-        flat = lab.reshape(m_count, -1)
-        inside = mask.reshape(-1)
-        for m in range(m_count):
-            area[e, m] = np.bincount(flat[m], minlength=K)[:K]
-            inter[e, m] = np.bincount(flat[m][inside], minlength=K)[:K]
-    sizes = np.asarray([mask.sum() for mask in masks], dtype=np.float64)
-    return inter, area, sizes
+    """Per example, protocol and label: intersection with the mask and label area (E, M, K), and the
+    mask sizes (E,) — pancakes-eval's candidate counts, example by example (their shapes differ)."""
+    counts = [candidate_overlaps(lab[None], mask[None], num_labels=K) for lab, mask in zip(labels, masks)]
+    inter = np.concatenate([c[0] for c in counts]).astype(np.float64)
+    area = np.concatenate([c[1] for c in counts]).astype(np.float64)
+    return inter, area, np.concatenate([c[2] for c in counts]).astype(np.float64)
 
 
 def _union_dice(inter, area, sizes, m: int, ks) -> float:
@@ -138,7 +136,6 @@ def rank_candidates(
         ranking = sorted(cands, key=lambda c: (-c.score, len(c.labels), c.protocol, c.labels))
         best = ranking[0]
         return best.protocol, {values[0]: best.labels}, best.score, ranking[:top]
-    from scipy.optimize import linear_sum_assignment
 
     tables = [_dice_table(labels, [mask == v for mask in masks], K) for v in values]
     per_protocol = []
@@ -173,8 +170,6 @@ def match(images, example, mask, M: int = 8, K: int = 20, *, model=None) -> Matc
     Raises:
         ValueError: an example and its mask of different shapes, or an empty mask.
     """
-    from pancakes_model.inference.predict import segment
-
     examples, masks = _as_list(example), [np.asarray(m) for m in _as_list(mask)]
     if len(examples) != len(masks):
         raise ValueError(f"{len(examples)} example(s) but {len(masks)} mask(s)")
@@ -184,8 +179,6 @@ def match(images, example, mask, M: int = 8, K: int = 20, *, model=None) -> Matc
         if not mk.any():
             raise ValueError(f"mask {i} is empty: draw the structure to find")
     if model is None:
-        from pancakes_model.network import Pancakes
-
         model = Pancakes.from_pretrained()
     maps = segment([*examples, *_as_list(images)], M, K, model=model)
     protocol, assignment, score, ranking = rank_candidates(maps[: len(examples)], masks, K=K)

@@ -15,21 +15,12 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from pancakes_data import DEFAULT_PREPROCESS, Preprocess, SlicePlan
+from pancakes_data import SlicePlan
 from pancakes_data.io import GREY_WEIGHTS
 from pancakes_model.inference.mapping import queries_to_labels
 from pancakes_model.network import Pancakes, check_mk
 
-__all__ = ["model_preprocess", "predict_array", "segment"]
-
-
-def model_preprocess(model: Pancakes) -> Preprocess:
-    """The preprocessing a model was trained with (its weights' metadata; defaults when absent)."""
-    return (
-        Preprocess.from_dict(getattr(model, "preprocess", None))
-        if getattr(model, "preprocess", None)
-        else DEFAULT_PREPROCESS
-    )
+__all__ = ["predict_array", "segment"]
 
 
 def _slices(norm: np.ndarray, axis: int | None):
@@ -76,7 +67,7 @@ def predict_array(
     check_mk(M, K)
     if data.ndim not in (2, 3):
         raise ValueError(f"expected a 2D image or a 3D volume, got shape {data.shape}")
-    pre = model_preprocess(model)
+    pre = model.preprocess
     norm = normalized if normalized is not None else pre.normalize(data, modality=modality)
     # a 2D image's maps are the mapping's own array (no second image-sized copy: 648 MB at 9000²)
     out = np.empty((M, *data.shape), np.uint8 if K <= 256 else np.uint16) if data.ndim == 3 else None

@@ -7,7 +7,7 @@ from pancakes_model.network.embedding import ProtocolEmbedding, check_mk
 from pancakes_model.network.model import Pancakes, pancakes
 from pancakes_model.network.sampler import LogitFactors, Sampler, bounded_softmax
 from pancakes_model.network.unet import ConvBlock, UNet
-from pancakes_model.network.weights import load_weights, read_metadata, resolve, save_weights
+from pancakes_model.network.weights import load_weights, read_metadata, resolve, save_weights, sha256
 
 __all__ = [
     "ConvBlock",
@@ -24,4 +24,5 @@ __all__ = [
     "read_metadata",
     "resolve",
     "save_weights",
+    "sha256",
 ]

@@ -23,10 +23,12 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from pancakes_data.geometry import Preprocess
 from pancakes_model.network.config import PancakesConfig
 from pancakes_model.network.embedding import ProtocolEmbedding, check_mk
 from pancakes_model.network.sampler import LogitFactors, Sampler
 from pancakes_model.network.unet import UNet
+from pancakes_model.network.weights import load_weights, save_weights
 
 __all__ = ["Pancakes", "pancakes"]
 
@@ -65,7 +67,7 @@ class Pancakes(nn.Module):
         # inference keeps float32 (exact, reproducible label maps).
         self.featurizer_dtype: torch.dtype | None = None
         self._compiled_chunk = None  # set by compile_queries()
-        self.preprocess: dict[str, Any] = {}  # from the weights file (pancakes_data.geometry.Preprocess)
+        self.preprocess = Preprocess()  # how inputs are prepared; the weights file carries it
         self.provenance: dict[str, Any] = {}
 
     def set_memory_format(self, name: str) -> Pancakes:
@@ -192,15 +194,11 @@ class Pancakes(nn.Module):
     # ---- weights
     def save_pretrained(self, path: str | Path, *, provenance: dict[str, Any] | None = None) -> Path:
         """Write ``path`` (a ``.safetensors`` file) with the config, preprocessing and provenance."""
-        from pancakes_model.network.weights import save_weights
-
         return save_weights(self, path, provenance=provenance)
 
     @classmethod
     def from_pretrained(cls, path_or_name: str | Path = "default", *, map_location: str = "cpu") -> Pancakes:
         """Load a model saved by :meth:`save_pretrained`; ``"default"`` is the shipped model."""
-        from pancakes_model.network.weights import load_weights
-
         return load_weights(cls, path_or_name, map_location=map_location)
 
     def num_parameters(self) -> int:

@@ -6,6 +6,7 @@ file from anywhere cannot run code.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import asdict
@@ -15,12 +16,33 @@ from typing import Any
 
 import torch
 
+from pancakes_data import UserError
+from pancakes_data.geometry import Preprocess
 from pancakes_model.network.config import PancakesConfig
 
-__all__ = ["DEFAULT_WEIGHTS", "FORMAT", "load_weights", "read_metadata", "resolve", "save_weights", "user_mode"]
+__all__ = [
+    "DEFAULT_WEIGHTS",
+    "FORMAT",
+    "WeightsError",
+    "WeightsNotFound",
+    "load_weights",
+    "read_metadata",
+    "resolve",
+    "save_weights",
+    "sha256",
+    "user_mode",
+]
 
 FORMAT = "pancakes-model/1"
 DEFAULT_WEIGHTS = "pancakes-default.safetensors"
+
+
+class WeightsError(UserError):
+    """A weights file that is not a Pancakes model (the file and the reason are named)."""
+
+
+class WeightsNotFound(WeightsError, FileNotFoundError):
+    """No weights file at the given path."""
 
 
 def resolve(path_or_name: str | Path) -> Path:
@@ -29,15 +51,26 @@ def resolve(path_or_name: str | Path) -> Path:
         ref = resources.files("pancakes_model") / "weights" / DEFAULT_WEIGHTS
         path = Path(str(ref))
         if not path.is_file():
-            raise FileNotFoundError(
+            raise WeightsNotFound(
                 f"the default weights are missing from this install ({path}); "
                 "reinstall pancakes-model or pass a weights file"
             )
         return path
     path = Path(path_or_name)
+    if path.is_dir():
+        raise WeightsError(f"--model {path} is a folder, not a weights file (.safetensors)")
     if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
+        raise WeightsNotFound(f"weights file not found: {path}")
     return path
+
+
+def sha256(path: str | Path) -> str:
+    """SHA-256 of a weights file: the identity of a model (protocol numbers are defined by it)."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def user_mode(path: str | Path) -> None:
@@ -62,9 +95,7 @@ def save_weights(model: torch.nn.Module, path: str | Path, *, provenance: dict[s
         "config": json.dumps(asdict(model.config), sort_keys=True),
         "provenance": json.dumps(provenance or {}, sort_keys=True, default=str),
     }
-    preprocess = getattr(model, "preprocess", None)
-    if preprocess:  # written only when set: files without it use the documented defaults
-        meta["preprocess"] = json.dumps(preprocess, sort_keys=True)
+    meta["preprocess"] = json.dumps(model.preprocess.to_dict(), sort_keys=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file(state, str(tmp), metadata=meta)
     user_mode(tmp)
@@ -81,9 +112,9 @@ def read_metadata(path_or_name: str | Path) -> dict[str, Any]:
         with safe_open(str(path), framework="pt") as fh:
             meta = fh.metadata() or {}
     except Exception as exc:  # safetensors raises its own error types for corrupt headers
-        raise ValueError(f"{path} is not a readable safetensors file: {exc}") from exc
+        raise WeightsError(f"{path} is not a readable safetensors file: {exc}") from exc
     if meta.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a Pancakes weights file (format={meta.get('format')!r})")
+        raise WeightsError(f"{path} is not a Pancakes weights file (format={meta.get('format')!r})")
     try:
         return {
             "config": json.loads(meta["config"]),
@@ -91,7 +122,7 @@ def read_metadata(path_or_name: str | Path) -> dict[str, Any]:
             "preprocess": json.loads(meta.get("preprocess", "{}")),
         }
     except (KeyError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: damaged Pancakes metadata ({exc})") from exc
+        raise WeightsError(f"{path}: damaged Pancakes metadata ({exc})") from exc
 
 
 def load_weights(cls, path_or_name: str | Path, *, map_location: str = "cpu"):
@@ -103,7 +134,7 @@ def load_weights(cls, path_or_name: str | Path, *, map_location: str = "cpu"):
     try:
         config = PancakesConfig.from_dict(meta["config"])
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: impossible model config: {exc}") from exc
+        raise WeightsError(f"{path}: impossible model config: {exc}") from exc
     model = cls(config)
     state = load_file(str(path), device=map_location)
     expected = model.state_dict()
@@ -115,15 +146,19 @@ def load_weights(cls, path_or_name: str | Path, *, map_location: str = "cpu"):
         if state[k].shape != expected[k].shape
     )
     if missing or unexpected or wrong:
-        raise ValueError(
+        raise WeightsError(
             f"{path} does not match the Pancakes architecture: missing keys {missing}, "
             f"unexpected keys {unexpected}, shape mismatches {wrong}"
         )
     bad = sorted(k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all())
     if bad:
-        raise ValueError(f"{path}: weights contain NaN or inf in {bad[:5]}{' …' if len(bad) > 5 else ''}")
+        raise WeightsError(f"{path}: weights contain NaN or inf in {bad[:5]}{' …' if len(bad) > 5 else ''}")
+    try:  # files written before the preprocessing was recorded take the documented defaults
+        preprocess = Preprocess.from_dict(meta["preprocess"])
+    except (TypeError, ValueError) as exc:
+        raise WeightsError(f"{path}: impossible preprocessing in the metadata: {exc}") from exc
     model.load_state_dict(state)
     model.provenance = meta["provenance"]
-    model.preprocess = meta["preprocess"]
+    model.preprocess = preprocess
     model.eval()
     return model.to(map_location)

@@ -16,6 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
+
+from pancakes_model.network import load_weights
+from pancakes_model.network.weights import user_mode
 
 __all__ = ["latest", "load", "save"]
 
@@ -37,10 +41,6 @@ def save(
     root: Path, *, step: int, model, optimizer: torch.optim.Optimizer, state: dict[str, Any], provenance: dict
 ) -> Path:
     """Write checkpoint ``step`` under ``root/checkpoints`` atomically; returns its folder."""
-    from safetensors.torch import save_file
-
-    from pancakes_model.network.weights import user_mode
-
     base = root / "checkpoints"
     base.mkdir(parents=True, exist_ok=True)
     final = base / f"step-{step:08d}"
@@ -92,10 +92,6 @@ def latest(root: Path) -> Path | None:
 
 def load(folder: Path, *, model, optimizer: torch.optim.Optimizer, device: torch.device) -> dict[str, Any]:
     """Restore weights, optimizer and RNG from ``folder``; returns state.json's content."""
-    from safetensors.torch import load_file
-
-    from pancakes_model.network import load_weights
-
     loaded = load_weights(type(model), folder / "model.safetensors", map_location=str(device))
     model.load_state_dict(loaded.state_dict())
     state = json.loads((folder / "state.json").read_text(encoding="utf-8"))

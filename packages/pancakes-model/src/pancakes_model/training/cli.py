@@ -1,4 +1,8 @@
-"""The ``pancakes train`` command and ``python -m pancakes_model.train`` (also torchrun's target)."""
+"""``pancakes train`` and ``python -m pancakes_model.train`` (also torchrun's target).
+
+The arguments are :func:`pancakes_model.parser.train_arguments`; a configuration the trainer
+refuses (:class:`~pancakes_model.training.config.ConfigError`) is one line and exit code 2.
+"""
 
 from __future__ import annotations
 
@@ -8,41 +12,23 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 
+from pancakes_data import UserError
+from pancakes_model.parser import train_arguments
+from pancakes_model.runtime import keep_freed_memory
 from pancakes_model.training.config import load_config
 from pancakes_model.training.trainer import Trainer
 
-__all__ = ["build_parser", "main", "run_from_args"]
-
-
-def build_parser(ap: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    ap = ap or argparse.ArgumentParser(prog="pancakes train", description="Train a Pancakes model.")
-    ap.add_argument("--config", type=Path, default=None, help="TOML config (default: the defaults of training.config)")
-    ap.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override a config key (repeatable), e.g. --set train.lr=1e-3",
-    )
-    ap.add_argument("--resume", action="store_true", help="continue the run in out.dir from its newest checkpoint")
-    ap.add_argument("--max-minutes", type=float, default=None, help="stop cleanly with a checkpoint after this")
-    ap.add_argument("--quiet", action="store_true", help="no progress bar")
-    return ap
+__all__ = ["main", "run_from_args"]
 
 
 def run_from_args(args: argparse.Namespace) -> int:
+    """Train as the parsed arguments say; 0 when done, 128 + N when stopped by signal N."""
     try:
         cfg = load_config(args.config, args.overrides)
-        trainer = Trainer(cfg, resume=args.resume, progress=not args.quiet)
-        result = trainer.run(max_minutes=args.max_minutes)
-    except (FileNotFoundError, ValueError, KeyError) as exc:
-        print(f"pancakes train: error: {exc}", file=sys.stderr)
-        return 2
+        result = Trainer(cfg, resume=args.resume, progress=not args.quiet).run(max_minutes=args.max_minutes)
     finally:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
@@ -53,8 +39,10 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
-    from pancakes_model.app.runtime import keep_freed_memory
-
     keep_freed_memory()
-    return run_from_args(build_parser().parse_args(argv))
+    args = train_arguments(argparse.ArgumentParser(prog="python -m pancakes_model.train")).parse_args(argv)
+    try:
+        return run_from_args(args)
+    except UserError as exc:
+        print(f"pancakes train: error: {exc}", file=sys.stderr)
+        return 2

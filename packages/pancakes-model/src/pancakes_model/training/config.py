@@ -11,8 +11,9 @@ A TOML file (``configs/*.toml``) and ``--set section.key=value`` overrides are a
     spec = "scenes:populations;textures=skimage"   # any pancakes-synth spec, shards:DIR included
     weight = 2.0
 
-A training source may never name a development family (``configs/dev.toml``): the check runs
-when the config is loaded, and a test runs it over every config in the repository.
+A training source may never name or read a development family (``configs/dev.toml``): the check
+runs when the trainer opens the sources (:func:`~pancakes_model.training.data.training_sources`),
+and a test runs it over every config in the repository.
 """
 
 from __future__ import annotations
@@ -24,7 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from pancakes_data import TargetMix, UserError
+from pancakes_model.network.config import PancakesConfig
+
 __all__ = [
+    "ConfigError",
+    "ConfigNotFound",
     "DataConfig",
     "OutConfig",
     "SourceEntry",
@@ -35,6 +41,14 @@ __all__ = [
     "parse_value",
     "toml",
 ]
+
+
+class ConfigError(UserError):
+    """A training or dev configuration that cannot be used (the key and value are named)."""
+
+
+class ConfigNotFound(ConfigError, FileNotFoundError):
+    """A configuration file (or a file it names) that does not exist."""
 
 
 def toml():
@@ -129,9 +143,9 @@ class OutConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The whole training configuration; ``model`` holds PancakesConfig overrides."""
+    """The whole training configuration; ``model`` is the architecture of a model trained from scratch."""
 
-    model: dict[str, Any] = field(default_factory=dict)
+    model: PancakesConfig = field(default_factory=PancakesConfig)
     train: TrainSection = field(default_factory=TrainSection)
     data: DataConfig = field(default_factory=DataConfig)
     val: ValConfig = field(default_factory=ValConfig)
@@ -155,44 +169,44 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     origin = getattr(hint, "__origin__", None)
     if hint is bool:
         if not isinstance(value, bool):
-            raise ValueError(f"{where} must be true or false, got {value!r}")
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{where} must be an integer, got {value!r}")
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"{where} must be a number, got {value!r}")
+            raise ConfigError(f"{where} must be a number, got {value!r}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
-            raise ValueError(f"{where} must be a string, got {value!r}")
+            raise ConfigError(f"{where} must be a string, got {value!r}")
         return value
     if origin is tuple:
         args = hint.__args__
         if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{where} must be a list, got {value!r}")
+            raise ConfigError(f"{where} must be a list, got {value!r}")
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
         if len(value) != len(args):
-            raise ValueError(f"{where} must have {len(args)} entries, got {value!r}")
+            raise ConfigError(f"{where} must have {len(args)} entries, got {value!r}")
         return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
     if origin is dict:
         if not isinstance(value, dict):
-            raise ValueError(f"{where} must be a table, got {value!r}")
+            raise ConfigError(f"{where} must be a table, got {value!r}")
         return dict(value)
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
-            raise ValueError(f"{where} must be a table, got {value!r}")
+            raise ConfigError(f"{where} must be a table, got {value!r}")
         hints = get_type_hints(hint)
         unknown = sorted(set(value) - set(hints))
         if unknown:
-            raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(hints)}")
+            raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(hints)}")
         try:
             return hint(**{k: _coerce(v, hints[k], f"{where}.{k}") for k, v in value.items()})
         except TypeError as exc:  # a required field is missing
-            raise ValueError(f"{where}: {exc}") from exc
+            raise ConfigError(f"{where}: {exc}") from exc
     return value
 
 
@@ -201,7 +215,7 @@ def _build(base: Any, data: dict[str, Any], where: str) -> Any:
     known = {f.name for f in dataclasses.fields(base)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"unknown config key(s) {[f'{where}.{k}'.lstrip('.') for k in unknown]}; known: {sorted(known)}"
         )
     changes = {}
@@ -210,17 +224,18 @@ def _build(base: Any, data: dict[str, Any], where: str) -> Any:
         current = getattr(base, key)
         if dataclasses.is_dataclass(current) and isinstance(value, dict):
             changes[key] = _build(current, value, name)
-        elif key == "model":
-            changes[key] = {**current, **value} if isinstance(value, dict) else _coerce(value, dict, name)
         else:
             changes[key] = _coerce(value, hints[key], name)
-    return dataclasses.replace(base, **changes)
+    try:
+        return dataclasses.replace(base, **changes)
+    except (TypeError, ValueError) as exc:  # a value the section's own checks refuse (model config)
+        raise ConfigError(f"{where or 'config'}: {exc}") from exc
 
 
 def _override(cfg: TrainConfig, item: str) -> TrainConfig:
     key, sep, value = item.partition("=")
     if not sep or "." not in key:
-        raise ValueError(f"override {item!r} must look like section.key=value")
+        raise ConfigError(f"override {item!r} must look like section.key=value")
     section, name = key.strip().split(".", 1)
     return _build(cfg, {section: {name: parse_value(value.strip())}}, "")
 
@@ -230,35 +245,33 @@ def _check(cfg: TrainConfig) -> TrainConfig:
     for key in ("M", "K", "S"):
         lo, hi = getattr(t, key)
         if not 1 <= lo <= hi:
-            raise ValueError(f"train.{key} must be a range [lo, hi] with 1 <= lo <= hi, got {list(getattr(t, key))}")
+            raise ConfigError(f"train.{key} must be a range [lo, hi] with 1 <= lo <= hi, got {list(getattr(t, key))}")
     if t.steps < 1 or t.batch_size < 1:
-        raise ValueError(f"train.steps and train.batch_size must be >= 1, got {t.steps}, {t.batch_size}")
+        raise ConfigError(f"train.steps and train.batch_size must be >= 1, got {t.steps}, {t.batch_size}")
     if t.lr <= 0 or t.warmup < 0 or not 0 <= t.min_lr_ratio <= 1:
-        raise ValueError(
+        raise ConfigError(
             f"train.lr must be > 0, warmup >= 0, min_lr_ratio in [0, 1]; got {t.lr}, {t.warmup}, {t.min_lr_ratio}"
         )
     if t.targets not in (1, 2):
-        raise ValueError(f"train.targets must be 1 or 2, got {t.targets}")
+        raise ConfigError(f"train.targets must be 1 or 2, got {t.targets}")
     if t.workers < 0 or t.threads < 0:
-        raise ValueError(f"train.workers and train.threads must be >= 0, got {t.workers}, {t.threads}")
+        raise ConfigError(f"train.workers and train.threads must be >= 0, got {t.workers}, {t.threads}")
     for frac, size in t.curriculum:
         if not 0 < frac <= 1 or size < 16 or size % 16:
-            raise ValueError(
+            raise ConfigError(
                 f"train.curriculum entries are [fraction in (0, 1], size a multiple of 16], got {[frac, size]}"
             )
     if t.precision not in ("auto", "bf16", "fp32"):
-        raise ValueError(f"train.precision must be 'auto', 'bf16' or 'fp32', got {t.precision!r}")
+        raise ConfigError(f"train.precision must be 'auto', 'bf16' or 'fp32', got {t.precision!r}")
     if cfg.data.augment_on not in ("workers", "device"):
-        raise ValueError(f"data.augment_on must be 'workers' or 'device', got {cfg.data.augment_on!r}")
+        raise ConfigError(f"data.augment_on must be 'workers' or 'device', got {cfg.data.augment_on!r}")
     if not cfg.data.sources:
-        raise ValueError("data.sources is empty: give at least one [[data.sources]] entry")
+        raise ConfigError("data.sources is empty: give at least one [[data.sources]] entry")
     for s in cfg.data.sources:
         if not s.spec or s.weight < 0:
-            raise ValueError(f"data.sources: each entry needs a spec and a weight >= 0, got {s}")
+            raise ConfigError(f"data.sources: each entry needs a spec and a weight >= 0, got {s}")
     if sum(s.weight for s in cfg.data.sources) <= 0:
-        raise ValueError("data.sources: the weights must have a positive sum")
-    from pancakes_data import TargetMix
-
+        raise ConfigError("data.sources: the weights must have a positive sum")
     TargetMix.from_dict(cfg.data.target_mix)  # validates kinds and weights
     return cfg
 
@@ -270,11 +283,11 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     if path is not None:
         p = Path(path)
         if not p.is_file():
-            raise FileNotFoundError(f"config file not found: {p}")
+            raise ConfigNotFound(f"config file not found: {p}")
         try:
             data = tomllib.loads(p.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{p}: invalid TOML ({exc})") from exc
+            raise ConfigError(f"{p}: invalid TOML ({exc})") from exc
         cfg = _build(cfg, data, "")
     for item in overrides:
         cfg = _override(cfg, item)

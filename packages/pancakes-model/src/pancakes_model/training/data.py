@@ -1,46 +1,43 @@
-"""From a config's ``[[data.sources]]`` to the set sampler's weighted sources, and the fixed
-validation sets drawn from the dev config."""
+"""From a config's ``[[data.sources]]`` to batches: the weighted sources (dev families refused),
+the fixed validation sets drawn from the dev config, and the DataLoader that keeps ahead of the
+step (its workers niced, ignoring stop signals, and shut down explicitly)."""
 
 from __future__ import annotations
 
+import os
+import signal
+from contextlib import suppress
 from pathlib import Path
 
+import torch
+
+from pancakes_data import SamplerConfig, SetSampler, Source, TargetMix
 from pancakes_model.training.config import TrainConfig
 from pancakes_model.training.devset import DevConfig, check_training_sources, family_sets
+from pancakes_model.training.kinds import project_kinds
+from pancakes_synth import open_source
 
-__all__ = ["open_training_source", "training_sources", "validation_sets"]
+__all__ = [
+    "STOP_SIGNALS",
+    "close_loader",
+    "make_loader",
+    "open_training_source",
+    "sampler_config",
+    "training_sources",
+    "validation_sets",
+]
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def open_training_source(spec: str, *, store: str | Path, set_size: int, seed: int, cache_dir: str | None = None):
-    """One source: ``store:NAME`` (a dataset of the local store), ``atlases:PACKAGE`` (the 3D
-    atlases a packaged brain source ships, as an Anatomix ``labels`` source) or any pancakes-synth
-    spec (``procedural``, ``scenes:…``, ``labels:DIR``, ``shards:DIR``, …)."""
-    kind, _, arg = spec.partition(":")
-    if kind == "store":
-        from pancakes_data import Store
-
-        root = Path(store)
-        if not root.is_dir():
-            raise FileNotFoundError(f"source {spec!r}: store {root} does not exist; build it with `nox -s data`")
-        st = Store(root)
-        if arg not in st.datasets:
-            raise FileNotFoundError(f"source {spec!r}: no dataset {arg!r} in {root} (it has {sorted(st.datasets)})")
-        return st[arg]
-    if kind == "atlases":
-        from pancakes_data.importers.brain import atlas_files
-        from pancakes_synth import LabelMapSource, SetGenerator
-
-        source = LabelMapSource(files=atlas_files(arg.split(";")[0]), cache_dir=cache_dir or None)
-        return SetGenerator(source, set_size=set_size, seed=seed)
-    from pancakes_synth import open_source
-
-    return open_source(spec, set_size=set_size, seed=seed, cache_dir=cache_dir or None)
+    """One source: any pancakes-synth spec (``procedural``, ``scenes:…``, ``labels:DIR``,
+    ``shards:DIR``, …) or one of training's own kinds (:mod:`.kinds`: ``store:NAME``, ``atlases:PACKAGE``)."""
+    return open_source(spec, set_size=set_size, seed=seed, cache_dir=cache_dir or None, kinds=project_kinds(store))
 
 
-def training_sources(cfg: TrainConfig, dev: DevConfig | None) -> list:
+def training_sources(cfg: TrainConfig, dev: DevConfig | None) -> list[Source]:
     """The weighted :class:`pancakes_data.Source` list of a config (dev families refused)."""
-    from pancakes_data import Source
-
     specs = [s.spec for s in cfg.data.sources]
     if dev is not None:
         check_training_sources(specs, dev, store=cfg.data.store)
@@ -49,14 +46,26 @@ def training_sources(cfg: TrainConfig, dev: DevConfig | None) -> list:
         if entry.weight == 0:
             continue
         data = open_training_source(
-            entry.spec,
-            store=cfg.data.store,
-            set_size=cfg.train.S[1],
-            seed=cfg.train.seed,
+            entry.spec, store=cfg.data.store, set_size=cfg.train.S[1], seed=cfg.train.seed,
             cache_dir=cfg.data.cache_dir,
-        )
+        )  # fmt: skip
         out.append(Source(entry.spec, data, entry.weight))
     return out
+
+
+def sampler_config(cfg: TrainConfig) -> SamplerConfig:
+    """The set sampler's knobs for a training config."""
+    d, t = cfg.data, cfg.train
+    return SamplerConfig(
+        set_size=tuple(t.S),
+        batch_size=t.batch_size,
+        targets=t.targets,
+        split="train",
+        augment=d.augment,
+        defer_augmentation=d.augment and d.augment_on == "device",
+        target_mix=TargetMix.from_dict(d.target_mix),
+        seed=t.seed,
+    )
 
 
 def validation_sets(cfg: TrainConfig, dev: DevConfig) -> dict[str, list[dict]]:
@@ -66,3 +75,41 @@ def validation_sets(cfg: TrainConfig, dev: DevConfig) -> dict[str, list[dict]]:
         fam.name: family_sets(fam, s=cfg.val.S, n=cfg.val.sets, seed=dev.seed + 1, store=dev.store)
         for fam in dev.families
     }
+
+
+def _init_worker(worker_id: int) -> None:
+    """DataLoader workers leave SIGTERM/SIGINT to the main process, which checkpoints and then
+    shuts them down (a Ctrl-C reaches the whole process group). They also run at a lower priority
+    (``PANCAKES_WORKER_NICE``, default 10): on a machine with as many cores as training threads, a
+    worker that keeps preempting one of them stalls both at every barrier; niced, it fills the
+    step's single-threaded gaps instead and still keeps ahead."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    nice = int(os.environ.get("PANCAKES_WORKER_NICE", "10"))
+    if nice:
+        with suppress(OSError):
+            os.nice(nice)
+
+
+def make_loader(sampler: SetSampler, *, workers: int, pin_memory: bool):
+    """An iterator over ``sampler``'s batches in order; stop it with :func:`close_loader`."""
+    return iter(
+        torch.utils.data.DataLoader(
+            sampler,
+            batch_size=None,
+            num_workers=workers,
+            persistent_workers=False,
+            prefetch_factor=4 if workers else None,
+            pin_memory=pin_memory,
+            worker_init_fn=_init_worker if workers else None,
+        )
+    )
+
+
+def close_loader(loader) -> None:
+    """Stop a DataLoader iterator's workers now. Left to garbage collection they may outlive the
+    loop (a compiled model keeps frames alive), and at exit multiprocessing would wait forever for
+    workers that ignore SIGTERM."""
+    shutdown = getattr(loader, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()

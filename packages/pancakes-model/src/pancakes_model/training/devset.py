@@ -33,6 +33,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pancakes_data import TARGET_KINDS, SamplerConfig, SetSampler, Source, Store, TargetMix, file_sha256
+from pancakes_data.importers.brain import atlas_files
+from pancakes_model.training.config import ConfigError, ConfigNotFound, toml
+from pancakes_model.training.kinds import project_kinds
+from pancakes_synth import open_source, parse_spec
+
 __all__ = ["DevConfig", "DevFamily", "check_training_sources", "dev_file_hashes", "family_sets", "load_dev"]
 
 
@@ -70,30 +76,27 @@ class DevConfig:
 
 def load_dev(path: str | Path) -> DevConfig:
     """Read and validate a dev config."""
-    from pancakes_data import TARGET_KINDS
-    from pancakes_model.training.config import toml
-
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"dev config not found: {p}")
+        raise ConfigNotFound(f"dev config not found: {p}")
     try:
         data = toml().loads(p.read_text(encoding="utf-8")).get("dev", {})
     except toml().TOMLDecodeError as exc:
-        raise ValueError(f"{p}: invalid TOML ({exc})") from exc
+        raise ConfigError(f"{p}: invalid TOML ({exc})") from exc
     raw = data.pop("families", [])
     known = {f.name for f in dataclasses.fields(DevConfig)} - {"families", "path"}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(f"{p}: unknown [dev] keys {unknown}; known: {sorted(known)}")
+        raise ConfigError(f"{p}: unknown [dev] keys {unknown}; known: {sorted(known)}")
     families = []
     for i, fam in enumerate(raw):
         extra = sorted(set(fam) - {"name", "spec", "target", "packages", "protocols"})
         if extra or "name" not in fam or "spec" not in fam:
-            raise ValueError(
+            raise ConfigError(
                 f"{p}: dev.families[{i}] needs name and spec (and optionally target, packages, protocols); got {fam}"
             )
         if fam.get("target", "structure") not in TARGET_KINDS:
-            raise ValueError(f"{p}: dev family {fam['name']!r}: target must be one of {list(TARGET_KINDS)}")
+            raise ConfigError(f"{p}: dev family {fam['name']!r}: target must be one of {list(TARGET_KINDS)}")
         families.append(
             DevFamily(
                 fam["name"],
@@ -104,7 +107,7 @@ def load_dev(path: str | Path) -> DevConfig:
             )
         )
     if not families:
-        raise ValueError(f"{p}: no [[dev.families]]")
+        raise ConfigError(f"{p}: no [[dev.families]]")
     tuples = {k: tuple(v) for k, v in data.items() if isinstance(v, list)}
     return DevConfig(tuple(families), **{**data, **tuples}, path=str(p))
 
@@ -126,15 +129,13 @@ def _data_files(root: Path) -> list[Path]:
 def dev_file_hashes(dev: DevConfig, store: str | Path | None = None) -> dict[str, str]:
     """SHA-256 → "family: file" of every file a dev family is made of: the source files recorded
     by its store dataset and the data files of its reserved packages."""
-    from pancakes_data import Store, file_sha256
-
     out: dict[str, str] = {}
     root = Path(store if store is not None else dev.store)
     datasets = Store(root).datasets if root.is_dir() else {}
     for fam in dev.families:
-        kind, _, arg = fam.spec.split(";")[0].partition(":")
-        if kind == "store" and arg in datasets:
-            out.update({h: f"{fam.name}: {name}" for h, name in datasets[arg].source_hashes.items()})
+        parsed = parse_spec(fam.spec)
+        if parsed.kind == "store" and parsed.arg in datasets:
+            out.update({h: f"{fam.name}: {name}" for h, name in datasets[parsed.arg].source_hashes.items()})
         for pkg in fam.packages:
             folder = _package_dir(pkg)
             for f in _data_files(folder) if folder is not None else []:
@@ -144,16 +145,13 @@ def dev_file_hashes(dev: DevConfig, store: str | Path | None = None) -> dict[str
 
 def _source_hashes(spec: str, store: Path) -> dict[str, str]:
     """SHA-256 → file name of the files a training source reads (where that can be known)."""
-    from pancakes_data import Store, file_sha256
-
-    kind, _, arg = spec.split(";")[0].strip().partition(":")
+    parsed = parse_spec(spec)
+    kind, arg = parsed.kind, parsed.arg
     if kind == "store":
         return Store(store)[arg].source_hashes if (store / arg / "dataset.json").is_file() else {}
     if kind == "atlases":
-        from pancakes_data.importers.brain import atlas_files
-
         try:
-            return {file_sha256(f): f.name for f in atlas_files(arg.split(";")[0])}
+            return {file_sha256(f): f.name for f in atlas_files(arg)}
         except (FileNotFoundError, ValueError):
             return {}
     if kind in ("labels", "totalseg") and arg and Path(arg).expanduser().is_dir():
@@ -172,30 +170,30 @@ def check_training_sources(specs: Sequence[str], dev: DevConfig, *, store: str |
         ValueError: naming the spec and the dev family it would leak.
     """
     for spec in specs:
-        head = spec.split(";")[0].strip()
-        kind, _, arg = head.partition(":")
+        parsed = parse_spec(spec)
+        head, kind, arg = parsed.head, parsed.kind, parsed.arg
         if kind == "heldout" or (kind == "procedural" and "voronoi" in arg.split(",")):
-            raise ValueError(f"training source {spec!r} is a development-only family")
+            raise ConfigError(f"training source {spec!r} is a development-only family")
         for fam in dev.families:
-            if head == fam.spec.split(";")[0].strip():
+            if head == parse_spec(fam.spec).head:
                 where = dev.path or "the dev config"
-                raise ValueError(f"training source {spec!r} is the dev family {fam.name!r} ({where})")
+                raise ConfigError(f"training source {spec!r} is the dev family {fam.name!r} ({where})")
             for pkg in fam.packages:
                 reserved = f"reserved for dev family {fam.name!r}"
                 if kind == "atlases" and arg == pkg:
-                    raise ValueError(f"training source {spec!r} reads package {pkg!r}, {reserved}")
+                    raise ConfigError(f"training source {spec!r} reads package {pkg!r}, {reserved}")
                 root = _package_dir(pkg)
                 if kind in ("labels", "totalseg", "shards") and arg and root is not None:
                     target = Path(arg).expanduser().resolve()
                     if target.is_relative_to(root) or root.is_relative_to(target):
-                        raise ValueError(f"training source {spec!r} reads files of package {pkg!r}, {reserved}")
+                        raise ConfigError(f"training source {spec!r} reads files of package {pkg!r}, {reserved}")
     reserved_files = dev_file_hashes(dev)
     if not reserved_files:
         return
     for spec in specs:
         for digest, name in _source_hashes(spec, Path(store if store is not None else dev.store)).items():
             if digest in reserved_files:
-                raise ValueError(
+                raise ConfigError(
                     f"training source {spec!r} reads {name}, the same file (SHA-256 {digest[:12]}…) as dev family "
                     f"{reserved_files[digest]}"
                 )
@@ -207,8 +205,6 @@ def family_sets(fam: DevFamily, *, s: int, n: int, seed: int, store: str | Path)
     Real sources use every image of the dataset (``split="all"``: the whole source is held out);
     synthetic ones are generated with the family's own code. The target kind is the family's.
     """
-    from pancakes_data import SamplerConfig, SetSampler, Source, Store, TargetMix
-
     cfg = SamplerConfig(
         set_size=(s, s),
         batch_size=1,
@@ -218,12 +214,6 @@ def family_sets(fam: DevFamily, *, s: int, n: int, seed: int, store: str | Path)
         protocols=fam.protocols or None,
         seed=seed,
     )
-    kind, _, arg = fam.spec.partition(":")
-    if kind == "store":
-        data = Store(store)[arg]
-    else:
-        from pancakes_synth import open_source
-
-        data = open_source(fam.spec, set_size=s, seed=seed)
+    data = open_source(fam.spec, set_size=s, seed=seed, kinds=project_kinds(store))
     sampler = SetSampler([Source(fam.name, data)], config=cfg)
     return [sampler.batch(i) for i in range(n)]

@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import time
 from pathlib import Path
 
 import torch
 
-__all__ = ["commit", "cpu_name", "hardware", "stage_history"]
+__all__ = ["commit", "cpu_name", "hardware", "run_provenance", "stage_history"]
 
 
 def cpu_name() -> str:
@@ -68,3 +69,38 @@ def stage_history(base: dict, stage: dict) -> list[dict]:
         "sources": base.get("data_sources", []),
     }
     return [legacy, stage]
+
+
+def run_provenance(
+    cfg: dict, *, step: int, batch_size: int, curriculum, elapsed: float, best: float, device: torch.device,
+    world: int, init: str, sources: list[tuple[str, float]], source_names: list[str], base: dict,
+) -> dict:  # fmt: skip
+    """What a weights file written at ``step`` records: the config, this stage and every stage the
+    model went through (``base``: the provenance of the weights it was continued from)."""
+    stage = {
+        "steps": step,
+        "sets_seen": step * batch_size,
+        "resolution": [list(c) for c in curriculum],
+        "hardware": hardware(device, world),
+        "wall_time_s": round(elapsed, 1),
+        "commit": commit(),
+        "init": init or "random",
+        "sources": [list(s) for s in sources],
+    }
+    stages = stage_history(base, stage) if init else [stage]
+    return {
+        "config": cfg,
+        "commit": stage["commit"],
+        "data_sources": source_names,
+        "steps": step,
+        "wall_time_s": round(elapsed, 1),
+        "hardware": stage["hardware"],
+        "best_val_set_dice": None if best != best else best,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "stages": stages,
+        "totals": {
+            "steps": sum(s["steps"] for s in stages),
+            "sets_seen": sum(s["sets_seen"] for s in stages),
+            "wall_time_s": round(sum(s["wall_time_s"] for s in stages), 1),
+        },
+    }

@@ -1,13 +1,16 @@
-"""The evaluation as Markdown (the model card's and README's table, never typed by hand)."""
+"""The evaluation as Markdown (the model card's and README's table, never typed by hand).
+
+Only formatting: the rules and thresholds behind the verdicts are :mod:`.stagerule`'s."""
 
 from __future__ import annotations
 
+import argparse
+import json
 from pathlib import Path
 
-__all__ = ["MARGIN", "render_markdown", "stages_markdown", "write_block"]
+from pancakes_model.training.stagerule import GAP, MARGIN, compare_models, meets_gap, meets_margin
 
-MARGIN = 0.02  # Pancakes − best baseline at S = 3, paired, with its CI lower bound above 0
-GAP = 0.03  # paired consistency gap: each image alone − the whole set, at the largest S
+__all__ = ["candidates_markdown", "render_markdown", "stages_markdown", "write_block"]
 
 
 def _cell(v: dict, n_sets: int, hd: bool = False) -> str:
@@ -58,7 +61,7 @@ def render_markdown(results: dict, *, provenance: dict | None = None) -> str:
                 lines.append(f"| {fam} | {s} | {name} | " + " | ".join(cells) + " |")
         margin = results.get("margin", {}).get(fam)
         if margin:
-            ok = margin["mean"] >= MARGIN and margin["low"] > 0
+            ok = meets_margin(margin)
             verdicts.append(
                 f"- {fam}: S=3 Pancakes − {margin['baseline']} (the better baseline) = {margin['mean']:+.3f} "
                 f"[{margin['low']:+.3f}, {margin['high']:+.3f}] → "
@@ -71,7 +74,7 @@ def render_markdown(results: dict, *, provenance: dict | None = None) -> str:
                 f"  Paired on the same S={paired['S']} sets (each image scored alone, "
                 f"{paired['each_image_alone']:.3f}, vs the whole set, {paired['whole_set']:.3f}): "
                 f"gap {g['mean']:+.3f} [{g['low']:+.3f}, {g['high']:+.3f}] "
-                f"({'within' if g['mean'] <= GAP else 'NOT within'} {GAP})."
+                f"({'within' if meets_gap(g) else 'NOT within'} {GAP})."
             )
     lines += ["", "Quality bars:", *verdicts, ""]
     diagnosis = results.get("diagnosis")
@@ -133,8 +136,6 @@ def candidates_markdown(runs: dict[str, dict], reference: dict, *, s: str = "3")
         runs: run name → its evaluation (``results.json``; pancakes values per set at S = ``s``).
         reference: the shipped model's evaluation on the same dev config.
     """
-    from pancakes_model.training.evaluate import compare_models
-
     fams = list(reference["sources"])
     head = "| run | " + " | ".join(f"{f} (Δ vs shipped)" for f in fams) + " | pooled Δ | rule |"
     lines = [head, "|---" * (len(fams) + 3) + "|"]
@@ -159,9 +160,6 @@ def candidates_markdown(runs: dict[str, dict], reference: dict, *, s: str = "3")
 
 def main(argv=None) -> int:
     """``python -m pancakes_model.training.report --reference R.json NAME=RESULTS.json ...``"""
-    import argparse
-    import json
-
     ap = argparse.ArgumentParser(prog="python -m pancakes_model.training.report")
     ap.add_argument("--reference", type=Path, required=True, help="results.json of the shipped model")
     ap.add_argument("runs", nargs="+", help="NAME=results.json of a candidate (repeatable)")

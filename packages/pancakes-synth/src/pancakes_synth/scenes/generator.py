@@ -14,7 +14,7 @@ applied deterministically):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -115,6 +115,16 @@ class SceneGenerator:
         if self.textures.spec != "procedural":
             spec += f";textures={self.textures.spec}"
         return spec
+
+    @property
+    def size(self) -> int:
+        return self.config.size
+
+    def prepare(self) -> None:
+        """Nothing to build: textures load when the generator is made."""
+
+    def parameters(self) -> dict:
+        return asdict(self.config)
 
     def __len__(self) -> int:
         return 2**62  # endless: any index is a set

@@ -13,13 +13,15 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from scipy import ndimage
 
+from pancakes_data.io import atomic_write
 from pancakes_synth.smooth import smooth_field
+from pancakes_synth.sources import default_cache
 
 __all__ = ["SKIMAGE_TEXTURES", "TextureBank", "skimage_data_dir"]
 
@@ -81,15 +83,11 @@ class TextureBank:
         cls, *, cache_dir: str | Path | None = None, count: int = 256, size: int = 128, seed: int = 0
     ) -> TextureBank:
         """Crops of scikit-image's sample photographs at several scales, cached."""
-        from PIL import Image
-
         root = skimage_data_dir()
         files = [root / f for f in SKIMAGE_TEXTURES if (root / f).is_file()]
         if not files:
             raise FileNotFoundError(f"no sample images in {root}; reinstall scikit-image")
         key = json.dumps([[f.name, f.stat().st_size] for f in files] + [count, size, seed])
-        from pancakes_synth.sources import default_cache
-
         cache = Path(cache_dir) if cache_dir else default_cache()
         path = cache / f"textures-{hashlib.sha256(key.encode()).hexdigest()[:20]}.npy"
         names = [f.name for f in files]
@@ -114,9 +112,7 @@ class TextureBank:
             patches[i] = (crop - crop.mean()) / (crop.std() + 1e-6)
         try:
             cache.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + f".tmp{os.getpid()}.npy")
-            np.save(tmp, patches)
-            tmp.replace(path)
+            atomic_write(path, lambda p: np.save(p, patches))
         except OSError:
             pass  # an unwritable cache only costs the rebuild next time
         return cls(patches, names)

@@ -5,13 +5,13 @@ Label k has the same colour everywhere (overview PNGs, the HTML report, ITK-SNAP
 
 from __future__ import annotations
 
-import colorsys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from pancakes_data.io import encode_png, write_bytes
+from pancakes_data.palette import palette
 
 __all__ = [
     "PALETTE",
@@ -25,19 +25,6 @@ __all__ = [
     "protocol_grid",
     "save_png",
 ]
-
-
-def palette(n: int) -> np.ndarray:
-    """(n, 3) uint8: label 0 dark grey, then well-separated hues (golden-angle steps), the same
-    colours for the same labels whatever n is."""
-    out = np.zeros((n, 3), np.uint8)
-    out[0] = (40, 40, 40)
-    for k in range(1, n):
-        h = (k * 0.618033988749895) % 1.0
-        s = 0.65 + 0.35 * ((k * 7) % 3) / 2
-        v = 0.95 - 0.25 * ((k * 5) % 2)
-        out[k] = [int(255 * c) for c in colorsys.hsv_to_rgb(h, s, v)]
-    return out
 
 
 PALETTE = palette(4096)  # overlays wrap around it; ITK-SNAP tables use palette(K)

@@ -1,0 +1,115 @@
+"""The paper's Table-3 augmentation of a set: across-set transforms (one draw shared by the set),
+then within-set ones (one draw per element), from the transforms of :mod:`pancakes_data.augment`.
+
+Parameters are drawn where the sets are made (:meth:`SetAugmentation.sample`, e.g. in DataLoader
+workers) and applied wherever the batch is (:meth:`SetAugmentation.apply_batch`, e.g. on a GPU):
+the same draws give the same sets on either route.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from einops import rearrange
+
+from pancakes_data.augment import (
+    Affine,
+    BrightnessContrast,
+    Elastic,
+    Flip,
+    GaussianBlur,
+    GaussianNoise,
+    IntensityFlip,
+    Params,
+    Sharpness,
+    Transform,
+)
+
+__all__ = ["SetAugmentation", "paper_across_set", "paper_within_set"]
+
+
+@dataclass
+class SetAugmentation:
+    """Across-set transforms (one draw per set), then within-set ones (one draw per element)."""
+
+    across: list[Transform]
+    within: list[Transform]
+
+    def sample(self, rng: np.random.Generator, n: int) -> tuple[list[Params], list[Params]]:
+        """Draw all parameters for a set of ``n`` elements."""
+        across = [t.sample_shared(rng, n) for t in self.across]
+        within = [t.sample(rng, n) for t in self.within]
+        return across, within
+
+    def apply(self, images: torch.Tensor, targets: torch.Tensor, params) -> tuple[torch.Tensor, torch.Tensor]:
+        across, within = params
+        for t, p in zip(self.across, across):
+            images, targets = t.apply(images, targets, p)
+        for t, p in zip(self.within, within):
+            images, targets = t.apply(images, targets, p)
+        return images.clamp(0.0, 1.0), targets
+
+    def __call__(self, images: torch.Tensor, targets: torch.Tensor, rng: np.random.Generator):
+        return self.apply(images, targets, self.sample(rng, images.shape[0]))
+
+    def apply_batch(
+        self, images: torch.Tensor, targets: torch.Tensor, params: Sequence
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Apply the parameters drawn per set (:meth:`sample`, one entry per set of the batch) to a
+        whole batch at once, on whatever device the batch is on.
+
+        Args:
+            images: (B, S, 1, H, W).
+            targets: (T, B, S, 1, H, W).
+            params: B entries ``(across, within)`` as returned by :meth:`sample` for S elements.
+
+        Returns:
+            The augmented images and targets, shapes as given.
+        """
+        B, T = images.shape[0], targets.shape[0]
+        if len(params) != B:
+            raise ValueError(f"{len(params)} parameter sets for a batch of {B} sets")
+
+        def joined(part: int, n_transforms: int) -> list[Params]:
+            return [
+                {key: np.concatenate([np.asarray(p[part][j][key]) for p in params]) for key in params[0][part][j]}
+                for j in range(n_transforms)
+            ]
+
+        x = rearrange(images, "B S C H W -> (B S) C H W")
+        y = rearrange(targets, "T B S C H W -> (B S) (T C) H W")
+        x, y = self.apply(x, y, (joined(0, len(self.across)), joined(1, len(self.within))))
+        return (
+            rearrange(x, "(B S) C H W -> B S C H W", B=B),
+            rearrange(y, "(B S) (T C) H W -> T B S C H W", B=B, T=T),
+        )
+
+
+def paper_within_set(size: int = 128) -> list[Transform]:
+    """Table 3, in-task augmentations (independent per element)."""
+    return [
+        Affine(rotation=(-25, 25), translate=0.1, scale=(0.9, 1.1), p=0.25),
+        BrightnessContrast(brightness=(-0.1, 0.1), contrast=(0.5, 1.5), p=0.5),
+        Elastic(alpha=(1.0, 2.5), sigma=(7.0, 9.0), p=0.8, size=size),
+        Sharpness(factor=3.0, p=0.25),
+        IntensityFlip(p=0.5),
+        GaussianBlur(sigma=(0.1, 1.0), kernel=5, p=0.25),
+        GaussianNoise(mean=(0.0, 0.05), std=(0.0, 0.05), p=0.25, size=size),
+    ]
+
+
+def paper_across_set(size: int = 128) -> list[Transform]:
+    """Table 3, task augmentations (one draw shared by the set)."""
+    return [
+        Affine(rotation=(0, 360), translate=0.2, scale=(0.8, 1.1), p=0.5),
+        BrightnessContrast(brightness=(-0.1, 0.1), contrast=(0.8, 1.2), p=0.5),
+        GaussianBlur(sigma=(0.1, 1.1), kernel=5, p=0.5),
+        GaussianNoise(mean=(0.0, 0.05), std=(0.0, 0.05), p=0.5, size=size),
+        Elastic(alpha=(1.0, 2.0), sigma=(6.0, 8.0), p=0.5, size=size),
+        Sharpness(factor=5.0, p=0.5),
+        Flip(axis="horizontal", p=0.5),
+        Flip(axis="vertical", p=0.5),
+    ]
