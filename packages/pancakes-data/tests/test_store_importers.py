@@ -192,3 +192,17 @@ def test_tiles_keep_native_resolution_and_record_the_source_files(tmp_path):
     tifffile.imwrite(frac, lab.astype(np.float32) / 2, photometric="minisblack")
     with pytest.raises(ValueError, match="non-integer"):
         import_tiles([(tmp_path / "img.tif", frac)], tmp_path / "store", name="bad", size=64)
+
+
+def test_nnunet_refuses_a_case_without_labels_a_list_json_and_size_0(tmp_path, capsys):
+    root = write_nnunet_tree(tmp_path / "Dataset001_Toy", cases=3)
+    label = sorted((root / "labelsTr").iterdir())[1]
+    label.rename(tmp_path / label.name)  # a case whose label file went missing
+    with pytest.raises(FileNotFoundError, match=r"case 'case_001' has an image .* but no label file"):
+        import_nnunet(root, tmp_path / "store")
+    (tmp_path / label.name).rename(label)
+    assert main(["import", "nnunet", str(root), "--store", str(tmp_path / "s"), "--size", "0"]) == 2
+    assert "--size must be a multiple of 16" in capsys.readouterr().err
+    (root / "dataset.json").write_text("[1, 2]")
+    assert main(["import", "nnunet", str(root), "--store", str(tmp_path / "s")]) == 2
+    assert "must hold a JSON object" in capsys.readouterr().err

@@ -112,9 +112,11 @@ def test_clear_errors_and_warnings(pred_gt, tmp_path, capsys):
     assert "has no label 7" in err and "warning" in err
 
 
-def test_grey_weights_copies_agree():
-    from pancakes_eval.io import GREY_WEIGHTS
-
-    for module in ("pancakes_data.io", "pancakes_synth.scenes"):
-        other = pytest.importorskip(module)
-        assert other.GREY_WEIGHTS == GREY_WEIGHTS, module
+def test_fractional_reference_masks_and_a_bad_spacing_are_refused(pred_gt, capsys):
+    nib.save(nib.Nifti1Image(np.full((16, 20), 0.4, np.float32), np.eye(4)), pred_gt / "gt" / "img0.nii.gz")
+    (pred_gt / "gt" / "img0.png").unlink()
+    assert main(["score", str(pred_gt / "out"), str(pred_gt / "gt")]) == 2
+    err = capsys.readouterr().err
+    assert "img0.nii.gz: labels must be integers, found value 0.4" in err and err.count("\n") == 1
+    code = main(["score", str(pred_gt / "out"), str(pred_gt / "gt"), "--spacing", "a,b"])
+    assert code == 2 and "--spacing must be numbers" in capsys.readouterr().err

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pancakes_data.__about__ import __version__
-from pancakes_data.errors import UserError
+from pancakes_data.errors import UserError, write_failure
 from pancakes_data.geometry import DEFAULT_PREPROCESS, Preprocess, SlicePlan
 from pancakes_data.importers import (
     import_brain_packages,
@@ -44,4 +44,5 @@ __all__ = [
     "paper_across_set",
     "paper_within_set",
     "split_subjects",
+    "write_failure",
 ]

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pancakes_data.errors import write_failure
 from pancakes_data.importers.brain import import_brain_packages
 from pancakes_data.importers.folder import import_folder
 from pancakes_data.importers.microscopy import import_microscopy_packages
@@ -181,6 +182,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"imported {d.name}: {len(d)} images, protocols {d.protocol_names} → {d.path}")
     except (FileNotFoundError, ValueError, KeyError) as exc:
         print(f"pancakes-data: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk, a read-only or forbidden folder: one line, not a traceback
+        if (line := write_failure(exc)) is None:
+            raise
+        print(f"pancakes-data: error: {line}", file=sys.stderr)
         return 2
     return 0
 

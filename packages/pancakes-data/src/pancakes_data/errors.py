@@ -8,8 +8,25 @@ traceback.
 
 from __future__ import annotations
 
-__all__ = ["UserError"]
+import errno
+
+__all__ = ["UserError", "write_failure"]
+
+_WRITE_ERRORS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
 
 
 class UserError(ValueError):
     """A problem with the user's input or settings (one line, exit code 2, no traceback)."""
+
+
+def write_failure(exc: OSError) -> str | None:
+    """One line for an ``OSError`` the machine raised while writing (a full disk, a read-only or
+    forbidden folder), or None when it is something else (a bug: keep its traceback)."""
+    reason = _WRITE_ERRORS.get(exc.errno)
+    return None if reason is None else f"cannot write {exc.filename or 'the output'}: {reason}"

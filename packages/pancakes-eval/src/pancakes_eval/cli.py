@@ -80,7 +80,14 @@ def _score(args: argparse.Namespace) -> list[dict]:
     preds = find_predictions(args.pred)
     spacing_arg = None
     if args.spacing:
-        spacing_arg = tuple(float(v) for v in args.spacing.split(","))
+        try:
+            spacing_arg = tuple(float(v) for v in args.spacing.split(","))
+        except ValueError:
+            raise ValueError(
+                f"--spacing must be numbers separated by commas such as 0.5,0.5,2, got {args.spacing!r}"
+            ) from None
+        if not all(np.isfinite(v) and v > 0 for v in spacing_arg):
+            raise ValueError(f"--spacing values must be positive numbers, got {args.spacing!r}")
 
     def gt_path(stem: str) -> Path:
         for suf in MASK_SUFFIXES:

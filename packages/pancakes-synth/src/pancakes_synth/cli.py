@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pancakes_data.cluster import close_client, dask_client
+from pancakes_data.errors import write_failure
 from pancakes_synth.preview import save_preview
 from pancakes_synth.shards import generate_dataset
 from pancakes_synth.sources import DEFAULT_BANK
@@ -118,6 +119,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"preview of {args.sets} sets → {path}")
     except (FileNotFoundError, ValueError) as exc:
         print(f"pancakes-synth: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk, a read-only or forbidden folder: one line, not a traceback
+        if (line := write_failure(exc)) is None:
+            raise
+        print(f"pancakes-synth: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("pancakes-synth: interrupted; finish the run with --resume", file=sys.stderr)

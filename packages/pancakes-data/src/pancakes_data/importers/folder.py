@@ -45,6 +45,8 @@ def import_folder(
 
     Every stem is a subject. Unpaired files are an error that names them.
     """
+    if size < 16 or size % 16:
+        raise ValueError(f"--size must be a multiple of 16 (at least 16), got {size}")
     images, masks = Path(images), Path(masks)
     for d in (images, masks):
         if not d.is_dir():
@@ -78,6 +80,7 @@ def import_folder(
         source=str(images),
         size=(size, size),
         overwrite=overwrite,
+        source_files=[f for stem in sorted(imgs) for f in (imgs[stem], msks[stem])],
     )
     for stem, img, lab in pairs:
         image2d, maps = prepare_pair(normalize_intensity(img), {"default": lab}, (1.0, 1.0), size)

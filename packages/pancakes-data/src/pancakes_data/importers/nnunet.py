@@ -34,6 +34,8 @@ def read_dataset_json(root: Path) -> tuple[dict[int, str], str, str, list[tuple[
         meta = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: invalid JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: must hold a JSON object with 'labels', got a {type(meta).__name__}")
     raw_labels = meta.get("labels")
     if not isinstance(raw_labels, dict) or not raw_labels:
         raise ValueError(f"{path}: 'labels' must be a non-empty mapping")
@@ -63,6 +65,16 @@ def read_dataset_json(root: Path) -> tuple[dict[int, str], str, str, list[tuple[
             raise FileNotFoundError(f"{root}: no image for case {case!r} (expected imagesTr/{case}_0000{ending})")
     if not cases:
         raise FileNotFoundError(f"{label_dir}: no '*{ending}' label files")
+    with_labels = {c for c, _, _ in cases}
+    for img in sorted(image_dir.glob(f"*{ending}")):
+        stem = img.name[: -len(ending)]
+        channel = len(stem) > 5 and stem[-5] == "_" and stem[-4:].isdigit()  # nnU-Net's _0000 channel suffix
+        case = stem[:-5] if channel and stem not in with_labels else stem
+        if case not in with_labels:
+            raise FileNotFoundError(
+                f"{root}: case {case!r} has an image ({img.name}) but no label file (labelsTr/{case}{ending}); "
+                "add it or move the image away"
+            )
     return labels, modality, ending, cases
 
 
@@ -96,6 +108,8 @@ def import_nnunet(
 ) -> Dataset:
     """Import an nnU-Net v2 / MSD raw dataset (see module docstring) into ``store``."""
     root = Path(root)
+    if size < 16 or size % 16:
+        raise ValueError(f"--size must be a multiple of 16 (at least 16), got {size}")
     labels, mod, _, cases = read_dataset_json(root)
     modality = modality or mod
     is_ct = modality.lower() == "ct"
@@ -110,6 +124,7 @@ def import_nnunet(
         source=str(root),
         size=(size, size),
         overwrite=overwrite,
+        source_files=[f for _, img, lab in cases for f in (img, lab)],
     )
     for case, img_path, lab_path in cases:
         img, spacing = _load_canonical(img_path)

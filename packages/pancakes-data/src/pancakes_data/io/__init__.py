@@ -6,6 +6,7 @@ PNG/JPEG/TIFF (Pillow, tifffile), NIfTI/NRRD/MHA (torchio), DICOM series (Simple
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -66,6 +67,7 @@ def read_image(path: str | Path, *, max_pixels: int = MAX_PIXELS, channel: int |
     """
 
     p = Path(path)
+    _check_path(p)
     if p.is_dir():
         series = find_series([p])
         if len(series) != 1:
@@ -155,24 +157,32 @@ def collect_inputs(
     files: list[InputRef] = []
     dicom_folders: list[Path] = []
     for p in map(Path, paths):
+        _check_path(p)
         if p.is_dir():
-            found = sorted(
-                f for f in p.iterdir() if f.is_file() and suffix_of(f) in INPUT_SUFFIXES and suffix_of(f) != ".dcm"
-            )
-            files += found
-            if any(is_dicom(f) for f in p.rglob("*") if f.is_file() and f not in found):
+            try:
+                found = sorted(
+                    f for f in p.iterdir() if f.is_file() and suffix_of(f) in INPUT_SUFFIXES and suffix_of(f) != ".dcm"
+                )
+                files += found
+                has_dicom = any(is_dicom(f) for f in p.rglob("*") if f.is_file() and f not in found)
+            except PermissionError as exc:
+                raise ReadError(f"cannot read the folder {exc.filename or p}: permission denied") from exc
+            if has_dicom:
                 dicom_folders.append(p)
             elif not found:
                 raise ReadError(f"directory {p} holds no PNG/JPEG/TIFF/NIfTI/NRRD/MHA files or DICOM series")
-        elif p.is_file():
-            if is_dicom(p):
-                dicom_folders.append(p.parent)
-            else:
-                files.append(p)
+        elif is_dicom(p):
+            dicom_folders.append(p.parent)
         else:
-            raise ReadError(f"input not found: {p}")
+            files.append(p)
     if dicom_folders:
-        files += find_series(sorted(set(dicom_folders)), series=series, log=log)
+        found_series = find_series(sorted(set(dicom_folders)), series=series, log=log)
+        if not found_series and not files and not series:
+            raise ReadError(
+                f"{', '.join(map(str, sorted(set(dicom_folders))))}: DICOM files found, but no series with "
+                "pixel data (localizers, SEG/SR objects and files without images are skipped)"
+            )
+        files += found_series
     elif series:
         raise ReadError(f"--series {list(series)}: no DICOM series among the inputs")
     if not files:
@@ -184,6 +194,23 @@ def collect_inputs(
             raise ReadError(f"two inputs have the same name stem {s!r}: {_where(stems[s])} and {_where(f)}; rename one")
         stems[s] = f
     return files
+
+
+def _check_path(p: Path) -> None:
+    """A path that exists and is a regular file or folder, or one line saying what it is instead."""
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        if p.is_symlink():
+            raise ReadError(f"input {p} is a broken symbolic link (its target does not exist)") from None
+        raise ReadError(f"input not found: {p}") from None
+    except PermissionError:
+        raise ReadError(f"cannot read {p}: permission denied") from None
+    except OSError as exc:  # ELOOP: a symlink loop; ENAMETOOLONG, …
+        raise ReadError(f"cannot read {p}: {exc.strerror or exc}") from None
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "not a regular file"
+        raise ReadError(f"input {p} is {kind}; give image files or folders")
 
 
 def _where(ref: InputRef) -> str:

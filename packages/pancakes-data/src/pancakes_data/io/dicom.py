@@ -141,8 +141,25 @@ def _slice_position(tags: dict[str, str]) -> float:
 
 
 def read_series(series: DicomSeries) -> ImageData:
-    """Read one series as a volume (or a 2D image when it has one slice)."""
+    """Read one series as a volume (or a 2D image when it has one slice).
+
+    Raises:
+        ReadError: unreadable files, or slices that are not evenly spaced (a slice missing or without
+            pixel data): a volume would get an averaged, wrong spacing, so it is refused instead.
+    """
     import SimpleITK as sitk
+
+    if len(series.positions) >= 3:
+        pos = np.sort(np.asarray(series.positions, dtype=np.float64))
+        gaps = np.diff(pos)
+        step = float(np.median(gaps))
+        bad = np.flatnonzero(np.abs(gaps - step) > max(0.01 * abs(step), 1e-3))
+        if step == 0 or bad.size:
+            where = f"between positions {pos[bad[0]]:.2f} and {pos[bad[0] + 1]:.2f} mm" if bad.size else "everywhere"
+            raise ReadError(
+                f"DICOM series {series.stem} in {series.folder}: its slices are not evenly spaced ({where}: a "
+                "slice is missing or has no pixel data); refusing to build a volume with a wrong spacing"
+            )
 
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames([str(f) for f in series.files])

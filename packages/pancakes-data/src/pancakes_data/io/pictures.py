@@ -178,4 +178,6 @@ def read_picture(path: Path, *, max_pixels: int = MAX_PIXELS, channel: int | str
                 raise ReadError(f"cannot read TIFF {path}: {exc}") from exc
             if several:
                 return _tifffile(path, max_pixels, channel)
+    if channel is not None:
+        raise ReadError(f"--channel {channel}: {path} is a single picture without channels to choose from")
     return _pillow(path, max_pixels)

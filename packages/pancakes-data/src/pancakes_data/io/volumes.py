@@ -47,6 +47,12 @@ def _from_tensor(data: np.ndarray, affine: np.ndarray, path: Path, fmt: str, ext
     """(X, Y, Z) data with a RAS affine → canonical 3D, or 2D when Z == 1."""
     import nibabel as nib
 
+    if not np.all(np.isfinite(affine)):
+        raise ReadError(f"{path}: the voxel-to-world matrix in its header holds NaN or inf; fix the header first")
+    used = affine[:3, :2] if data.shape[2] == 1 else affine[:3, :3]
+    if np.linalg.matrix_rank(used, tol=1e-9) < used.shape[1]:
+        raise ReadError(f"{path}: the voxel-to-world matrix in its header is singular (a zero voxel size or a "
+                        "repeated axis); fix the header first")  # fmt: skip
     geometry = {"affine": affine, **extra}
     if data.shape[2] == 1:
         zooms = np.sqrt((affine[:3, :2] ** 2).sum(axis=0))
@@ -86,7 +92,9 @@ def read_volume(path: Path) -> ImageData:
     if fmt is None:
         raise ReadError(f"{path}: not a NIfTI, NRRD or MHA file")
     try:
-        shape = _header_shape(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a broken affine is refused below, by name
+            shape = _header_shape(path)
     except Exception as exc:  # nibabel / SimpleITK raise many types for corrupt headers
         raise ReadError(f"cannot read {_NAMES[fmt]} {path}: {exc}") from exc
     extra: dict = {"shape": shape}
@@ -103,7 +111,9 @@ def read_volume(path: Path) -> ImageData:
             # prefers the qform where nibabel — and most tools — take the sform.
             import nibabel as nib
 
-            nii = nib.load(str(path))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                nii = nib.load(str(path))
             data = np.asarray(nii.dataobj, dtype=np.float32).reshape(shape[:3] + (1,) * (3 - min(len(shape), 3)))[None]
             affine = np.asarray(nii.affine, dtype=np.float64)
             extra["nifti_header"] = nii.header.copy()

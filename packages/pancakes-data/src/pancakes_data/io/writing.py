@@ -97,6 +97,8 @@ def _write_labels(item: ImageData, labels: np.ndarray, path: Path, put) -> Path:
         if item.kind == "3d" and item.geometry.get("z_spacing"):
             meta.update(PhysicalSizeZ=float(item.geometry["z_spacing"]), PhysicalSizeZUnit="µm")
         return put(path, lambda p: tifffile.imwrite(p, arr, ome=True, metadata=meta, compression="zlib"))
+    if fmt in ("nrrd", "mha") and len(item.geometry.get("shape", ())) == 2:
+        return put(path, lambda p: _write_2d_sitk(item.path, lab, p))  # a 2D input stays 2D
     affine = np.asarray(item.geometry["affine"], dtype=np.float64)
     lab = _to_original(item, lab) if item.kind == "3d" else lab[:, :, None]
     if fmt in ("nifti", "dicom"):
@@ -121,3 +123,17 @@ def _write_labels(item: ImageData, labels: np.ndarray, path: Path, put) -> Path:
         tensor = torch.from_numpy(lab.astype(np.int32 if dtype == np.uint16 else np.uint8))[None]
         return put(path, lambda p: write_image(tensor, affine, p))
     raise ValueError(f"cannot write label maps for input format {fmt!r}")
+
+
+def _write_2d_sitk(source: Path, lab: np.ndarray, path: Path) -> None:
+    """(X, Y) labels of a 2D NRRD/MHA input, written 2D with the input's spacing, origin and direction."""
+    import SimpleITK as sitk
+
+    ref = sitk.ImageFileReader()
+    ref.SetFileName(str(source))
+    ref.ReadImageInformation()
+    img = sitk.GetImageFromArray(np.ascontiguousarray(lab.T))  # SimpleITK arrays are (y, x)
+    img.SetSpacing(ref.GetSpacing())
+    img.SetOrigin(ref.GetOrigin())
+    img.SetDirection(ref.GetDirection())
+    sitk.WriteImage(img, str(path), True)

@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pancakes {args.command}: error: needs the [train] extra ({missing} is missing): {TRAIN_EXTRA}",
               file=sys.stderr)  # fmt: skip
         return 2
-    from pancakes_data import UserError
+    from pancakes_data import UserError, write_failure
     from pancakes_model.app.commands import COMMANDS
     from pancakes_model.runtime import keep_freed_memory
 
@@ -62,6 +62,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except UserError as exc:
         print(f"pancakes: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the machine refused a write: a full disk, a read-only or forbidden folder
+        line = write_failure(exc)
+        if line is None:
+            raise
+        resumable = args.command in ("segment", "match")
+        hint = "; free space or fix the folder, then continue with --resume" if resumable else ""
+        print(f"pancakes: error: {line}{hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         out = getattr(args, "out", None)

@@ -8,13 +8,16 @@
   ``run.json`` is written last and is the only completeness marker, so an interrupted run never
   looks complete. A stale ``.partial/`` is reused only by ``--resume`` with a matching manifest,
   and removed only by ``--force``.
-* ``--force`` only ever replaces an earlier Pancakes output (recognised by its ``run.json`` or its
-  partial manifest); a folder holding anything else is refused. OUT as a symlink means its target.
+* ``--force`` only ever removes the files an earlier Pancakes run wrote: ``run.json`` lists them
+  (``outputs``); for an output of an older version the names are derived from its inputs ×
+  protocols. Anything else anywhere below OUT — a note in ``labels/``, a folder, a symlink — makes
+  it refuse, naming the first such path. OUT as a symlink means its target.
 * OUT must be writable: checked by taking the lock, before any model is loaded or input read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -24,6 +27,7 @@ from pathlib import Path
 
 from pancakes_data import UserError
 from pancakes_data.io import write_text
+from pancakes_data.io.base import ImageData
 
 __all__ = ["OUTPUTS", "OutputError", "OutputFolder"]
 
@@ -64,10 +68,12 @@ class OutputFolder:
         self._lock: int | None = None
         self._created = False
         self.done: dict[str, dict] = {}
+        self.removable: list[Path] = []  # the earlier run's files, which --force may remove
 
     # ------------------------------------------------------------------ checks and lock
     def open(self) -> OutputFolder:
         """Check OUT against the inputs, create it, lock it, and look at what it holds."""
+        self._refuse_if_locked()
         for p in self.inputs:
             if _inside(self.out, p) or _inside(p, self.out):
                 relation = "is" if self.out == p else ("lies inside" if _inside(self.out, p) else "contains")
@@ -99,6 +105,25 @@ class OutputFolder:
             raise
         return self
 
+    def _refuse_if_locked(self) -> None:
+        """A run writing OUT right now holds the lock: say so, before judging what OUT holds."""
+        lock = self.out / LOCK
+        if not lock.is_file():
+            return
+        try:
+            fd = os.open(lock, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            raise OutputError(
+                f"--out {self.given} is being written by another pancakes run (it holds {LOCK}); "
+                "wait for it to finish or choose another folder"
+            ) from None
+        finally:
+            os.close(fd)
+
     def _check_contents(self) -> None:
         present = [p for p in self.out.iterdir() if p.name not in (LOCK, PARTIAL)]
         ours = [p for p in present if p.name in OUTPUTS]
@@ -120,6 +145,8 @@ class OutputFolder:
             )
         if ours and not self.force and not self.resume:
             raise OutputError(f"--out {self.given} holds an earlier pancakes output; pass --force to replace it")
+        if ours and self.force:
+            self.removable = self._earlier_outputs()
         if self.resume and not self.partial.is_dir():
             raise OutputError(f"--resume: {self.given} holds no interrupted run ({PARTIAL}/ is missing)")
 
@@ -166,15 +193,35 @@ class OutputFolder:
                     done[row["stem"]] = row
         return done
 
+    def _earlier_outputs(self) -> list[Path]:
+        """The files of the earlier output, checked: every file below OUT must be one of them."""
+        listed = set(_listed_outputs(self.out))
+        found = []
+        for root, dirs, files in os.walk(self.out):
+            here = Path(root)
+            if here == self.out:
+                dirs[:] = [d for d in dirs if d != PARTIAL]
+                files = [f for f in files if f != LOCK]
+            for name in sorted(dirs):
+                if (here / name).is_symlink():  # a symlinked folder is the user's, whatever it holds
+                    raise OutputError(f"--force: {here / name} was not written by pancakes; refusing to remove it")
+            for name in sorted(files):
+                rel = (here / name).relative_to(self.out).as_posix()
+                if rel not in listed or (here / name).is_symlink():
+                    raise OutputError(
+                        f"--force: {here / name} was not written by pancakes; move it away or use another --out"
+                    )
+                found.append(here / name)
+        return found
+
     def _remove_earlier(self) -> None:
         # run.json first: from this moment the old output no longer looks complete
         (self.out / "run.json").unlink(missing_ok=True)
-        for name in OUTPUTS:
-            p = self.out / name
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p)
-            elif p.exists() or p.is_symlink():
-                p.unlink()
+        for path in self.removable:
+            path.unlink(missing_ok=True)
+        for name in ("labels", "masks"):  # their folders go too once empty (nothing else was in them)
+            with contextlib.suppress(OSError):
+                (self.out / name).rmdir()
         shutil.rmtree(self.partial, ignore_errors=True)
 
     def record(self, stem: str, files: Iterable[str], **extra) -> None:
@@ -188,7 +235,12 @@ class OutputFolder:
 
     # ------------------------------------------------------------------ the end
     def finish(self, run_json: dict) -> None:
-        """Move everything from the partial folder into OUT; ``run.json`` last; drop the partial."""
+        """Move everything from the partial folder into OUT; ``run.json`` (listing every file the
+        run wrote, for a later ``--force``) last; drop the partial."""
+        run_json["outputs"] = sorted(
+            [p.relative_to(self.partial).as_posix() for name in OUTPUTS for p in _files(self.partial / name)]
+            + ["run.json"]
+        )
         for name in OUTPUTS:
             src = self.partial / name
             if name == "run.json" or not src.exists():
@@ -218,3 +270,31 @@ class OutputFolder:
         if exc_type is not None:
             self.abandon()
         self.close()
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file())
+    return [path] if path.is_file() else []
+
+
+def _listed_outputs(out: Path) -> list[str]:
+    """The files an earlier run says it wrote (``run.json``'s ``outputs``); for an output of a
+    version before that list, its names derived from the inputs × protocols it records."""
+    try:
+        run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        run = None
+    if not isinstance(run, dict):
+        return []
+    if isinstance(run.get("outputs"), list):
+        return [str(p) for p in run["outputs"]]
+    names = ["run.json", "overview.png", "report.html", "stats.csv", "match.json", "labels/labels.txt"]
+    protocols = run.get("protocols") or list(range(int(run.get("M", 0))))
+    for item in run.get("inputs", []):
+        if not isinstance(item, dict) or "stem" not in item:
+            continue
+        suffix = ImageData(Path(), "", "2d", None, format=item.get("format", "")).label_suffix
+        names += [f"labels/{item['stem']}_m{m:02d}{suffix}" for m in protocols]
+        names.append(f"masks/{item['stem']}{suffix}")
+    return names

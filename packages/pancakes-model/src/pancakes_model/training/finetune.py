@@ -127,22 +127,26 @@ def run_finetune(
         raise ConfigError(f"--out must be a .safetensors file, got {out.name}")
     if out.exists() and not force:
         raise ConfigError(f"--out {out} exists; pass --force to replace it")
+    work = out.with_name(f".{out.stem}.finetune-work")
+    shutil.rmtree(work, ignore_errors=True)
+    try:  # before any work: a read-only folder is found at once
+        work.mkdir(parents=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot write in {out.parent} ({exc.strerror or exc})") from exc
     base_path = resolve(base)
-    pairs = _pairs(Path(images), Path(labels))
-    if len(pairs) < 3:
-        raise ConfigError(
-            f"{len(pairs)} image/label pair(s) found by stem; at least 3 are needed (train, validation, test)"
-        )
+    try:
+        pairs = _pairs(Path(images), Path(labels))
+        if len(pairs) < 3:
+            raise ConfigError(
+                f"{len(pairs)} image/label pair(s) found by stem; at least 3 are needed (train, validation, test)"
+            )
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     rng = np.random.default_rng(seed)
     order = [pairs[i] for i in rng.permutation(len(pairs))]
     n_test = n_val = max(1, round(0.2 * len(pairs)))
     split = {"test": order[:n_test], "val": order[n_test : n_test + n_val], "train": order[n_test + n_val :]}
-    work = out.with_name(f".{out.stem}.finetune-work")
-    shutil.rmtree(work, ignore_errors=True)
-    try:
-        work.mkdir(parents=True)
-    except OSError as exc:
-        raise ConfigError(f"--out {out}: cannot write in {out.parent} ({exc.strerror or exc})") from exc
     store = work / "store"
     try:
         counts = {k: _write_split(store, f"finetune-{k}", v, 128) for k, v in split.items()}
