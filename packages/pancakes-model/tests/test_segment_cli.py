@@ -305,3 +305,19 @@ def test_keep_freed_memory_respects_the_users_malloc_settings(monkeypatch):
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
     glibc = sys.platform.startswith("linux") and "glibc" in " ".join(__import__("platform").libc_ver())
     assert keep_freed_memory() is glibc
+
+
+def test_in_memory_images_go_through_the_same_pipeline_as_files(pngs, tmp_path):
+    from pancakes_data.io import ArrayInput, read_image
+    from pancakes_model.app.segment import run_segment
+
+    arrays = [ArrayInput(p.stem, read_image(p).data) for p in sorted(pngs.glob("*.*"))]
+    run_segment(arrays, tmp_path / "mem", M=2, K=4, progress=False, log=lambda m: None)
+    run_segment([pngs], tmp_path / "files", M=2, K=4, progress=False, log=lambda m: None)
+    for f in sorted((tmp_path / "files" / "labels").glob("*.png")):
+        assert (tmp_path / "mem" / "labels" / f.name).read_bytes() == f.read_bytes()
+    vol = ArrayInput("vol", np.random.default_rng(0).random((20, 18, 6)).astype(np.float32), spacing=(0.5, 0.5, 2.0))
+    meta = run_segment([vol], tmp_path / "v", M=2, K=3, progress=False, log=lambda m: None)
+    img = nib.load(tmp_path / "v" / "labels" / "vol_m00.nii.gz")
+    assert img.shape == (20, 18, 6) and np.allclose(np.diag(img.affine)[:3], (0.5, 0.5, 2.0))
+    assert meta["inputs"][0]["spacing"] == [0.5, 0.5, 2.0]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pancakes_data.io.arrays import ArrayInput
 from pancakes_data.io.base import (
     GREY_WEIGHTS,
     INPUT_SUFFIXES,
@@ -34,6 +35,7 @@ __all__ = [
     "INPUT_SUFFIXES",
     "MAX_PIXELS",
     "MAX_VOXELS",
+    "ArrayInput",
     "DicomSeries",
     "ImageData",
     "InputRef",
@@ -55,7 +57,7 @@ __all__ = [
     "write_text",
 ]
 
-InputRef = Path | DicomSeries  # a file, or a DICOM series found in a folder
+InputRef = Path | DicomSeries | ArrayInput  # a file, a DICOM series found in a folder, an image in memory
 _PICTURES = (".png", ".tif", ".tiff", ".ome.tif", ".ome.tiff", ".jpg", ".jpeg")
 
 
@@ -113,6 +115,8 @@ def read_input(ref: InputRef, *, max_pixels: int = MAX_PIXELS, channel: int | st
     """Read what :func:`collect_inputs` found."""
     if isinstance(ref, DicomSeries):
         return read_series(ref)
+    if isinstance(ref, ArrayInput):
+        return ref.read()
     return read_image(ref, max_pixels=max_pixels, channel=channel)
 
 
@@ -121,6 +125,8 @@ def peek_kind(ref: InputRef) -> str:
 
     if isinstance(ref, DicomSeries):
         return "3d" if len(ref.files) > 1 else "2d"
+    if isinstance(ref, ArrayInput):
+        return ref.kind
     p = Path(ref)
     suffix = suffix_of(p)
     try:
@@ -139,24 +145,29 @@ def peek_kind(ref: InputRef) -> str:
 
 
 def ref_name(ref: InputRef) -> str:
-    return ref.stem if isinstance(ref, DicomSeries) else stem_of(ref)
+    return ref.stem if isinstance(ref, (DicomSeries, ArrayInput)) else stem_of(ref)
 
 
 def collect_inputs(
-    paths: Sequence[str | Path],
+    paths: Sequence[str | Path | ArrayInput],
     *,
     series: Sequence[str] | None = None,
     log: Callable[[str], None] = lambda msg: None,
 ) -> list[InputRef]:
     """Files as given; folders contribute their image files (sorted) and every DICOM series
-    found in them recursively (``series``: only these SeriesInstanceUIDs).
+    found in them recursively (``series``: only these SeriesInstanceUIDs); in-memory images
+    (:class:`ArrayInput`) as given.
 
     Raises:
         ReadError: a missing path, a folder without images, two inputs with the same stem.
     """
     files: list[InputRef] = []
     dicom_folders: list[Path] = []
-    for p in map(Path, paths):
+    for given in paths:
+        if isinstance(given, ArrayInput):
+            files.append(given)
+            continue
+        p = Path(given)
         _check_path(p)
         if p.is_dir():
             try:
@@ -214,4 +225,6 @@ def _check_path(p: Path) -> None:
 
 
 def _where(ref: InputRef) -> str:
-    return f"DICOM series {ref.uid}" if isinstance(ref, DicomSeries) else str(ref)
+    if isinstance(ref, DicomSeries):
+        return f"DICOM series {ref.uid}"
+    return f"image {ref.name!r}" if isinstance(ref, ArrayInput) else str(ref)

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from pancakes_data.io import (
     MAX_PIXELS,
+    ArrayInput,
     DicomSeries,
     collect_inputs,
     peek_kind,
@@ -91,7 +92,7 @@ def _versions() -> dict:
 
 
 def run_segment(
-    inputs: Sequence[str | Path],
+    inputs: Sequence[str | Path | ArrayInput],
     out: str | Path,
     *,
     M: int = 8,
@@ -118,7 +119,7 @@ def run_segment(
     returns run.json's content.
 
     Args:
-        inputs: image files, folders, DICOM folders (one set).
+        inputs: image files, folders, DICOM folders, in-memory images (:class:`ArrayInput`; one set).
         out: the output folder (see the module docstring).
         client: a ``distributed.Client`` — every input becomes a task on its cluster (see
             :mod:`pancakes_model.app.execution`); the files are byte-identical to a local run's.
@@ -157,7 +158,7 @@ def run_segment(
     refs = collect_inputs(inputs, series=series, log=log)
     if len({peek_kind(r) for r in refs} - {"unknown"}) > 1:
         raise InputError("the set mixes 2D images and 3D volumes; segment them in separate calls")
-    dirs = [p for p in [*inputs, *examples] if Path(p).exists()]
+    dirs = [p for p in [*inputs, *examples] if not isinstance(p, ArrayInput) and Path(p).exists()]
     with OutputFolder(out, inputs=dirs, force=force, resume=resume) as folder:
         # loaded here also with a cluster: a bad model file is found before any task
         if model is None:
@@ -233,7 +234,10 @@ def _stem(ref) -> str:
 
 
 def _fingerprint(ref) -> dict:
-    """An input as the partial manifest knows it: path, size and mtime (a changed file is noticed)."""
+    """An input as the partial manifest knows it: path, size and mtime (a changed file is noticed);
+    an in-memory image by its pixels' SHA-256."""
+    if isinstance(ref, ArrayInput):
+        return {"array": ref.stem, "shape": list(np.shape(ref.data)), "sha256": ref.sha256()}
     if isinstance(ref, DicomSeries):
         stat = [(f.stat().st_size, f.stat().st_mtime_ns) for f in ref.files]
         return {
