@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from pancakes_model import Pancakes, segment
-from pancakes_model.app.commands import demo_inputs
 from pancakes_model.inference.predict import model_preprocess
 from pancakes_model.network import resolve
+from pancakes_model.samples import demo_inputs
 
 M, K = 8, 20
 OUT = Path(__file__).parent / "data" / "golden_demo.npz"

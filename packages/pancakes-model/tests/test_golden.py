@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 
 from pancakes_model import segment
-from pancakes_model.app.commands import demo_inputs
 from pancakes_model.network import resolve
+from pancakes_model.samples import demo_inputs
 
 GOLDEN = Path(__file__).parent / "data" / "golden_demo.npz"
 

@@ -140,12 +140,12 @@ def test_logit_factors_reproduce_the_logits_for_all_one_and_per_image_protocols(
 def test_memory_format_is_an_explicit_setting_not_a_side_effect():
     torch.manual_seed(4)
     m = Pancakes()
-    assert m.eval().memory_format == "contiguous"
+    assert m.eval().memory_format == "channels_last"  # the default since issue 22 (faster on CPUs)
     x = images()
     with torch.no_grad():
         a = m(x, M=2, K=3, logits=True)
-        b = m.set_memory_format("channels_last")(x, M=2, K=3, logits=True)
-    assert m.train().memory_format == "channels_last"
+        b = m.set_memory_format("contiguous")(x, M=2, K=3, logits=True)
+    assert m.train().memory_format == "contiguous"
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="memory format must be one of"):
         m.set_memory_format("strided")

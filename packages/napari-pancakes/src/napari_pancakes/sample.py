@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from pancakes_model.app.commands import demo_inputs
+from pancakes_model.samples import demo_inputs
 
 __all__ = ["demo_set"]
 

@@ -25,11 +25,11 @@ import torch
 from pancakes_data import UserError
 from pancakes_data.palette import palette
 from pancakes_model.__about__ import __version__
-from pancakes_model.app.commands import demo_inputs
 from pancakes_model.inference.predict import predict_array
 from pancakes_model.network import Pancakes, resolve, sha256
 from pancakes_model.network.bioimageio import PancakesBioImageIO
 from pancakes_model.render import protocol_grid, save_png
+from pancakes_model.samples import demo_inputs
 
 __all__ = ["SIDE", "example_tensors", "export_bioimageio"]
 

@@ -11,22 +11,17 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from importlib import resources
 from pathlib import Path
 
 from pancakes_data.io import MAX_PIXELS
+from pancakes_model.app.bioimageio import export_bioimageio
 from pancakes_model.app.common import InputError
 from pancakes_model.app.execution import close_client, dask_client
 from pancakes_model.app.match import run_match
 from pancakes_model.app.segment import run_segment
+from pancakes_model.samples import demo_inputs
 
 __all__ = ["COMMANDS", "demo_inputs"]
-
-
-def demo_inputs() -> list[Path]:
-    """The shipped sample images (MNI152 2009c slices; see demo/NOTICE.txt)."""
-    folder = Path(str(resources.files("pancakes_model") / "demo"))
-    return sorted(folder.glob("*.png"))
 
 
 def _channel(text: str | None) -> int | str | None:
@@ -125,8 +120,6 @@ def finetune(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
-    from pancakes_model.app.bioimageio import export_bioimageio
-
     path = export_bioimageio(args.bioimageio, model=args.model, M=args.M, K=args.K, force=args.force)
     print(f"bioimage.io package: {path}", file=sys.stderr)
     return 0

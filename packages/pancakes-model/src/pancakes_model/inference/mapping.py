@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 
 from pancakes_data import SlicePlan
+from pancakes_model.network.sampler import LogitFactors
 
 __all__ = ["BLOCK_PIXELS", "argmax0", "queries_to_labels"]
 
@@ -51,20 +51,14 @@ def argmax0(x: torch.Tensor, dtype: torch.dtype = torch.int64) -> torch.Tensor:
     return hit.amax(dim=0).neg_().add_(k).clamp_(0, k - 1).to(dtype)
 
 
-def _grid_labels(q: torch.Tensor, key: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Labels on the model grid, (M·n, G, G) rows ordered (protocol, slice), and where a 2×2
-    cell (i..i+1, j..j+1) is mixed (any of its four edges joins two labels)."""
-    n, _, g, _ = q.shape
-    m_count, k_count, _ = key.shape
-    # Logits as a 1×1 convolution of q in the standard layout, which measured faster than the same
-    # product as a matmul (n, K·M, G, G); channels are label-major, so each label's maps of a slice
-    # form one contiguous block for argmax0.
-    flat_key = rearrange(key, "M K D -> (K M) D 1 1").contiguous()
-    logits = F.conv2d(q.contiguous(), flat_key, rearrange(bias, "M K -> (K M)").contiguous())
-    by_label = rearrange(logits.view(n, k_count, m_count * g * g), "N K P -> K N P")
-    lab = argmax0(by_label, dtype=torch.uint8 if k_count <= 256 else torch.int32)  # (n, M·G²)
-    del logits, by_label
-    lab = rearrange(lab, "N (M H W) -> (M N) H W", M=m_count, H=g).contiguous()
+def _grid_labels(q: torch.Tensor, key: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Labels on the model grid, (M·n, G, G) rows ordered (protocol, slice): the argmax of the logits."""
+    lab = LogitFactors(q, key, bias, float("inf")).labels()  # (n, M, G, G)
+    return rearrange(lab, "N M H W -> (M N) H W").contiguous()
+
+
+def _mixed(lab: torch.Tensor) -> torch.Tensor:
+    """Where a 2×2 cell (i..i+1, j..j+1) of the grid labels is mixed (an edge joins two labels)."""
     vert = lab[:, 1:] != lab[:, :-1]
     horz = lab[:, :, 1:] != lab[:, :, :-1]
     mixed = torch.zeros(lab.shape, dtype=torch.bool)
@@ -72,7 +66,7 @@ def _grid_labels(q: torch.Tensor, key: torch.Tensor, bias: torch.Tensor) -> tupl
     mixed[:, :-1, :-1] |= vert[:, :, 1:]
     mixed[:, :, :-1] |= horz
     mixed[:, :-1, :-1] |= horz[:, 1:]
-    return lab, mixed
+    return mixed
 
 
 def queries_to_labels(
@@ -92,12 +86,17 @@ def queries_to_labels(
     n, d, g, _ = q.shape
     m_count, k_count, _ = key.shape
     small = k_count <= 256
-    lab_grid, mixed = _grid_labels(q, key, bias)
+    lab_grid = _grid_labels(q, key, bias)
+    h_out, w_out = plan.shape
+    rows_all, cols = plan.inverse_coords()
+    if (h_out, w_out) == (g, g) and np.array_equal(rows_all, np.arange(g)) and np.array_equal(cols, np.arange(g)):
+        # the input is the model grid itself: every output pixel is a grid pixel, nothing to blend
+        out_grid = rearrange(lab_grid, "(M N) H W -> N M H W", M=m_count).numpy()
+        return out_grid.astype(np.uint8 if small else np.uint16, copy=False)
+    mixed = _mixed(lab_grid)
     lab_flat = lab_grid.numpy().reshape(m_count * n, g * g)
     mixed_flat = mixed.numpy().reshape(m_count * n, g * g)
-    h_out, w_out = plan.shape
     out = np.empty((n, m_count, h_out, w_out), np.uint8 if small else np.uint16)
-    rows_all, cols = plan.inverse_coords()
     cc = np.clip(cols, 0, g - 1)
     c0 = np.minimum(np.floor(cc).astype(np.int64), g - 2)
     near_c = np.rint(cc).astype(np.int64)

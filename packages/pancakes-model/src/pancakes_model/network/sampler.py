@@ -87,6 +87,28 @@ class LogitFactors:
         out = torch.baddbmm(bias[:, :, None], key, flat_q)
         return rearrange(out, "N K (H W) -> N K H W", H=h)
 
+    def labels(self, *, block: int = 4096) -> torch.Tensor:
+        """Label maps: argmax over K of :meth:`logits` — never a softmax — as (N, M, H, W) uint8
+        (int32 when K > 256); ties go to the lower k.
+
+        The logits are made pixel-major, (pixels, M·K) = q (pixels, D) @ keyᵀ (D, M·K), a block of
+        pixels at a time so the block stays in cache, and the argmax runs over the contiguous last
+        axis; over K in the (M, K, H, W) layout it reads with a stride of H·W and is several times
+        slower on a CPU.
+        """
+        n, _d, h, w = self.q.shape
+        m, k = self.shape
+        flat_q = rearrange(self.q, "N D H W -> N (H W) D")  # a view when q is channels_last
+        keys = rearrange(self.key, "M K D -> D (M K)")
+        bias = rearrange(self.bias, "M K -> (M K)")
+        out = torch.empty((n, h * w, m), dtype=torch.uint8 if k <= 256 else torch.int32, device=self.q.device)
+        for i in range(n):
+            for start in range(0, h * w, block):
+                stop = min(start + block, h * w)
+                logits = torch.addmm(bias, flat_q[i, start:stop], keys)  # (pixels, M·K)
+                out[i, start:stop] = logits.view(stop - start, m, k).argmax(dim=-1).to(out.dtype)
+        return rearrange(out, "N (H W) M -> N M H W", H=h)
+
     def probs(self, protocols: torch.Tensor | int | None = None) -> torch.Tensor:
         """Softmax over K of :meth:`logits` (same shapes; K is axis 2 or axis 1)."""
         dim = 2 if protocols is None else 1
