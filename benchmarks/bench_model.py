@@ -1,5 +1,11 @@
 """Benchmark pancakes-model on this CPU: inference, training step, peak memory, sampler forms.
 
+Issue 22's ratios come first, all in one run: at S = 3, M = 8, K = 20, 128², 2 threads, the label
+path of ``segment`` (the factored logits and their argmax, mapped to the input's grid) and
+``Pancakes.forward`` (full probabilities) against the bare UNet (the model's own featurizer on the
+same inputs, threads and memory format) in one process, and ``forward`` against the previous
+release (``--previous``, default 8d69f14, from a ``git worktree``) in alternating fresh processes.
+
 Targets (issue #3), 2 cores, 128×128, M=8, K=20: inference S=3 ≤ 100 ms (aim 80), S=1 ≤ 35 ms;
 training step S=3 ≤ 300 ms; worst case S=5 M=15 K=40 peak RSS ≤ 1.5 GB. Writes the table into
 packages/pancakes-model/README.md. ``--quick`` skips torch.compile and the slow official sampler.
@@ -65,6 +71,75 @@ def rss_child(kind: str, s: int, m: int, k: int) -> None:
     print(json.dumps({"seconds": t, "peak_rss_mb": peak_rss_mb()}))
 
 
+FORWARD_CODE = """
+import json, statistics, sys, time, torch
+torch.set_num_threads(2)
+from pancakes_model import Pancakes
+model = Pancakes.from_pretrained().eval()
+x = torch.rand(1, 3, 1, 128, 128, generator=torch.Generator().manual_seed(0))
+times = []
+with torch.inference_mode():
+    for i in range(45):
+        t = time.perf_counter(); model(x, 8, 20); times.append(time.perf_counter() - t)
+print(json.dumps({"forward": statistics.median(times[5:])}))
+"""
+
+
+def previous_forward(previous: str, rounds: int = 3) -> dict:
+    """Median forward time of this tree and of ``previous`` in alternating fresh processes."""
+    import atexit
+    import os
+
+    from _common import scratch
+
+    tree = scratch("bench-model-prev-") / "tree"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), previous], check=True,
+                   capture_output=True)  # fmt: skip
+    atexit.register(subprocess.run, ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
+                    capture_output=True)  # fmt: skip
+    env_prev = dict(os.environ, PYTHONPATH=os.pathsep.join(str(p / "src") for p in (tree / "packages").iterdir()))
+    times: dict[str, list[float]] = {"previous": [], "this": []}
+    for _ in range(rounds):
+        for arm, env in (("previous", env_prev), ("this", dict(os.environ))):
+            out = subprocess.run([sys.executable, "-c", FORWARD_CODE], check=True, capture_output=True, text=True,
+                                 env=env, cwd=ROOT).stdout  # fmt: skip
+            times[arm].append(json.loads(out.strip().splitlines()[-1])["forward"])
+    return times
+
+
+def ratios_vs_unet(model: Pancakes) -> dict[str, float]:
+    """Bare UNet, label path and forward at S = 3, M = 8, K = 20, interleaved in this process."""
+    import statistics
+
+    from pancakes_data import SlicePlan
+    from pancakes_model.inference.mapping import queries_to_labels
+
+    x, _ = batch(3)
+    plan = SlicePlan.for_slice((H, W), None, H)
+    images = x[0].contiguous(memory_format=torch.channels_last)
+
+    def unet() -> None:
+        model.featurizer(images)
+
+    def label_path() -> None:
+        f = model.factors(x, 8, 20)
+        queries_to_labels(f.q, f.key, f.bias, plan)
+
+    def forward() -> None:
+        model(x, 8, 20)
+
+    runs: dict[str, list[float]] = {"unet": [], "label_path": [], "forward": []}
+    with torch.inference_mode():
+        for fn in (unet, label_path, forward):
+            fn()
+        for _ in range(25):
+            for name, fn in (("unet", unet), ("label_path", label_path), ("forward", forward)):
+                t0 = time.perf_counter()
+                fn()
+                runs[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in runs.items()}
+
+
 def in_child(kind: str, s: int, m: int, k: int) -> dict:
     out = subprocess.run(
         [sys.executable, __file__, "--child", kind, str(s), str(m), str(k)],
@@ -78,6 +153,7 @@ def in_child(kind: str, s: int, m: int, k: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--previous", default="8d69f14", help="the release forward() is compared with")
     ap.add_argument("--child", nargs=4)
     args = ap.parse_args()
     if args.child:
@@ -92,6 +168,26 @@ def main() -> None:
     n_params = model.num_parameters()
     rows: list[tuple[str, str, str]] = []
     data: dict = {"parameters": n_params}
+    shipped = Pancakes.from_pretrained().eval()
+    base = ratios_vs_unet(shipped)
+    prev = previous_forward(args.previous)
+    import statistics
+
+    paired = [t / p for t, p in zip(prev["this"], prev["previous"])]
+    rows.append(("bare UNet S=3 (the featurizer alone)", f"{base['unet'] * 1e3:.0f} ms", ""))
+    rows.append(("label path of segment S=3, M=8, K=20 (logits → argmax → input grid)",
+                 f"{base['label_path'] * 1e3:.0f} ms = {base['label_path'] / base['unet']:.2f}× the bare UNet",
+                 "≤ 1.1×"))  # fmt: skip
+    rows.append(
+        (
+            "Pancakes.forward S=3, M=8, K=20 (probabilities)",
+            f"{base['forward'] * 1e3:.0f} ms = {base['forward'] / base['unet']:.2f}× the bare UNet",
+            "≤ 1.25×",
+        )
+    )
+    rows.append((f"  same, vs {args.previous} (alternating fresh processes, median of 40 forwards each)",
+                 f"{statistics.median(paired):.2f}× ({', '.join(f'{p:.2f}' for p in paired)})", "≤ 1.0×"))  # fmt: skip
+    data["ratios"] = {"seconds": base, "vs_previous": prev, "previous": args.previous}
 
     inf = {}
     for s in (1, 3, 5):

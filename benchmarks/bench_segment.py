@@ -30,7 +30,7 @@ import torch
 torch.set_num_threads(2)
 sys.path[:0] = sys.argv[3:]
 try:
-    from pancakes_model.app.runtime import keep_freed_memory
+    from pancakes_model.runtime import keep_freed_memory
     from pancakes_model.app.segment import run_segment
 except ImportError:  # the layout before pancakes-model had rooms
     from pancakes_model.runtime import keep_freed_memory

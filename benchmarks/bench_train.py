@@ -77,19 +77,20 @@ def profile_child(steps: int) -> None:
 
     from pancakes_model.loss import _argmin_mk, candidate_table, set_soft_dice_loss
     from pancakes_model.training.config import load_config
-    from pancakes_model.training.trainer import Trainer, _resize
+    from pancakes_model.training.step import draw_mk, resize
+    from pancakes_model.training.trainer import Trainer
 
     out = scratch("bench-train-prof-")
     cfg = load_config(CONFIG, [f"out.dir={out / 'run'}", "val.dev=", "train.workers=0"])
     tr = Trainer(cfg, progress=False)
-    loader = tr._loader()
+    loader = iter(tr.loader())
     phases = {k: [] for k in ("data", "forward", "table", "winner", "backward", "optimizer")}
     for _ in range(steps):
         t0 = time.perf_counter()
         batch = next(loader)
         t1 = time.perf_counter()
-        m, k = tr._mk(tr.step)
-        images, targets = _resize(batch["images"], batch["targets"], 128)
+        m, k = draw_mk(cfg.train.seed, tr.step, cfg.train.M, cfg.train.K)
+        images, targets = resize(batch["images"], batch["targets"], 128)
         tr.opt.zero_grad(set_to_none=True)
         b, s = images.shape[:2]
         factors = tr.model.factors(images, m, k)
@@ -164,7 +165,8 @@ def main() -> None:
         f"{', '.join(f'{p:.2f}×' for p in paired)}). Losses of the first 20 steps, same seed: largest "
         f"difference {max_diff:.2e}.",
         "",
-        f"One step of this tree, phase by phase (mean of 22 steps, workers = 0; {total_ms:.0f} ms in all):",
+        "One step of this tree, phase by phase (mean of 22 steps, workers = 0, float32 featurizer; "
+        f"{total_ms:.0f} ms in all):",
         "",
         "| phase | ms | share |",
         "|---|---|---|",

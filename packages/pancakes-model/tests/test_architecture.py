@@ -17,7 +17,13 @@ SOURCES = {p.name: p / "src" for p in PACKAGES.iterdir() if (p / "src").is_dir()
 # The only places where a project module is imported inside a function (the lazy package names of
 # PEP 562 and the command line that parses before importing the commands; the training commands
 # need the optional [train] extra).
-LATE_IMPORTS = {"pancakes_model", "pancakes_model.app.cli", "pancakes_model.app.commands"}
+LATE_IMPORTS = {
+    "pancakes_model",
+    "pancakes_data",
+    "pancakes_eval",
+    "pancakes_model.app.cli",
+    "pancakes_model.app.commands",
+}
 LIMIT = 400
 
 

@@ -7,7 +7,7 @@ import pytest
 def test_fast_argmax_equals_torch_argmax():
     import torch
 
-    from pancakes_model.inference import argmax0
+    from pancakes_model.network.sampler import argmax_leading as argmax0
 
     x = torch.randn(7, 33, 21)
     x[:, 0, 0] = 1.0  # a tie: the lowest index wins, as in torch.argmax

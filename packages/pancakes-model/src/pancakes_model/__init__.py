@@ -6,7 +6,7 @@ every label meaning the same structure across the set.
 The public names load lazily (PEP 562): ``import pancakes_model`` costs nothing, so
 ``pancakes --version`` and every ``--help`` answer without importing torch; the first use of a
 name such as :class:`Pancakes` imports its module. This and the torch-free command-line parser
-(:mod:`pancakes_model.app.parser`) are the two places where the project imports later than the top
+(:mod:`pancakes_model.parser`) are the two places where the project imports later than the top
 of a file.
 """
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pancakes_model.inference.mapping import argmax0, queries_to_labels
+from pancakes_model.inference.mapping import queries_to_labels
 from pancakes_model.inference.predict import predict_array, segment
 
-__all__ = ["argmax0", "predict_array", "queries_to_labels", "segment"]
+__all__ = ["predict_array", "queries_to_labels", "segment"]

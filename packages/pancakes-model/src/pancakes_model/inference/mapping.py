@@ -20,35 +20,11 @@ import torch
 from einops import rearrange
 
 from pancakes_data import SlicePlan
-from pancakes_model.network.sampler import LogitFactors
+from pancakes_model.network.sampler import LogitFactors, argmax_leading
 
-__all__ = ["BLOCK_PIXELS", "argmax0", "queries_to_labels"]
+__all__ = ["BLOCK_PIXELS", "queries_to_labels"]
 
 BLOCK_PIXELS = 1 << 20  # output pixels (× protocols × slices) per block of rows
-
-
-def argmax0(x: torch.Tensor, dtype: torch.dtype = torch.int64) -> torch.Tensor:
-    """argmax over the first axis of (K, ...); ties keep the lowest index, like ``argmax``.
-
-    On a CPU ``x.argmax(0)`` over a strided leading axis is slow (~10× this for K = 20 and
-    8 × 128² maps), while ``amax(0)`` is fast: take the maximum, mark where each k attains it
-    with the code K − k, and the largest code is the lowest winning index.
-
-    Args:
-        x: (K, ...) finite values.
-        dtype: dtype of the result.
-    """
-    k = x.shape[0]
-    code_dtype = torch.uint8 if k < 256 else torch.int32
-    codes = torch.arange(k, 0, -1, dtype=code_dtype).view(k, *([1] * (x.ndim - 1)))
-    hit = torch.empty(x.shape, dtype=code_dtype)
-    if code_dtype == torch.uint8:
-        torch.eq(x, x.amax(dim=0), out=hit.view(torch.bool))  # no separate bool → uint8 copy
-    else:
-        hit.copy_(torch.eq(x, x.amax(dim=0)))
-    hit.mul_(codes)
-    # k − (largest code); clamp: a NaN column has no code at all
-    return hit.amax(dim=0).neg_().add_(k).clamp_(0, k - 1).to(dtype)
 
 
 def _grid_labels(q: torch.Tensor, key: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -132,7 +108,7 @@ def queries_to_labels(
             counts = torch.bincount(mm, minlength=m_count).tolist()
             best = torch.cat(
                 [
-                    argmax0(torch.addmm(bias[m][:, None], key[m], part.T))  # (K, pairs) label-major
+                    argmax_leading(torch.addmm(bias[m][:, None], key[m], part.T))  # (K, pairs) label-major
                     for m, part in enumerate(torch.split(qp, counts))
                     if counts[m]
                 ]
