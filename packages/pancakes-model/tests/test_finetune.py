@@ -30,12 +30,19 @@ def test_a_short_finetune_writes_weights_that_name_the_base_model(tmp_path, caps
         Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(tmp_path / "img" / f"c{i}.png")
         Image.fromarray(disk.astype(np.uint8)).save(tmp_path / "lab" / f"c{i}.png")
     out = tmp_path / "tuned.safetensors"
-    args = ["finetune", "--images", "img", "--labels", "lab", "--out", str(out), "--steps", "3", "--score-sets", "3"]
+    # one held-out family keeps the forgetting check in the run at a third of the default's cost
+    (tmp_path / "dev.toml").write_text(
+        '[dev]\n[[dev.families]]\nname = "spots-foreground"\nspec = "heldout:spots"\ntarget = "foreground"\n',
+        encoding="utf-8",
+    )
+    args = ["finetune", "--images", "img", "--labels", "lab", "--out", str(out), "--steps", "3", "--score-sets", "2"]
+    args += ["--dev", "dev.toml"]
     assert main(args) == 0, capsys.readouterr().err
     err = capsys.readouterr().err
     assert "test Set Dice" in err and "pooled Set Dice drop" in err
     tuned = Pancakes.from_pretrained(out)
     info = tuned.provenance["finetune"]
+    assert set(info["dev_before"]) == set(info["dev_after"]) == {"spots-foreground"}  # the --dev file was read
     assert info["base_sha256"] == hashlib.sha256(resolve("default").read_bytes()).hexdigest()
     assert info["pairs"] == {"train": 3, "val": 1, "test": 1} and info["steps"] == 3
     assert not list(tmp_path.glob(".*finetune-work"))  # the work folder is gone

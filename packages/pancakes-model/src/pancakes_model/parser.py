@@ -144,7 +144,8 @@ def finetune_arguments(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
     ap.add_argument("--model", default="default", help="the base weights ('default': the shipped model)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the split and the training draws")
     ap.add_argument("--dev", type=Path, default=Path("configs/dev.toml"), help="dev config for the forgetting check")
-    ap.add_argument("--score-sets", type=positive_int, default=20, help="sets per family for the before/after scores")
+    score_help = "sets per family for the before/after scores (and, at most 8, the validation)"
+    ap.add_argument("--score-sets", type=positive_int, default=20, help=score_help)
     ap.add_argument("--force", action="store_true", help="replace an existing --out file")
     return ap
 

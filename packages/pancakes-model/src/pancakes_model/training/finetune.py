@@ -85,9 +85,9 @@ def _score(weights, families, *, store: Path, s_of, n: int, seed: int) -> dict[s
     return family_scores(Pancakes.from_pretrained(weights), families, s_of=s_of, n=n, seed=seed, store=store)
 
 
-def _config(base: Path, store: Path, work: Path, counts: dict, *, steps: int, seed: int) -> TrainConfig:
+def _config(base: Path, store: Path, work: Path, counts: dict, *, steps: int, seed: int, val_sets: int) -> TrainConfig:
     """The fine-tuning run: the training pairs (weight 2) mixed with synthetic sets so the model keeps
-    proposing other protocols, validated on the validation pairs."""
+    proposing other protocols, validated on ``val_sets`` sets of the validation pairs."""
     return TrainConfig(
         train=TrainSection(
             steps=steps, init=str(base), lr=1e-4, warmup=20, curriculum=((1.0, 128),), seed=seed,
@@ -99,7 +99,7 @@ def _config(base: Path, store: Path, work: Path, counts: dict, *, steps: int, se
             sources=(SourceEntry("store:finetune-train", 2.0), SourceEntry("procedural", 0.5),
                      SourceEntry("scenes:populations", 0.5)),
         ),
-        val=ValConfig(dev=str(work / "dev.toml"), every=25, sets=8, S=min(3, counts["val"])),
+        val=ValConfig(dev=str(work / "dev.toml"), every=25, sets=val_sets, S=min(3, counts["val"])),
         out=OutConfig(dir=str(work / "run")),
     )  # fmt: skip
 
@@ -120,7 +120,8 @@ def run_finetune(
 ) -> dict:
     """The ``pancakes finetune`` command as a function; returns the summary it prints.
 
-    ``score_sets``: sets per family for the before/after scores (test pairs and dev families).
+    ``score_sets``: sets per family for the before/after scores (test pairs and dev families); the
+    validation that picks the best checkpoint uses as many, at most 8.
     """
     out = Path(out)
     if out.suffix != ".safetensors":
@@ -177,7 +178,8 @@ def run_finetune(
         dev_before = _score(
             base_path, fams, store=Path(dev_cfg.store), s_of=lambda f: 3, n=score_sets, seed=dev_cfg.seed
         )
-        cfg = _config(base_path, store, work, counts, steps=steps, seed=seed)
+        # the validation that picks the best checkpoint is no larger than the scores the user asked for
+        cfg = _config(base_path, store, work, counts, steps=steps, seed=seed, val_sets=min(8, score_sets))
         t0 = time.perf_counter()
         result = Trainer(cfg, progress=True).run(max_minutes=minutes)
         best = work / "run" / "best.safetensors"
