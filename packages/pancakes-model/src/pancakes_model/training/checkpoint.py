@@ -4,7 +4,13 @@ A checkpoint is a folder ``OUT/checkpoints/step-NNNNNNNN/`` holding ``model.safe
 config, provenance), ``optimizer.safetensors`` (optimizer tensors and the RNG state) and
 ``state.json`` (step, scheduler, best score, elapsed time). It is written under a temporary name
 and renamed into place, so a kill at any moment leaves either the complete folder or none; resume
-takes the newest complete one. The two newest are kept.
+takes the newest complete one. The ``keep`` newest are kept (2 by default).
+
+The *flat* layout (``train.checkpoint_layout = "flat"``, the GPU run's) is one file,
+``OUT/checkpoint.safetensors``: the weights under ``model.``, the optimizer tensors under ``opt.``,
+the RNG, and the state JSON in the file's metadata. One file is replaced by one rename, so it is
+either the old checkpoint or the new one, and a run whose outputs are copied back by a file count
+(the lent GPU machine brings back at most 8 files) carries the whole checkpoint in one.
 """
 
 from __future__ import annotations
@@ -16,14 +22,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from pancakes_model.network import load_weights
 from pancakes_model.network.weights import user_mode
 
-__all__ = ["latest", "load", "save"]
+__all__ = ["FLAT", "latest", "load", "save"]
 
 KEEP = 2
+FLAT = "checkpoint.safetensors"
+_STATE_FILES = {"model.safetensors", "optimizer.safetensors", "state.json"}
 
 
 def _fsync_dir(path: Path) -> None:
@@ -37,17 +46,8 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def save(
-    root: Path, *, step: int, model, optimizer: torch.optim.Optimizer, state: dict[str, Any], provenance: dict
-) -> Path:
-    """Write checkpoint ``step`` under ``root/checkpoints`` atomically; returns its folder."""
-    base = root / "checkpoints"
-    base.mkdir(parents=True, exist_ok=True)
-    final = base / f"step-{step:08d}"
-    tmp = base / f".tmp-step-{step:08d}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    model.save_pretrained(tmp / "model.safetensors", provenance=provenance)
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    """The optimizer's per-parameter tensors by ``"<index>.<key>"`` and its param groups (no params)."""
     tensors, groups = {}, []
     opt_state = optimizer.state_dict()
     for idx, group in opt_state["state"].items():
@@ -55,6 +55,32 @@ def save(
             tensors[f"{idx}.{key}"] = val.detach().cpu().contiguous()
     for g in opt_state["param_groups"]:
         groups.append({k: v for k, v in g.items() if k != "params"})
+    return tensors, groups
+
+
+def save(
+    root: Path,
+    *,
+    step: int,
+    model,
+    optimizer: torch.optim.Optimizer,
+    state: dict[str, Any],
+    provenance: dict,
+    keep: int = KEEP,
+    flat: bool = False,
+) -> Path:
+    """Write checkpoint ``step`` atomically, under ``root/checkpoints`` (``keep`` newest kept) or, when
+    ``flat``, as ``root/checkpoint.safetensors``; returns its path."""
+    if flat:
+        return _save_flat(root, step=step, model=model, optimizer=optimizer, state=state, provenance=provenance)
+    base = root / "checkpoints"
+    base.mkdir(parents=True, exist_ok=True)
+    final = base / f"step-{step:08d}"
+    tmp = base / f".tmp-step-{step:08d}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    model.save_pretrained(tmp / "model.safetensors", provenance=provenance)
+    tensors, groups = _optimizer_tensors(optimizer)
     tensors["torch_rng"] = torch.get_rng_state()
     save_file(tensors, str(tmp / "optimizer.safetensors"))
     user_mode(tmp / "optimizer.safetensors")
@@ -66,7 +92,7 @@ def save(
         shutil.rmtree(final)
     tmp.rename(final)
     _fsync_dir(base)
-    for old in sorted(p for p in base.glob("step-*") if p.is_dir())[:-KEEP]:
+    for old in sorted(p for p in base.glob("step-*") if p.is_dir())[: -max(keep, 1)]:
         shutil.rmtree(old, ignore_errors=True)
     for stale in base.glob(".tmp-step-*"):
         if stale != tmp:
@@ -74,28 +100,69 @@ def save(
     return final
 
 
-def latest(root: Path) -> Path | None:
-    """The newest complete checkpoint folder under ``root/checkpoints``, or None."""
-    base = root / "checkpoints"
-    if not base.is_dir():
+def _save_flat(root: Path, *, step: int, model, optimizer, state: dict[str, Any], provenance: dict) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / FLAT
+    tmp = root / f".{FLAT}.{os.getpid()}.tmp"
+    opt, groups = _optimizer_tensors(optimizer)
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors.update({f"opt.{k}": v for k, v in opt.items()})
+    tensors["torch_rng"] = torch.get_rng_state()
+    meta = {"state": json.dumps({**state, "step": step, "param_groups": groups}, default=str)}
+    meta["provenance"] = json.dumps(provenance, sort_keys=True, default=str)
+    save_file(tensors, str(tmp), metadata=meta)
+    user_mode(tmp)
+    with tmp.open("rb") as fh:
+        os.fsync(fh.fileno())
+    tmp.replace(final)
+    _fsync_dir(root)
+    return final
+
+
+def _flat_step(path: Path) -> int | None:
+    """The step of a complete flat checkpoint, or None when it is missing or unreadable."""
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return int(json.loads((fh.metadata() or {})["state"])["step"])
+    except (OSError, KeyError, ValueError, TypeError, SafetensorError):
         return None
-    for folder in sorted((p for p in base.glob("step-*") if p.is_dir()), reverse=True):
-        names = {"model.safetensors", "optimizer.safetensors", "state.json"}
-        if names <= {f.name for f in folder.iterdir()}:
+
+
+def latest(root: Path) -> Path | None:
+    """The newest complete checkpoint under ``root`` (a ``checkpoints/step-N`` folder or the flat
+    ``checkpoint.safetensors``, whichever holds the later step), or None."""
+    found: list[tuple[int, Path]] = []
+    flat_step = _flat_step(root / FLAT)
+    if flat_step is not None:
+        found.append((flat_step, root / FLAT))
+    base = root / "checkpoints"
+    folders = sorted((p for p in base.glob("step-*") if p.is_dir()), reverse=True) if base.is_dir() else []
+    for folder in folders:
+        if {f.name for f in folder.iterdir()} >= _STATE_FILES:
             try:
-                json.loads((folder / "state.json").read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError):
+                step = int(json.loads((folder / "state.json").read_text(encoding="utf-8"))["step"])
+            except (OSError, json.JSONDecodeError, KeyError, ValueError, TypeError):
                 continue
-            return folder
-    return None
+            found.append((step, folder))
+            break
+    return max(found, key=lambda f: f[0])[1] if found else None
 
 
-def load(folder: Path, *, model, optimizer: torch.optim.Optimizer, device: torch.device) -> dict[str, Any]:
-    """Restore weights, optimizer and RNG from ``folder``; returns state.json's content."""
-    loaded = load_weights(type(model), folder / "model.safetensors", map_location=str(device))
-    model.load_state_dict(loaded.state_dict())
-    state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
-    tensors = load_file(str(folder / "optimizer.safetensors"))
+def load(path: Path, *, model, optimizer: torch.optim.Optimizer, device: torch.device) -> dict[str, Any]:
+    """Restore weights, optimizer and RNG from the checkpoint at ``path`` (a folder or the flat file);
+    returns its state (state.json's content)."""
+    if path.is_file():
+        everything = load_file(str(path))
+        with safe_open(str(path), framework="pt") as fh:
+            state = json.loads(fh.metadata()["state"])
+        model.load_state_dict({k.removeprefix("model."): v for k, v in everything.items() if k.startswith("model.")})
+        tensors = {k.removeprefix("opt."): v for k, v in everything.items() if k.startswith("opt.")}
+        tensors["torch_rng"] = everything["torch_rng"]
+    else:
+        loaded = load_weights(type(model), path / "model.safetensors", map_location=str(device))
+        model.load_state_dict(loaded.state_dict())
+        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+        tensors = load_file(str(path / "optimizer.safetensors"))
     params = list(model.parameters())
     restored: dict[str, Any] = {"state": {}, "param_groups": []}
     for i in range(len(params)):

@@ -96,6 +96,12 @@ class TrainSection:
     max_minutes: float = 0.0  # 0 = no limit
     log_every: int = 25
     checkpoint_every: int = 250
+    # also a checkpoint once this many minutes passed since the last one (0 = steps only): a run cut
+    # off from outside (a lent GPU machine's time limit) loses at most this much
+    checkpoint_minutes: float = 0.0
+    keep_checkpoints: int = 2  # newest checkpoint folders kept
+    # "folders": checkpoints/step-N/ (three files each); "flat": one OUT/checkpoint.safetensors, replaced
+    checkpoint_layout: str = "folders"
 
 
 @dataclass(frozen=True)
@@ -261,6 +267,13 @@ def _check(cfg: TrainConfig) -> TrainConfig:
             raise ConfigError(
                 f"train.curriculum entries are [fraction in (0, 1], size a multiple of 16], got {[frac, size]}"
             )
+    if t.checkpoint_every < 1 or t.checkpoint_minutes < 0 or t.keep_checkpoints < 1:
+        raise ConfigError(
+            "train.checkpoint_every and train.keep_checkpoints must be >= 1 and train.checkpoint_minutes >= 0; "
+            f"got {t.checkpoint_every}, {t.keep_checkpoints}, {t.checkpoint_minutes}"
+        )
+    if t.checkpoint_layout not in ("folders", "flat"):
+        raise ConfigError(f"train.checkpoint_layout must be 'folders' or 'flat', got {t.checkpoint_layout!r}")
     if t.precision not in ("auto", "bf16", "fp32"):
         raise ConfigError(f"train.precision must be 'auto', 'bf16' or 'fp32', got {t.precision!r}")
     if cfg.data.augment_on not in ("workers", "device"):

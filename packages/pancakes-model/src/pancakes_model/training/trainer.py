@@ -8,7 +8,9 @@ with warm-up and cosine decay (``LambdaLR``), gradient clipping, an optional res
 Around the steps: validation on the dev families (:mod:`.validation`, the best checkpoint kept),
 the run log (:mod:`.runlog`), checkpoints (:mod:`.checkpoint`) and the provenance written into
 every weights file (:mod:`.provenance`). Outputs in ``out.dir``: ``best.safetensors``,
-``last.safetensors``, ``checkpoints/step-N/``, ``log.jsonl``, ``metrics.csv``, ``curve.png``.
+``last.safetensors``, ``checkpoints/step-N/`` (or one ``checkpoint.safetensors`` in the flat layout),
+``log.jsonl``, ``metrics.csv``, ``curve.png``. Checkpoints are written every ``checkpoint_every``
+steps and, with ``checkpoint_minutes``, whenever that much time passed since the last one.
 
 Distributed (torchrun): ``batch_size`` is the global batch; set i of step t is drawn from
 (seed, t, i) and rank r makes the sets with i ≡ r (mod N), so the data stream does not depend on
@@ -22,6 +24,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -92,8 +95,17 @@ def _device(name: str, local_rank: int) -> torch.device:
 class Trainer:
     """Holds the model, optimizer, data and log of one run (see module docstring)."""
 
-    def __init__(self, cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        *,
+        resume: bool = False,
+        progress: bool = True,
+        echo: Callable[[str], None] | None = None,
+    ) -> None:
+        """``echo`` receives one line per logged row (steps/s, data wait, GPU memory) when given."""
         self.cfg = cfg
+        self.echo = echo
         t = cfg.train
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
@@ -119,7 +131,7 @@ class Trainer:
         self.val_sets = validation_sets(cfg, self.dev) if self.dev is not None and self.rank == 0 else {}
         if resume:
             self._resume()
-        elif self.out.exists() and ((self.out / "checkpoints").exists() or any(self.out.glob("*.safetensors"))):
+        elif self.out.exists() and (checkpoint.latest(self.out) or any(self.out.glob("*.safetensors"))):
             raise ConfigError(f"{self.out} already holds a run; pass --resume to continue it or choose another out.dir")
 
     # ---- set-up
@@ -166,8 +178,9 @@ class Trainer:
         start, base_elapsed = time.perf_counter(), self.elapsed
         loader = self.loader()
         bar = tqdm(total=t.steps, initial=self.step, disable=not self.progress, unit="step", dynamic_ncols=True)
-        window = _Window()
+        window = _Window(self.device)
         last_val: dict = {}
+        self._saved_at = time.perf_counter()
         try:
             while self.step < t.steps:
                 batch = window.wait(loader)
@@ -177,9 +190,12 @@ class Trainer:
                 if self.step % t.log_every == 0 or self.step == 1:
                     self.log.append(window.summarise(row, t.log_every, first=self.step == 1))
                     bar.set_postfix({"loss": f"{row['loss_avg']:.3f}"})
+                    if self.echo is not None and self.rank == 0:
+                        self.echo(_line(row))
                 if self.rank == 0 and self.val_sets and (self.step % self.cfg.val.every == 0 or self.step == t.steps):
                     last_val = self.validate()
-                if self.step % t.checkpoint_every == 0:
+                due = t.checkpoint_minutes > 0 and time.perf_counter() - self._saved_at >= t.checkpoint_minutes * 60
+                if self.step % t.checkpoint_every == 0 or due:
                     self.save()
                 if self._stop_now(start, limit, bool(got)):
                     why = f"on {signal.Signals(got[0]).name}" if got else f"after {limit / 60:.1f} minutes"
@@ -249,24 +265,39 @@ class Trainer:
         if best:
             self.model.save_pretrained(self.out / "best.safetensors", provenance=prov)
             return
+        t = self.cfg.train
         state = {"best": self.best, "elapsed": self.elapsed, "scheduler": self.scheduler.state_dict()}
-        checkpoint.save(self.out, step=self.step, model=self.model, optimizer=self.opt, state=state, provenance=prov)
+        layout = {"keep": t.keep_checkpoints, "flat": t.checkpoint_layout == "flat", "provenance": prov}
+        checkpoint.save(self.out, step=self.step, model=self.model, optimizer=self.opt, state=state, **layout)
         self.model.save_pretrained(self.out / "last.safetensors", provenance=prov)
+        self._saved_at = time.perf_counter()
+        self.log.append({"kind": "checkpoint", "step": self.step, "elapsed": round(self.elapsed, 2)})
 
     def _resume(self) -> None:
         folder = checkpoint.latest(self.out)
         if folder is None:
-            raise ConfigError(f"--resume: no complete checkpoint under {self.out / 'checkpoints'}")
+            raise ConfigError(f"--resume: no complete checkpoint under {self.out}")
         state = checkpoint.load(folder, model=self.model, optimizer=self.opt, device=self.device)
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.best, self.elapsed = int(state["step"]), float(state["best"]), float(state["elapsed"])
         self.log.truncate(self.step)
 
 
-class _Window:
-    """Timing between log rows: steps per second and the share of time spent waiting for data."""
+def _line(row: dict) -> str:
+    """One log row as a line: what a GPU run's operator watches."""
+    line = f"step {row['step']:>7}  loss {row['loss_avg']:.4f}  {row['it_per_s']:6.2f} steps/s"
+    line += f"  data wait {100 * row['data_wait']:4.1f} %"
+    if "gpu_mem_gib" in row:
+        line += f"  GPU memory {row['gpu_mem_gib']:.2f} GiB (peak)"
+    return line
 
-    def __init__(self) -> None:
+
+class _Window:
+    """Timing between log rows: steps per second, the share of time spent waiting for data and, on a
+    GPU, the peak memory allocated."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
         self.t_last = time.perf_counter()
         self.waited = 0.0
         self.losses: list[float] = []
@@ -284,5 +315,7 @@ class _Window:
         row["it_per_s"] = 0.0 if first else every / span
         row["data_wait"] = 0.0 if first else round(self.waited / span, 3)  # is the model starved?
         row["loss_avg"] = float(np.mean(self.losses[-every:]))
+        if self.cuda:
+            row["gpu_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
         self.t_last, self.waited = now, 0.0
         return row
