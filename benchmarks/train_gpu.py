@@ -213,6 +213,7 @@ def figures(device: str, *, images: int) -> dict:
 def train(config: Path, out: Path, *, deadline: float, checkpoint_minutes: float | None, overrides: list[str]) -> dict:
     """Train until ``deadline`` (a ``time.perf_counter()`` value, less a margin for the last
     checkpoint and the curve); returns the run's result and its log figures."""
+    from pancakes_data import Dataset
     from pancakes_model.training import checkpoint
     from pancakes_model.training.config import load_config
     from pancakes_model.training.trainer import Trainer
@@ -226,6 +227,13 @@ def train(config: Path, out: Path, *, deadline: float, checkpoint_minutes: float
     trainer = Trainer(cfg, resume=resume, progress=False, echo=lambda line: print(line, flush=True))
     if resume:
         print(f"resuming from step {trainer.step}", flush=True)
+    # Generator sources build their caches (atlas fields, texture banks) on first use; here, once, in
+    # this process, before the DataLoader workers start — not in every worker while the GPU waits.
+    t0 = time.perf_counter()
+    for source in trainer.sources:
+        if not isinstance(source.data, Dataset):  # store datasets are memory-mapped, nothing to build
+            source.data.get(0)
+    print(f"sources ready in {time.perf_counter() - t0:.1f} s", flush=True)
     minutes = (deadline - time.perf_counter()) / 60
     if minutes <= 0:
         raise SystemExit("train_gpu: no time left to train after the set-up")

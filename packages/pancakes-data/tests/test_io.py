@@ -167,3 +167,23 @@ def test_dicom_series_are_found_grouped_named_and_written_as_nifti(tmp_path):
     assert [r.uid for r in only] == ["1.2.3.4.1"]
     with pytest.raises(ReadError, match=r"--series \['9.9'\] not found"):
         collect_inputs([root], series=["9.9"])
+
+
+def test_the_geometry_affine_matches_the_reoriented_data(tmp_path):
+    import nibabel as nib
+
+    from pancakes_data.io import read_image
+
+    vol = np.random.default_rng(0).random((5, 6, 7)).astype(np.float32)
+    # permuted and flipped axes: the reader reorients to RAS+
+    aff = np.array([[0, 0, -2, 10], [3, 0, 0, -5], [0, -4, 0, 7], [0, 0, 0, 1]], dtype=float)
+    nib.save(nib.Nifti1Image(vol, aff), tmp_path / "v.nii.gz")
+    item = read_image(tmp_path / "v.nii.gz")
+    g = item.geometry
+    assert np.array_equal(g.file_affine, aff) and item.data.shape == (7, 5, 6)
+    assert (np.diag(g.affine[:3, :3]) > 0).all() and np.count_nonzero(g.affine[:3, :3]) == 3  # RAS+
+    for idx in [(0, 0, 0), (1, 2, 3), (6, 4, 5)]:
+        world = g.affine @ [*idx, 1.0]
+        in_file = np.linalg.solve(aff, world)[:3]  # the same point, as a voxel of the file
+        assert np.allclose(in_file, np.round(in_file))
+        assert item.data[idx] == vol[tuple(np.round(in_file).astype(int))]

@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from pancakes_synth import GeneratorConfig, SetGenerator
 from pancakes_synth.fields import FAMILIES, HELD_OUT_FAMILIES, make_field
@@ -31,13 +32,17 @@ def test_template_invariants(small_source, index):
     gen = SetGenerator(small_source, seed=0)
     rng = np.random.default_rng([0, index])
     params = gen.sample_template_params(rng)
-    assert 20 <= len(params.structure_ids) <= 40
-    assert 25 <= params.slice_index <= 100
-    tmpl = gen.render_template(params)
+    tmpl, classes = gen.render_template_with_classes(params)
     ids, counts = np.unique(tmpl, return_counts=True)
     # contiguous ids: every id 1..L-1 is used; 0 is background
     assert set(range(1, int(tmpl.max()) + 1)) <= set(ids.tolist())
     assert (counts[ids != 0] >= 20).all()
+    # every label belongs to one painted structure (or the envelope or its rim); background alone is class 0
+    assert classes.shape == (int(tmpl.max()) + 1,) and classes[0] == 0 and (classes[1:] > 0).all()
+    assert classes.max() <= len(params.structure_ids) + 2
+    if params.split_components:  # then every label is one connected piece
+        assert all(ndimage.label(tmpl == v)[1] == 1 for v in ids[ids != 0])
+    assert np.array_equal(gen.render_template(params), tmpl)  # a function of the parameters alone
 
 
 def test_elements_shapes_ranges_and_shared_ids(small_source):

@@ -7,7 +7,8 @@ Synthetic images are normalised like every input at inference (``normalize_inten
 the Table-3 augmentations run (across-set, then within-set).
 
 Sources are real datasets of the store or anything with ``len(source)`` and ``source.get(i)``
-returning a set (pancakes-synth's generators and shard datasets): one interface, no type checks.
+returning a set (pancakes-synth's generators and shard datasets): one duck-typed interface, which
+``Source`` checks once when it is built.
 
 Batches group sets of one S (S is drawn per batch), so they stack:
 

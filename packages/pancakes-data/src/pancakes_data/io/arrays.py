@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pancakes_data.io.base import ImageData, ReadError
+from pancakes_data.io.base import Geometry, ImageData, ReadError
 
 __all__ = ["ArrayInput"]
 
@@ -69,5 +69,5 @@ class ArrayInput:
         if self.kind == "2d":
             return ImageData(Path(self.stem), self.stem, "2d", data, spacing, self.unit, "png")
         affine = np.diag([*(spacing or (1.0, 1.0, 1.0)), 1.0])
-        geometry = {"affine": affine, "shape": tuple(data.shape)}
+        geometry = Geometry(affine=affine, file_affine=affine, shape=tuple(data.shape))
         return ImageData(Path(self.stem), self.stem, "3d", data, spacing, self.unit, "nifti", geometry=geometry)

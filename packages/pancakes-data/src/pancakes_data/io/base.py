@@ -16,6 +16,7 @@ __all__ = [
     "INPUT_SUFFIXES",
     "MAX_PIXELS",
     "MAX_VOXELS",
+    "Geometry",
     "ImageData",
     "ReadError",
     "stem_of",
@@ -63,6 +64,37 @@ def stem_of(path: Path) -> str:
     return path.name[: -len(suf)] if suf and path.name.lower().endswith(suf) else path.stem
 
 
+@dataclass(frozen=True)
+class Geometry:
+    """Where the pixels of :attr:`ImageData.data` lie, and what writing labels back onto the input's
+    own grid needs (torchio's ``Image`` keeps its affine in step with its data; so does this).
+
+    Attributes:
+        affine: (4, 4) voxel → world (RAS, mm) of ``ImageData.data`` as it is — the canonical RAS+
+            voxel order for a volume that was reoriented. None for plain pictures.
+        file_affine: (4, 4) voxel → world of the file's own voxel order: labels are written with it.
+        orientation: (3, 2) nibabel orientation that took the file's voxel axes to ``data``'s
+            (None: ``data`` is in the file's order).
+        shape: the file's own data shape (a 2D NRRD's (X, Y), a one-volume 4D NIfTI's (X, Y, Z, 1)).
+        nifti_header: the input's NIfTI header, which label maps are written with (NIfTI only).
+        squeezed_4d: a 4D file holding one volume, read as 3D and written back 4D.
+        spacing_yx: an OME-TIFF stack's pixel size (µm), written into the label stack's metadata.
+        z_spacing: an OME-TIFF stack's slice distance (µm).
+        series_uid: a DICOM series' SeriesInstanceUID; ``slices``: its number of files.
+    """
+
+    affine: np.ndarray | None = None
+    file_affine: np.ndarray | None = None
+    orientation: np.ndarray | None = None
+    shape: tuple[int, ...] = ()
+    nifti_header: Any = None
+    squeezed_4d: bool = False
+    spacing_yx: tuple[float, ...] | None = None
+    z_spacing: float | None = None
+    series_uid: str = ""
+    slices: int = 0
+
+
 @dataclass
 class ImageData:
     """One input, read and ready to slice.
@@ -76,7 +108,7 @@ class ImageData:
         unit: ``"mm"`` or ``"um"``.
         format: what it was read as: png, jpeg, tiff, ome-tiff, nifti, nrrd, mha, dicom.
         modality: ``"ct"`` (Hounsfield units, windowed) or ``"mr"`` (percentiles; anything else).
-        geometry: what writing labels back in the input's own grid needs (format-specific).
+        geometry: where ``data``'s pixels lie and what writing labels back on the input's own grid needs.
         notes: remarks for the user (RGB converted, palette shown as displayed, …).
     """
 
@@ -88,7 +120,7 @@ class ImageData:
     unit: str = "mm"
     format: str = ""
     modality: str = "mr"
-    geometry: dict[str, Any] = field(default_factory=dict)
+    geometry: Geometry = field(default_factory=Geometry)
     notes: list[str] = field(default_factory=list)
 
     @property

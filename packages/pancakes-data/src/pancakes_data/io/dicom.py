@@ -167,7 +167,7 @@ def read_series(series: DicomSeries) -> ImageData:
         image = reader.Execute()
     except RuntimeError as exc:
         raise ReadError(f"cannot read DICOM series {series.stem} in {series.folder}: {exc}") from exc
-    item = volume_from_sitk(image, series.folder, "dicom", {"series_uid": series.uid, "slices": len(series.files)})
+    item = volume_from_sitk(image, series.folder, "dicom", {"series_uid": str(series.uid), "slices": len(series.files)})
     item.stem = series.stem
     item.modality = "ct" if series.modality.upper() == "CT" else "mr"
     item.notes.append(f"DICOM series {series.stem}: {len(series.files)} file(s), modality {series.modality or '?'}")

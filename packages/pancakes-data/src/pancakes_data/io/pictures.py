@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pancakes_data.io.base import GREY_WEIGHTS, MAX_PIXELS, ImageData, ReadError, stem_of, suffix_of
+from pancakes_data.io.base import GREY_WEIGHTS, MAX_PIXELS, Geometry, ImageData, ReadError, stem_of, suffix_of
 
 __all__ = ["read_picture"]
 
@@ -155,7 +155,7 @@ def _tifffile(path: Path, max_pixels: int, channel: int | str | None) -> ImageDa
             raise ReadError(f"{path}: {arr.shape[0]} pages without ImageJ/OME metadata saying they are z-slices")
         vol = np.ascontiguousarray(np.transpose(arr, (2, 1, 0)), dtype=np.float32)  # (X, Y, Z) like RAS data
         sp = (spacing[1], spacing[0], z_spacing or spacing[0]) if spacing else None
-        geometry = {"tiff_axes": "ZYX", "z_spacing": z_spacing, "spacing_yx": spacing}
+        geometry = Geometry(z_spacing=z_spacing, spacing_yx=spacing)
         return ImageData(path, stem_of(path), "3d", vol, sp, unit, "ome-tiff", geometry=geometry, notes=notes)
     raise ReadError(
         f"{path}: pages with axes {axes!r} (shape {arr.shape}) — it is unclear whether they are slices, "

@@ -1,8 +1,9 @@
-"""Medical volumes through torchio: NIfTI, NRRD, MHA/MHD and DICOM series.
+"""Medical volumes: NIfTI, NRRD, MHA/MHD and DICOM series.
 
-Reading follows torchio: ``ScalarImage`` (SimpleITK and nibabel underneath) gives the data and a
-RAS affine; ``ToCanonical`` reorients to RAS+ so ``--axis`` means the same anatomy for every file;
-the spacing comes from the header. The original affine (and, for NIfTI, the header) is kept, so
+NIfTI is read with nibabel (its sform, NaNs kept), NRRD and MHA with torchio's ``ScalarImage``
+(SimpleITK underneath), DICOM series with SimpleITK; each gives the data and a RAS affine, and the
+data are reoriented to RAS+ as torchio's ``ToCanonical`` does, so ``--axis`` means the same anatomy
+for every file; the spacing comes from the header. The original affine (and, for NIfTI, the header) is kept, so
 label maps are written back in the input's own orientation, shape, spacing, origin and direction
 (:mod:`pancakes_data.io.writing`). A 2D image stored as a volume (X, Y, 1) stays 2D; a 4D file
 with one volume is read as 3D and written back 4D.
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pancakes_data.io.base import MAX_VOXELS, ImageData, ReadError, stem_of, suffix_of
+from pancakes_data.io.base import MAX_VOXELS, Geometry, ImageData, ReadError, stem_of, suffix_of
 
 __all__ = ["FORMATS", "read_volume", "volume_from_sitk"]
 
@@ -44,7 +45,8 @@ def _check_size(shape: tuple[int, ...], path: Path) -> None:
 
 
 def _from_tensor(data: np.ndarray, affine: np.ndarray, path: Path, fmt: str, extra: dict) -> ImageData:
-    """(X, Y, Z) data with a RAS affine → canonical 3D, or 2D when Z == 1."""
+    """(X, Y, Z) data with a RAS affine → canonical 3D, or 2D when Z == 1. ``extra``: more
+    :class:`Geometry` fields (the file's shape, its NIfTI header, …)."""
     import nibabel as nib
 
     if not np.all(np.isfinite(affine)):
@@ -53,14 +55,16 @@ def _from_tensor(data: np.ndarray, affine: np.ndarray, path: Path, fmt: str, ext
     if np.linalg.matrix_rank(used, tol=1e-9) < used.shape[1]:
         raise ReadError(f"{path}: the voxel-to-world matrix in its header is singular (a zero voxel size or a "
                         "repeated axis); fix the header first")  # fmt: skip
-    geometry = {"affine": affine, **extra}
     if data.shape[2] == 1:
         zooms = np.sqrt((affine[:3, :2] ** 2).sum(axis=0))
         spacing = (float(zooms[0]), float(zooms[1]))
+        geometry = Geometry(affine=affine, file_affine=affine, **extra)
         return ImageData(path, stem_of(path), "2d", data[:, :, 0], spacing, "mm", fmt, geometry=geometry)
     ornt = nib.orientations.io_orientation(affine)
     canonical = nib.orientations.apply_orientation(data, ornt)  # what torchio's ToCanonical does
-    geometry["orientation"] = ornt
+    # the affine of the reoriented voxels: the file's affine after undoing the reorientation
+    data_affine = affine @ nib.orientations.inv_ornt_aff(ornt, data.shape)
+    geometry = Geometry(affine=data_affine, file_affine=affine, orientation=ornt, **extra)
     zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
     spacing = tuple(float(zooms[int(a)]) for a in ornt[:, 0].argsort())
     return ImageData(

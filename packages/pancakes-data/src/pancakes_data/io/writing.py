@@ -51,7 +51,7 @@ def _to_original(item: ImageData, labels: np.ndarray) -> np.ndarray:
     reorientation)."""
     import nibabel as nib
 
-    ornt = item.geometry.get("orientation")
+    ornt = item.geometry.orientation
     if ornt is None:
         return labels
     canonical = np.array([[0, 1], [1, 1], [2, 1]])
@@ -89,27 +89,29 @@ def _write_labels(item: ImageData, labels: np.ndarray, path: Path, put) -> Path:
         else:
             arr, axes = lab, "YX"
         meta: dict = {"axes": axes}
-        sp = item.geometry.get("spacing_yx") or (item.spacing[:2] if item.spacing else None)
+        sp = item.geometry.spacing_yx or (item.spacing[:2] if item.spacing else None)
         if sp:
             meta.update(
                 PhysicalSizeY=float(sp[0]), PhysicalSizeX=float(sp[1]), PhysicalSizeYUnit="µm", PhysicalSizeXUnit="µm"
             )
-        if item.kind == "3d" and item.geometry.get("z_spacing"):
-            meta.update(PhysicalSizeZ=float(item.geometry["z_spacing"]), PhysicalSizeZUnit="µm")
+        if item.kind == "3d" and item.geometry.z_spacing:
+            meta.update(PhysicalSizeZ=float(item.geometry.z_spacing), PhysicalSizeZUnit="µm")
         return put(path, lambda p: tifffile.imwrite(p, arr, ome=True, metadata=meta, compression="zlib"))
-    if fmt in ("nrrd", "mha") and len(item.geometry.get("shape", ())) == 2:
+    if fmt in ("nrrd", "mha") and len(item.geometry.shape) == 2:
         return put(path, lambda p: _write_2d_sitk(item.path, lab, p))  # a 2D input stays 2D
-    affine = np.asarray(item.geometry["affine"], dtype=np.float64)
+    if item.geometry.file_affine is None:
+        raise ValueError(f"cannot write {fmt} label maps for {item.path}: its geometry has no affine")
+    affine = np.asarray(item.geometry.file_affine, dtype=np.float64)
     lab = _to_original(item, lab) if item.kind == "3d" else lab[:, :, None]
     if fmt in ("nifti", "dicom"):
         import nibabel as nib
 
-        header = item.geometry.get("nifti_header")
+        header = item.geometry.nifti_header
         if header is not None:
             header = header.copy()
             header.set_data_dtype(dtype)
             header["scl_slope"], header["scl_inter"] = 1.0, 0.0
-            shape = item.geometry.get("shape", lab.shape)
+            shape = item.geometry.shape or lab.shape
             lab = lab.reshape(shape) if int(np.prod(shape)) == lab.size else lab
         img = nib.Nifti1Image(lab, affine, header)
         if header is None:

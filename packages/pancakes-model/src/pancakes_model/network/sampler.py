@@ -144,8 +144,8 @@ class Sampler(nn.Module):
     """h(φ ‖ v_{m,k}) → one logit per pixel, image and candidate (m, k).
 
     Logits are bounded by τ + β, so the softmax over K cannot saturate — unbounded dot-product
-    logits stalled training in a probe (see ``shared/notes/performance.md``); the cosine form with
-    τ = 10 trained well. The same function is also available in its "concat" form
+    logits stalled training in an early probe (the softmax saturated and the losing labels got no
+    gradient); the cosine form with τ = 10 trained well. The same function is also available in its "concat" form
     (:meth:`forward_concat`): every (image, m, k) map built by concatenating φ with the broadcast v
     and applying h per pixel; the two are algebraically identical (a test checks it in float64).
 

@@ -18,7 +18,7 @@ from PIL import Image
 from pancakes_eval import compute_dice
 from pancakes_model.inference.matching import WARN_BELOW, MatchResult, rank_candidates
 from pancakes_model.training.baselines import kmeans_protocols
-from pancakes_model.training.devset import DevConfig, DevFamily, family_sets
+from pancakes_model.training.devset import GENERATED_FAMILIES, DevConfig, family_sets
 from pancakes_model.training.finetune import run_finetune
 from pancakes_model.training.validation import predict_labels, set_arrays
 
@@ -65,7 +65,7 @@ def finetune_evidence(
     *, counts=(5, 20), minutes: float = 2.0, seed: int = 0, dev: str | Path = "configs/dev.toml"
 ) -> dict:
     """``pancakes finetune`` on ``counts`` annotated images of the held-out spots family."""
-    fam = DevFamily("spots-foreground", "heldout:spots", "foreground")
+    fam = GENERATED_FAMILIES[0]
     out = {}
     for n in counts:
         with tempfile.TemporaryDirectory(prefix="pancakes-finetune-evidence-") as tmp:

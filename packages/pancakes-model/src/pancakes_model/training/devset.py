@@ -39,7 +39,15 @@ from pancakes_model.training.config import ConfigError, ConfigNotFound, toml
 from pancakes_model.training.kinds import project_kinds
 from pancakes_synth import open_source, parse_spec
 
-__all__ = ["DevConfig", "DevFamily", "check_training_sources", "dev_file_hashes", "family_sets", "load_dev"]
+__all__ = [
+    "GENERATED_FAMILIES",
+    "DevConfig",
+    "DevFamily",
+    "check_training_sources",
+    "dev_file_hashes",
+    "family_sets",
+    "load_dev",
+]
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,15 @@ class DevFamily:
     target: str = "structure"
     packages: tuple[str, ...] = ()
     protocols: tuple[str, ...] = ()
+
+
+# The dev families that held-out generators make without any data (no store, no package): the
+# forgetting check of `pancakes finetune` where no dev config exists, and the card's fine-tuning
+# evidence (the first: annotated images whose answer is known).
+GENERATED_FAMILIES = (
+    DevFamily("spots-foreground", "heldout:spots", "foreground"),
+    DevFamily("mosaic", "heldout:mosaic"),
+)
 
 
 @dataclass(frozen=True)

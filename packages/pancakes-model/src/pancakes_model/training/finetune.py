@@ -27,7 +27,7 @@ from pancakes_data.io import INPUT_SUFFIXES, collect_inputs, read_input, read_la
 from pancakes_model.network import Pancakes, resolve, save_weights, sha256
 from pancakes_model.training.config import ConfigError, OutConfig, SourceEntry, TrainConfig, TrainSection, ValConfig
 from pancakes_model.training.config import DataConfig as DataSection
-from pancakes_model.training.devset import DevConfig, DevFamily, load_dev
+from pancakes_model.training.devset import GENERATED_FAMILIES, DevConfig, DevFamily, load_dev
 from pancakes_model.training.stagerule import FORGETTING, forgets
 from pancakes_model.training.trainer import Trainer
 from pancakes_model.training.validation import family_scores
@@ -163,13 +163,7 @@ def run_finetune(
             return min(3, counts["test" if fam.name == "finetune-test" else "val"])
 
         before = _score(base_path, [mine["test"]], store=store, s_of=set_size, n=score_sets, seed=seed)["finetune-test"]
-        dev_cfg = (
-            load_dev(dev)
-            if Path(dev).is_file()
-            else DevConfig(
-                (DevFamily("spots-foreground", "heldout:spots", "foreground"), DevFamily("mosaic", "heldout:mosaic")),
-            )
-        )
+        dev_cfg = load_dev(dev) if Path(dev).is_file() else DevConfig(GENERATED_FAMILIES)
         fams = [
             f
             for f in dev_cfg.families

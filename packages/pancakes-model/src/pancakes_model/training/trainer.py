@@ -180,7 +180,7 @@ class Trainer:
         bar = tqdm(total=t.steps, initial=self.step, disable=not self.progress, unit="step", dynamic_ncols=True)
         window = _Window(self.device)
         last_val: dict = {}
-        self._saved_at = time.perf_counter()
+        self._saved_at, self._saved_step = time.perf_counter(), -1
         try:
             while self.step < t.steps:
                 batch = window.wait(loader)
@@ -204,7 +204,8 @@ class Trainer:
         finally:
             bar.close()
             close_loader(loader)
-        self.save()
+        if self._saved_step != self.step:  # the loop's last step may have been checkpointed already
+            self.save()
         if self.rank == 0:
             if not (self.out / "best.safetensors").is_file():
                 self.save(best=True)
@@ -270,7 +271,7 @@ class Trainer:
         layout = {"keep": t.keep_checkpoints, "flat": t.checkpoint_layout == "flat", "provenance": prov}
         checkpoint.save(self.out, step=self.step, model=self.model, optimizer=self.opt, state=state, **layout)
         self.model.save_pretrained(self.out / "last.safetensors", provenance=prov)
-        self._saved_at = time.perf_counter()
+        self._saved_at, self._saved_step = time.perf_counter(), self.step
         self.log.append({"kind": "checkpoint", "step": self.step, "elapsed": round(self.elapsed, 2)})
 
     def _resume(self) -> None:
