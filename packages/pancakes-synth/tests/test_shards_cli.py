@@ -38,7 +38,7 @@ def test_shard_round_trip_matches_the_generator(tmp_path, small_source):
 
 
 def test_label_ids_beyond_255_are_stored_as_uint16(tmp_path, small_source, monkeypatch):
-    from pancakes_synth.generator import SynthSet
+    from pancakes_synth.anatomix import SynthSet
 
     real = SetGenerator.generate
 

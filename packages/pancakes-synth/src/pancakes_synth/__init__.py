@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pancakes_synth.__about__ import __version__
-from pancakes_synth.generator import ElementParams, GeneratorConfig, SetGenerator, SynthSet, TemplateParams
+from pancakes_synth.anatomix import ElementParams, GeneratorConfig, SetGenerator, SynthSet, TemplateParams
 from pancakes_synth.heldout import HELD_OUT, HeldOutGenerator
 from pancakes_synth.recipe import Generator
 from pancakes_synth.scenes import SceneGenerator

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from pancakes_data.io import atomic_write, write_text
 from pancakes_synth.__about__ import __version__
-from pancakes_synth.generator import SetGenerator
+from pancakes_synth.anatomix import SetGenerator
 from pancakes_synth.recipe import Generator
 from pancakes_synth.shardset import MANIFEST, ShardDataset, shard_name
 from pancakes_synth.sources import DEFAULT_BANK

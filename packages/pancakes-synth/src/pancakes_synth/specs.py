@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pancakes_synth.generator import SetGenerator
+from pancakes_synth.anatomix import SetGenerator
 from pancakes_synth.heldout import HeldOutGenerator
 from pancakes_synth.scenes import SceneGenerator, TextureBank
 from pancakes_synth.shardset import ShardDataset

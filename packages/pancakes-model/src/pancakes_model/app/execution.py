@@ -1,6 +1,6 @@
 """Where the inputs are segmented: threads in this process, or a Dask cluster.
 
-Both call :func:`pancakes_model.app.work.process` once per input and hand each finished record to
+Both call :func:`pancakes_model.app.work.run_input` once per input and hand each finished record to
 ``record`` (which appends it to the partial run's done-log), at most a few inputs ahead of what has
 been recorded, so memory is bounded and an interruption keeps everything already written.
 
@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 from pancakes_data.cluster import close_client, dask_client
-from pancakes_model.app.work import Job, process, remote
+from pancakes_model.app.work import Job, run_input, run_input_on_worker
 from pancakes_model.network import Pancakes
 
 __all__ = ["close_client", "dask_client", "run_dask", "run_local"]
@@ -57,7 +57,7 @@ def run_local(
         with ThreadPoolExecutor(workers) as pool:
             try:
                 for i, ref in todo:
-                    pending.append(pool.submit(process, job, model, i, ref))
+                    pending.append(pool.submit(run_input, job, model, i, ref))
                     _drain(pending, record, workers, lambda f: f.result())
             finally:
                 _drain(pending, record, 0, lambda f: f.result())
@@ -72,7 +72,7 @@ def run_dask(job: Job, client, todo: Sequence[tuple[int, object]], record: Calla
     pending: deque = deque()
     try:
         for i, ref in todo:
-            pending.append(client.submit(remote, job, i, ref, pure=False))
+            pending.append(client.submit(run_input_on_worker, job, i, ref, pure=False))
             _drain(pending, record, window, lambda f: f.result())
     finally:
         _drain(pending, record, 0, lambda f: f.result())

@@ -23,7 +23,7 @@ from pancakes_model.inference.predict import predict_array
 from pancakes_model.network import Pancakes, sha256
 from pancakes_model.render import column_tiles
 
-__all__ = ["Job", "WorkError", "load_model", "process", "remote"]
+__all__ = ["Job", "WorkError", "load_model", "run_input", "run_input_on_worker"]
 
 TILE = 128  # side of an input's tiles in the overview
 
@@ -156,7 +156,7 @@ def write_one(job: Job, item: ImageData, labels: np.ndarray, norm: np.ndarray, *
     }
 
 
-def process(job: Job, model: Pancakes, index: int, ref) -> dict:
+def run_input(job: Job, model: Pancakes, index: int, ref) -> dict:
     """Read, segment and write input ``index``; returns its done-record (with its notes)."""
     item = read_input(ref, max_pixels=job.max_pixels, channel=job.channel)
     check_item(item)
@@ -164,8 +164,8 @@ def process(job: Job, model: Pancakes, index: int, ref) -> dict:
     return write_one(job, item, labels, norm, show=index in job.shown)
 
 
-def remote(job: Job, index: int, ref) -> dict:
-    """:func:`process` on a Dask worker: the model from the shared file system, cached per worker;
+def run_input_on_worker(job: Job, index: int, ref) -> dict:
+    """:func:`run_input` on a Dask worker: the model from the shared file system, cached per worker;
     one torch thread per task (the worker's threads run tasks side by side)."""
     torch.set_num_threads(1)
-    return process(job, load_model(job.model_file, job.model_sha256), index, ref)
+    return run_input(job, load_model(job.model_file, job.model_sha256), index, ref)
