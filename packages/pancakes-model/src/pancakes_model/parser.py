@@ -160,12 +160,23 @@ def export_arguments(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return ap
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds "(default: X)" where the help does not say it already and X says something (not None,
+    False or empty): no "(default: default)" or "(default: None)" beside a sentence that explains it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "(default" in text or action.default is None or action.default is False or action.default in ("", []):
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``pancakes`` command line (see the module docstring)."""
     ap = argparse.ArgumentParser(prog="pancakes", description=DESCRIPTION, epilog=EPILOG)
     ap.add_argument("--version", action="version", version=f"pancakes-model {__version__}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    dflt = argparse.ArgumentDefaultsHelpFormatter
+    dflt = _Help
     s = sub.add_parser("segment", help="segment files or folders (one set) into M protocols", formatter_class=dflt)
     _segment_arguments(s)
     s.add_argument(
