@@ -213,10 +213,10 @@ def figures(device: str, *, images: int) -> dict:
 def train(config: Path, out: Path, *, deadline: float, checkpoint_minutes: float | None, overrides: list[str]) -> dict:
     """Train until ``deadline`` (a ``time.perf_counter()`` value, less a margin for the last
     checkpoint and the curve); returns the run's result and its log figures."""
-    from pancakes_data import Dataset
     from pancakes_model.training import checkpoint
     from pancakes_model.training.config import load_config
     from pancakes_model.training.trainer import Trainer
+    from pancakes_synth import Generator
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
     settings = [f'out.dir="{out}"', 'train.checkpoint_layout="flat"', "train.keep_checkpoints=1"]
@@ -231,8 +231,8 @@ def train(config: Path, out: Path, *, deadline: float, checkpoint_minutes: float
     # this process, before the DataLoader workers start — not in every worker while the GPU waits.
     t0 = time.perf_counter()
     for source in trainer.sources:
-        if not isinstance(source.data, Dataset):  # store datasets are memory-mapped, nothing to build
-            source.data.get(0)
+        if isinstance(source.data, Generator):  # store datasets are memory-mapped, nothing to build
+            source.data.prepare()
     print(f"sources ready in {time.perf_counter() - t0:.1f} s", flush=True)
     minutes = (deadline - time.perf_counter()) / 60
     if minutes <= 0:
