@@ -28,11 +28,13 @@ def run(tmp: Path, name: str, spec: str, augment_on: str = "workers") -> dict:
         f"[train]\nsteps = {STEPS}\nbatch_size = 4\nwarmup = 5\ncurriculum = [[1.0, 128]]\nworkers = 1\nthreads = 1\n"
         f'log_every = 10\ncheckpoint_every = 1000\ninit = "default"\n'
         f'[data]\ncache_dir = "{tmp / "cache"}"\naugment_on = "{augment_on}"\n[[data.sources]]\nspec = "{spec}"\n'
-        f'[val]\ndev = "{dev}"\nevery = 100000\nsets = 1\n[out]\ndir = "{tmp / name}"\n'
+        f'[val]\ndev = "{dev}"\nevery = 100000\nsets = 1\n[out]\ndir = "{tmp / ("run-" + name)}"\n'
     )
     cmd = [sys.executable, "-m", "pancakes_model.train", "--config", str(cfg), "--quiet"]
-    subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    rows = [json.loads(x) for x in (tmp / name / "log.jsonl").read_text().splitlines()]
+    res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if res.returncode != 0:
+        sys.exit(f"route {name!r} failed (exit {res.returncode}): {res.stderr.strip()[-2000:]}")
+    rows = [json.loads(x) for x in (tmp / ("run-" + name) / "log.jsonl").read_text().splitlines()]
     later = [r for r in rows if r["kind"] == "train" and r["step"] >= 20]
     return {
         "steps_per_s": float(np.median([r["it_per_s"] for r in later])),
