@@ -42,6 +42,37 @@ def test_writer_refuses_overwrite_and_bad_images(tmp_path):
         w.close()
 
 
+def test_force_replaces_a_dataset_but_never_a_users_file_inside_it(tmp_path):
+    from pancakes_data import DatasetWriter, UserError
+
+    def replace(name: str):
+        w = DatasetWriter(tmp_path, name, protocols={"p": {1: "x"}}, size=(8, 8), overwrite=True)
+        w.add(np.ones((8, 8)) * 0.5, {"p": np.ones((8, 8))}, subject="b")
+        return w.close()
+
+    write_store(tmp_path, n=2)
+    assert len(replace("toy")) == 1  # a dataset is replaced
+    notes = tmp_path / "toy" / "labels" / "my-notes.txt"
+    notes.write_text("mine")
+    with pytest.raises(UserError, match="my-notes.txt is not part of dataset 'toy'"):
+        replace("toy")
+    assert notes.read_text() == "mine" and (tmp_path / "toy" / "dataset.json").is_file()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "scan.nii.gz").write_bytes(b"x")
+    with pytest.raises(UserError, match="not a dataset of the store"):
+        replace("mine")
+    assert (tmp_path / "mine" / "scan.nii.gz").read_bytes() == b"x"
+    # a file that appears while the import runs is found before anything is deleted
+    notes.unlink()
+    w = DatasetWriter(tmp_path, "toy", protocols={"p": {1: "x"}}, size=(8, 8), overwrite=True)
+    w.add(np.zeros((8, 8)), {"p": np.zeros((8, 8))}, subject="c")
+    (tmp_path / "toy" / "late.txt").write_text("mine")
+    with pytest.raises(UserError, match="late.txt"):
+        w.close()
+    assert (tmp_path / "toy" / "late.txt").is_file() and len(Store(tmp_path)["toy"]) == 1
+    assert not (tmp_path / ".toy.tmp").exists()
+
+
 @pytest.mark.parametrize("v2", [True, False])
 def test_nnunet_importer(tmp_path, v2):
     root = write_nnunet_tree(tmp_path / "raw", v2=v2)

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pancakes_data.errors import UserError
+
 __all__ = ["FORMAT", "Dataset", "DatasetWriter", "Store", "file_sha256", "split_subjects"]
 
 FORMAT = "pancakes-data/1"
@@ -99,6 +101,8 @@ class DatasetWriter:
         self.final = self.root / name
         if self.final.exists() and not overwrite:
             raise ValueError(f"dataset {name!r} already exists in {self.root}; pass overwrite (--force) to replace it")
+        if self.final.exists() or self.final.is_symlink():
+            _check_replaceable(self.final)
         self.tmp = self.root / f".{name}.tmp"
         self.protocols = {
             p: {int(k): str(v) for k, v in labels.items() if int(k) != 0} for p, labels in protocols.items()
@@ -168,10 +172,37 @@ class DatasetWriter:
             ],
         }
         (self.tmp / "dataset.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        if self.final.exists():
+        if self.final.exists() or self.final.is_symlink():
+            try:
+                _check_replaceable(self.final)  # again: someone may have put a file there while we worked
+            except UserError:
+                shutil.rmtree(self.tmp, ignore_errors=True)
+                raise
             shutil.rmtree(self.final)
         self.tmp.replace(self.final)
         return Dataset(self.final)
+
+
+def _check_replaceable(folder: Path) -> None:
+    """Refuse to replace ``folder`` unless it holds exactly what a dataset writes (dataset.json,
+    images.npy, labels/*.npy, counts/*.npy): ``--force`` replaces a dataset, never a user's files.
+
+    Raises:
+        UserError: naming the first path that is not part of a dataset.
+    """
+    if folder.is_symlink() or not folder.is_dir() or not (folder / "dataset.json").is_file():
+        raise UserError(f"{folder} is not a dataset of the store; --force replaces datasets only, so it is left alone")
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        ours = (
+            rel.as_posix() in ("dataset.json", "images.npy", "labels", "counts")
+            or (len(rel.parts) == 2 and rel.parts[0] in ("labels", "counts") and rel.suffix == ".npy")
+        ) and not path.is_symlink()
+        if not ours:
+            raise UserError(
+                f"{path} is not part of dataset {folder.name!r}; --force would delete it, so nothing was replaced "
+                "(move it out of the store first)"
+            )
 
 
 @dataclass
