@@ -187,3 +187,23 @@ def test_the_geometry_affine_matches_the_reoriented_data(tmp_path):
         in_file = np.linalg.solve(aff, world)[:3]  # the same point, as a voxel of the file
         assert np.allclose(in_file, np.round(in_file))
         assert item.data[idx] == vol[tuple(np.round(in_file).astype(int))]
+
+
+def test_an_array_input_reads_a_lazy_array_only_when_it_is_read():
+    from pancakes_data.io import ArrayInput, ReadError
+
+    class Lazy:  # what a napari layer's slice or a dask array offers
+        shape, dtype, reads = (12, 10), np.dtype(np.uint16), 0
+
+        def __array__(self, dtype=None, copy=None):
+            Lazy.reads += 1
+            return np.arange(120, dtype=np.uint16).reshape(12, 10)
+
+    ref = ArrayInput("lazy", Lazy(), spacing=(0.5, 0.5), unit="um")
+    assert ref.kind == "2d" and Lazy.reads == 0  # checked without reading the pixels
+    item = ref.read()
+    assert Lazy.reads == 1 and item.data.dtype == np.float32 and item.data[11, 9] == 119
+    Lazy.shape = (2, 3, 4, 5)
+    with pytest.raises(ReadError, match=r"got shape \(2, 3, 4, 5\)"):
+        ArrayInput("four", Lazy())
+    assert Lazy.reads == 1

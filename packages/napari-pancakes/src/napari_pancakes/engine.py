@@ -60,6 +60,26 @@ class SetImage:
     def volume(self) -> bool:
         return self.index is None and np.ndim(self.source) - self.rgb == 3
 
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The image's shape, from the layer's without reading its pixels."""
+        shape = list(np.shape(self.source))
+        if self.rgb:
+            shape.pop()
+        if self.index is not None:
+            shape.pop(self.axis)
+        return tuple(shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.float32)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        """numpy reads the pixels only here (export hands the image itself to the pipeline, which
+        reads one image at a time)."""
+        arr = self.array()
+        return arr if dtype is None else arr.astype(dtype, copy=False)
+
     def array(self) -> np.ndarray:
         """The pixels as float32 (one slice read at a time; RGB → grey with the luma weights)."""
         data = self.source if self.index is None else np.take(self.source, self.index, axis=self.axis)
@@ -195,7 +215,7 @@ def export_set(
     same OUT rules: never overwritten without ``force``, and ``force`` removes only its own files)."""
     axes = {image.axis for image in images if image.volume} or {AXES["axial"]}
     inputs = [
-        ArrayInput(image.name, image.array(), spacing=image.scale if image.unit else None, unit=image.unit or "mm")
+        ArrayInput(image.name, image, spacing=image.scale if image.unit else None, unit=image.unit or "mm")
         for image in images
     ]
     return run_segment(

@@ -28,7 +28,9 @@ class ArrayInput:
         name: the output name stem (``labels/<name>_m00.png``); characters other than letters,
             digits, ``-`` and ``_`` become ``_``.
         data: (H, W) image, or (X, Y, Z) volume (sliced along its last axis by default, like the
-            axial axis of a RAS volume).
+            axial axis of a RAS volume): an array, or any array-like with ``shape``, ``dtype`` and
+            ``__array__`` (a dask array, a lazy slice of a napari layer), read only when this image
+            is fingerprinted or segmented — so a set of many large images stays one image in memory.
         spacing: pixel/voxel size per axis of ``data`` (None: unknown).
         unit: ``"mm"`` or ``"um"``.
     """
@@ -39,15 +41,17 @@ class ArrayInput:
     unit: str = "mm"
 
     def __post_init__(self) -> None:
-        arr = np.asarray(self.data)
-        if arr.ndim not in (2, 3):
-            raise ReadError(f"image {self.name!r}: expected a 2D image or a 3D volume, got shape {arr.shape}")
-        if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
-            raise ReadError(f"image {self.name!r}: pixel values of type {arr.dtype} are not intensities")
+        # shape and dtype without reading the pixels (np.shape reads an array-like's own .shape)
+        shape = tuple(np.shape(self.data))
+        dtype = np.dtype(getattr(self.data, "dtype", None) or np.asarray(self.data).dtype)
+        if len(shape) not in (2, 3):
+            raise ReadError(f"image {self.name!r}: expected a 2D image or a 3D volume, got shape {shape}")
+        if not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
+            raise ReadError(f"image {self.name!r}: pixel values of type {dtype} are not intensities")
         if self.spacing is not None and (
-            len(self.spacing) != arr.ndim or not all(np.isfinite(s) and s > 0 for s in self.spacing)
+            len(self.spacing) != len(shape) or not all(np.isfinite(s) and s > 0 for s in self.spacing)
         ):
-            raise ReadError(f"image {self.name!r}: spacing {self.spacing} does not fit shape {arr.shape}")
+            raise ReadError(f"image {self.name!r}: spacing {self.spacing} does not fit shape {shape}")
         if self.unit not in ("mm", "um"):
             raise ReadError(f"image {self.name!r}: unit must be 'mm' or 'um', got {self.unit!r}")
 
@@ -57,7 +61,7 @@ class ArrayInput:
 
     @property
     def kind(self) -> str:
-        return "3d" if np.ndim(self.data) == 3 else "2d"
+        return "3d" if len(np.shape(self.data)) == 3 else "2d"
 
     def sha256(self) -> str:
         return hashlib.sha256(np.ascontiguousarray(self.data).tobytes()).hexdigest()
