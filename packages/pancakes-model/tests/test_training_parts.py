@@ -119,3 +119,21 @@ def test_a_flat_checkpoint_is_one_file_that_restores_weights_optimizer_and_rng(t
     (tmp_path / "checkpoints" / "step-00000005" / "state.json").unlink()
     (tmp_path / "checkpoint.safetensors").write_bytes(b"cut off")
     assert checkpoint.latest(tmp_path) is None
+
+
+def test_the_report_states_the_set_size_bar_per_family():
+    from pancakes_model.training.report import render_markdown
+
+    def entry(mean: float) -> dict:
+        cell = {"mean": mean, "low": mean - 0.01, "high": mean + 0.01, "n_finite": 4}
+        return {"set_dice": cell, "set_iou": cell, "set_hd95": cell}
+
+    sources = {
+        "steady": {"1": {"pancakes": entry(0.80)}, "5": {"pancakes": entry(0.79)}},
+        "drifts": {"1": {"pancakes": entry(0.80)}, "5": {"pancakes": entry(0.74)}},
+        "one-size": {"3": {"pancakes": entry(0.50)}},
+    }
+    text = render_markdown({"n_sets": 4, "M": 8, "K": 20, "sources": sources})
+    assert "S=5 − S=1 (Pancakes Set Dice): -0.010 (within 0.03)" in text
+    assert "S=5 − S=1 (Pancakes Set Dice): -0.060 (NOT within 0.03)" in text
+    assert text.count("S=5 − S=1") == 2

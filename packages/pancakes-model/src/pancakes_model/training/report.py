@@ -8,7 +8,15 @@ import argparse
 import json
 from pathlib import Path
 
-from pancakes_model.training.stagerule import GAP, MARGIN, compare_models, meets_gap, meets_margin
+from pancakes_model.training.stagerule import (
+    GAP,
+    MARGIN,
+    SIZE_DRIFT,
+    compare_models,
+    meets_gap,
+    meets_margin,
+    meets_size_drift,
+)
 
 __all__ = ["candidates_markdown", "render_markdown", "stages_markdown", "write_block"]
 
@@ -66,6 +74,13 @@ def render_markdown(results: dict, *, provenance: dict | None = None) -> str:
                 f"- {fam}: S=3 Pancakes − {margin['baseline']} (the better baseline) = {margin['mean']:+.3f} "
                 f"[{margin['low']:+.3f}, {margin['high']:+.3f}] → "
                 f"{'meets' if ok else 'does NOT meet'} the bar (≥ {MARGIN}, CI above 0)."
+            )
+        by_s = results["sources"].get(fam, {})
+        if "1" in by_s and "5" in by_s and "pancakes" in by_s["1"] and "pancakes" in by_s["5"]:
+            s1, s5 = by_s["1"]["pancakes"]["set_dice"]["mean"], by_s["5"]["pancakes"]["set_dice"]["mean"]
+            verdicts.append(
+                f"  S=5 − S=1 (Pancakes Set Dice): {s5 - s1:+.3f} "
+                f"({'within' if meets_size_drift(s1, s5) else 'NOT within'} {SIZE_DRIFT})."
             )
         paired = results.get("consistency", {}).get(fam)
         if paired:

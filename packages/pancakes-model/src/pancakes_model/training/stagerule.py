@@ -4,6 +4,8 @@ evaluation, fine-tuning and the candidate table apply them.
 - **Margin** (a dev family's quality bar): Pancakes − the better baseline at S = 3, paired over the
   same sets, must be ≥ ``MARGIN`` with its 95 % CI lower bound above 0.
 - **Consistency gap**: each image scored alone − the whole set, paired, at the largest S, within ``GAP``.
+- **Set size**: Pancakes' Set Dice at S = 5 within ``SIZE_DRIFT`` of its S = 1 (a bigger set may
+  not cost much more than that).
 - **Stage rule** (ship a continued model or not): on every dev family the paired new − current CI
   lower bound above ``NON_INFERIOR``, and the pooled difference's CI lower bound above 0.
 - **Forgetting** (fine-tuning): the pooled dev Set Dice may drop by at most ``FORGETTING``.
@@ -22,10 +24,12 @@ __all__ = [
     "GAP",
     "MARGIN",
     "NON_INFERIOR",
+    "SIZE_DRIFT",
     "compare_models",
     "forgets",
     "meets_gap",
     "meets_margin",
+    "meets_size_drift",
     "paired",
 ]
 
@@ -33,6 +37,7 @@ MARGIN = 0.02
 GAP = 0.03
 NON_INFERIOR = -0.01
 FORGETTING = 0.02
+SIZE_DRIFT = 0.03
 
 
 def paired(a: Sequence[float], b: Sequence[float], seed: int) -> dict:
@@ -47,6 +52,10 @@ def meets_margin(margin: dict) -> bool:
 
 def meets_gap(gap: dict) -> bool:
     return gap["mean"] <= GAP
+
+
+def meets_size_drift(s1: float, s5: float) -> bool:
+    return abs(s5 - s1) <= SIZE_DRIFT
 
 
 def forgets(drop: float) -> bool:
