@@ -178,7 +178,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pancakes_model.training.report")
     ap.add_argument("--reference", type=Path, required=True, help="results.json of the shipped model")
     ap.add_argument("runs", nargs="+", help="NAME=results.json of a candidate (repeatable)")
-    ap.add_argument("--write", type=Path, default=None, help="Markdown file with a <!-- candidates:start/end --> block")
+    ap.add_argument("--write", type=Path, default=None, help="Markdown file with a <!-- MARKER:start/end --> block")
+    ap.add_argument("--marker", default="candidates", help="the block's name (one block per round of candidates)")
     args = ap.parse_args(argv)
     runs = {}
     for item in args.runs:
@@ -186,7 +187,7 @@ def main(argv=None) -> int:
         runs[name] = json.loads(Path(path).read_text(encoding="utf-8"))
     text = candidates_markdown(runs, json.loads(args.reference.read_text(encoding="utf-8")))
     if args.write:
-        write_block(args.write, text, marker="candidates")
+        write_block(args.write, text, marker=args.marker)
     else:
         print(text)
     return 0
