@@ -131,7 +131,7 @@ class Trainer:
         self.val_sets = validation_sets(cfg, self.dev) if self.dev is not None and self.rank == 0 else {}
         if resume:
             self._resume()
-        elif self.out.exists() and (checkpoint.latest(self.out) or any(self.out.glob("*.safetensors"))):
+        elif (self.out / "checkpoints").exists() or any(self.out.glob("*.safetensors")):  # flat: checkpoint.safetensors
             raise ConfigError(f"{self.out} already holds a run; pass --resume to continue it or choose another out.dir")
 
     # ---- set-up
