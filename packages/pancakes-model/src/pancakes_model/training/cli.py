@@ -26,11 +26,18 @@ __all__ = ["main", "run_from_args"]
 
 def run_from_args(args: argparse.Namespace) -> int:
     """Train as the parsed arguments say; 0 when done, 128 + N when stopped by signal N."""
+    finished = False
     try:
         cfg = load_config(args.config, args.overrides)
         result = Trainer(cfg, resume=args.resume, progress=not args.quiet).run(max_minutes=args.max_minutes)
+        finished = True
     finally:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Every rank leaves together: a rank that tears its gloo pairs down while rank 0 still
+            # writes the last checkpoint can abort at exit ("terminate called without an active
+            # exception"). After a failure there is no barrier: the other ranks may never reach it.
+            if finished:
+                torch.distributed.barrier()
             torch.distributed.destroy_process_group()
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(result, indent=1, default=str))
