@@ -238,8 +238,9 @@ def train_gpu(session: nox.Session) -> None:
     session.run("python", "benchmarks/train_gpu.py", *args)
 
 
-CONTINUATION = ROOT / "continuation" / "stage4-cpu"
-STAGE_CONFIG = ROOT / "configs" / "stage4-cpu.toml"
+STAGE = "stage5-cpu"  # the long CPU stage now running; one continuation checkpoint, of this stage only
+CONTINUATION = ROOT / "continuation" / STAGE
+STAGE_CONFIG = ROOT / "configs" / f"{STAGE}.toml"
 
 
 def _checkpoints(run: Path) -> list[Path]:
@@ -248,8 +249,8 @@ def _checkpoints(run: Path) -> list[Path]:
 
 @nox.session(name="continue", default=False)
 def continue_training(session: nox.Session) -> None:
-    """One sitting of the long CPU stage (configs/stage4-cpu.toml): resumes from the checkpoint
-    committed at continuation/stage4-cpu/ (or a newer local one), trains (e.g. `-- --max-minutes
+    """One sitting of the long CPU stage (configs/STAGE.toml, STAGE above): resumes from the
+    checkpoint committed at continuation/STAGE/ (or a newer local one), trains (e.g. `-- --max-minutes
     60`), and puts the newest checkpoint and the log back there for the next sitting to commit.
     The folder is one fixed path, replaced each sitting (see continuation/README.md)."""
     import shutil
@@ -281,6 +282,8 @@ def continue_training(session: nox.Session) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(newest, tmp / "checkpoints" / newest.name)
     shutil.copy2(run / "log.jsonl", tmp / "log.jsonl")
+    if (CONTINUATION / "init.safetensors").is_file():  # the stage's starting weights (train.init)
+        shutil.copy2(CONTINUATION / "init.safetensors", tmp / "init.safetensors")
     shutil.rmtree(CONTINUATION, ignore_errors=True)
     tmp.rename(CONTINUATION)
     session.log(f"continuation checkpoint: {CONTINUATION.relative_to(ROOT)} at {newest.name}; commit it")
