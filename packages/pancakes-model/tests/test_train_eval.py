@@ -185,6 +185,36 @@ def test_evaluate_writes_the_card_table(tmp_path):
     assert (tmp_path / "ev" / "protocols.png").is_file()
 
 
+def test_compare_applies_the_stage_rule_and_keeps_the_reference_for_the_report(tmp_path):
+    pytest.importorskip("skimage")
+    from pancakes_data.testing import write_store
+    from pancakes_model.training.evaluate import main
+    from pancakes_model.training.report import main as report
+
+    write_store(tmp_path / "store", name="toy-dev", n=6, size=128)
+    dev = write_dev(tmp_path)
+    torch.manual_seed(0)
+    old = Pancakes().save_pretrained(tmp_path / "old.safetensors", provenance={"steps": 0})
+    torch.manual_seed(1)
+    new = Pancakes().save_pretrained(tmp_path / "new.safetensors", provenance={"steps": 0})
+    out = tmp_path / "ev"
+    args = ["--model", str(new), "--compare", str(old), "--dev", str(dev), "--out", str(out), "--no-grid"]
+    assert main([*args, "--sizes", "3"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    reference = json.loads((out / "compared.json").read_text())
+    new_sets = results["sources"]["toy-dev"]["3"]["pancakes"]["set_dice"]["values"]
+    old_sets = reference["sources"]["toy-dev"]["3"]["pancakes"]["set_dice"]["values"]
+    assert len(new_sets) == len(old_sets) == 2 and new_sets != old_sets  # two models, the same sets
+    family = results["stage"]["families"]["toy-dev"]
+    assert family["mean"] == pytest.approx(np.mean(np.subtract(new_sets, old_sets)), abs=1e-9)
+    card = tmp_path / "CARD.md"
+    card.write_text("<!-- candidates-x:start -->\n<!-- candidates-x:end -->\n")
+    assert report(["--reference", str(out / "compared.json"), f"new={out / 'results.json'}", "--write", str(card), "--marker", "candidates-x"]) == 0
+    row = next(line for line in card.read_text().splitlines() if line.startswith("| new |"))
+    assert f"({family['mean']:+.3f} [{family['low']:+.3f}, {family['high']:+.3f}])" in row  # evaluate's bootstrap
+    assert row.endswith("| ship |") == bool(results["stage"]["accept"])
+
+
 @pytest.mark.slow
 def test_augmenting_on_the_device_trains_on_the_same_sets(tmp_path):
     """data.augment_on = "device": the workers only draw parameters and the training device applies

@@ -114,7 +114,7 @@ def evaluate(
     n_sets = n_sets or dev.sets
     fams = [dev.family(f) for f in families] if families else list(dev.families)
     results: dict = {
-        "M": M, "K": K, "n_sets": n_sets, "sources": {}, "grid": {}, "consistency": {}, "margin": {}, "diagnosis": {},
+        "M": M, "K": K, "n_sets": n_sets, "seed": seed, "sources": {}, "grid": {}, "consistency": {}, "margin": {}, "diagnosis": {},
     }  # fmt: skip
     cache = _baseline_cache(Path(cache_dir) if cache_dir else None, dev, [f.name for f in fams], sizes, n_sets)
     cached = json.loads(cache.read_text(encoding="utf-8")) if cache is not None and cache.is_file() else {}
@@ -208,6 +208,8 @@ def run_from_args(args: argparse.Namespace) -> int:
     if args.compare:
         old = evaluate(Pancakes.from_pretrained(args.compare), dev, grid=False, **kw)
         results["stage"] = compare_models(results, old, seed=dev.seed)
+        # the current model's scores on the same sets: the report's --reference, no second run
+        (args.out / "compared.json").write_text(json.dumps(old, indent=1), encoding="utf-8")
     if args.annotations:
         results["annotations"] = {
             "match": match_evidence(model, dev, seed=dev.seed),

@@ -157,7 +157,7 @@ def candidates_markdown(runs: dict[str, dict], reference: dict, *, s: str = "3")
     ref_cells = [f"{reference['sources'][f][s]['pancakes']['set_dice']['mean']:.3f}" for f in fams]
     lines.append("| shipped | " + " | ".join(ref_cells) + " | | |")
     for name, res in runs.items():
-        stage = compare_models(res, reference, s=s)
+        stage = compare_models(res, reference, s=s, seed=res.get("seed", 0))  # evaluate's bootstrap
         cells = []
         for f in fams:
             mean = res["sources"][f][s]["pancakes"]["set_dice"]["mean"]
