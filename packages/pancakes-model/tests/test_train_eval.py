@@ -209,7 +209,8 @@ def test_compare_applies_the_stage_rule_and_keeps_the_reference_for_the_report(t
     assert family["mean"] == pytest.approx(np.mean(np.subtract(new_sets, old_sets)), abs=1e-9)
     card = tmp_path / "CARD.md"
     card.write_text("<!-- candidates-x:start -->\n<!-- candidates-x:end -->\n")
-    assert report(["--reference", str(out / "compared.json"), f"new={out / 'results.json'}", "--write", str(card), "--marker", "candidates-x"]) == 0
+    runs = ["--reference", str(out / "compared.json"), f"new={out / 'results.json'}"]
+    assert report([*runs, "--write", str(card), "--marker", "candidates-x"]) == 0
     row = next(line for line in card.read_text().splitlines() if line.startswith("| new |"))
     assert f"({family['mean']:+.3f} [{family['low']:+.3f}, {family['high']:+.3f}])" in row  # evaluate's bootstrap
     assert row.endswith("| ship |") == bool(results["stage"]["accept"])

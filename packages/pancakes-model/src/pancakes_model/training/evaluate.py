@@ -114,7 +114,8 @@ def evaluate(
     n_sets = n_sets or dev.sets
     fams = [dev.family(f) for f in families] if families else list(dev.families)
     results: dict = {
-        "M": M, "K": K, "n_sets": n_sets, "seed": seed, "sources": {}, "grid": {}, "consistency": {}, "margin": {}, "diagnosis": {},
+        "M": M, "K": K, "n_sets": n_sets, "seed": seed,
+        "sources": {}, "grid": {}, "consistency": {}, "margin": {}, "diagnosis": {},
     }  # fmt: skip
     cache = _baseline_cache(Path(cache_dir) if cache_dir else None, dev, [f.name for f in fams], sizes, n_sets)
     cached = json.loads(cache.read_text(encoding="utf-8")) if cache is not None and cache.is_file() else {}
