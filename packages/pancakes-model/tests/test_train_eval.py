@@ -233,3 +233,23 @@ def test_augmenting_on_the_device_trains_on_the_same_sets(tmp_path):
     assert losses["device"] == pytest.approx(losses["workers"], rel=1e-3, abs=1e-4)
     with pytest.raises(ValueError, match="data.augment_on must be 'workers' or 'device', got 'gpu'"):
         load_config(None, ['data.augment_on="gpu"'])
+
+
+def test_targetmix_counts_what_is_drawn_per_source(tmp_path, capsys):
+    from pancakes_model.training.targetmix import draw_counts, main, render
+
+    tiny_config(tmp_path)  # writes the toy store and the dev config
+    base = [
+        f"{k}={v}" for k, v in (("data.store", f'"{tmp_path / "store"}"'), ("val.dev", f'"{tmp_path / "dev.toml"}"'))
+    ]
+    sources = 'data.sources=[{spec = "store:toy", weight = 1.0}, {spec = "procedural;bank=8", weight = 1.0}]'
+    only = [*base, sources, f'data.cache_dir="{tmp_path / "cache"}"', "data.target_mix={foreground = 1.0}"]
+    result = draw_counts(None, sets=8, s=2, overrides=only)
+    assert sum(result["counts"].values()) == 8
+    assert {kind for kind, _ in result["counts"]} == {"foreground"}  # the only kind asked, always offered
+    assert {src for _, src in result["counts"]} <= {"store:toy", "procedural;bank=8"}
+    assert all(0 < a < 1 for a in result["area"].values())
+    assert "| foreground | 100% | 100% (8) |" in render(result)
+    assert result["asked"] == {"foreground": 1.0}
+    assert main(["x.toml", "--sets", "0"]) == 2
+    assert "--sets and --set-size must be ≥ 1, got 0" in capsys.readouterr().err
