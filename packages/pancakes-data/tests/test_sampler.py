@@ -115,6 +115,15 @@ def test_coarse_targets_are_unions_present_in_every_image(toy):
             assert np.array_equal(batch["targets"][0, 0, s, 0].numpy(), expected)
 
 
+def test_a_source_with_its_own_target_mix_overrides_the_samplers(toy, tmp_path):
+    other = write_store(tmp_path / "other", name="other", n=12, size=32, seed=3)
+    cfg = SamplerConfig(set_size=(3, 3), augment=False, split="all", target_mix=TargetMix.only("structure"))
+    sources = [Source("toy", toy), Source("other", other, target_mix=TargetMix.only("foreground"))]
+    sampler = SetSampler(sources, config=cfg)
+    seen = {(m["source"], m["target"]) for i in range(16) for m in sampler.batch(i)["meta"]}
+    assert seen == {("toy", "structure"), ("other", "foreground")}
+
+
 def test_deferred_augmentation_gives_the_same_sets(toy):
     """Parameters drawn in the workers and applied to the whole batch later (on the training
     device) give the sets that augmenting at once gives: same draws, float rounding only."""

@@ -127,6 +127,14 @@ def test_config_errors(tmp_path):
         load_config(None, ["train.K=[0, 3]"])
     with pytest.raises(FileNotFoundError, match="config file not found"):
         load_config(tmp_path / "missing.toml")
+    with pytest.raises(ValueError, match=r"data.sources\[0\].target_mix: unknown target kinds \['tiny'\]"):
+        load_config(None, ['data.sources=[{spec = "procedural", target_mix = {tiny = 1.0}}]'])
+    from pancakes_model.training.config import ConfigError  # one line and exit 2 at the command line
+
+    with pytest.raises(ConfigError, match=r"data.target_mix: target mix weights must be >= 0"):
+        load_config(None, ["data.target_mix={small = -1.0}"])
+    one = load_config(None, ['data.sources=[{spec = "procedural", target_mix = {small = 1.0}}]'])
+    assert one.data.sources[0].target_mix == {"small": 1.0}
 
 
 @pytest.mark.slow

@@ -57,11 +57,13 @@ class Source:
         name: shown in batch metadata and logs.
         data: a store :class:`Dataset` or a :class:`SetSource`.
         weight: relative probability that a set comes from here.
+        target_mix: the target kinds of this source's sets; ``None``: the sampler's.
     """
 
     name: str
     data: Any
     weight: float = 1.0
+    target_mix: TargetMix | None = None
 
     def __post_init__(self) -> None:
         if not (self.weight >= 0 and np.isfinite(self.weight)):
@@ -181,9 +183,11 @@ class SetSampler(torch.utils.data.IterableDataset):
         self.augmentation = SetAugmentation(paper_across_set(), paper_within_set()) if cfg.augment else None
 
     # ------------------------------------------------------------------ one set
-    def _mix(self) -> TargetMix:
+    def _mix(self, src: Source) -> TargetMix:
         # appendix D pairs two structures of one protocol
-        return TargetMix.only("structure") if self.config.targets == 2 else self.config.target_mix
+        if self.config.targets == 2:
+            return TargetMix.only("structure")
+        return src.target_mix if src.target_mix is not None else self.config.target_mix
 
     def _second(self, rng: np.random.Generator, maps: np.ndarray, first: list[int]) -> int | None:
         counts = np.stack([np.bincount(m.ravel(), minlength=int(maps.max()) + 1) for m in maps])
@@ -205,7 +209,7 @@ class SetSampler(torch.utils.data.IterableDataset):
         anchor = int(eligible[rng.integers(eligible.size)])
         chosen = np.sort(rng.choice(idx[present[:, anchor]], size=s, replace=False))
         maps = np.stack([np.asarray(proto.maps[i]) for i in chosen]).astype(np.int64)
-        picked = draw_target(rng, maps, mix=self._mix(), min_pixels=cfg.min_pixels)
+        picked = draw_target(rng, maps, mix=self._mix(src), min_pixels=cfg.min_pixels)
         if picked is None:
             return None
         kind, labels = picked
@@ -224,7 +228,7 @@ class SetSampler(torch.utils.data.IterableDataset):
         pick = np.sort(rng.choice(images.shape[0], size=s, replace=False))
         images, maps = images[pick].astype(np.float32), maps[pick].astype(np.int64)
         images = np.stack([normalize_intensity(im) for im in images])  # as every input at inference
-        picked = draw_target(rng, maps, classes=item.classes, mix=self._mix(), min_pixels=cfg.min_pixels)
+        picked = draw_target(rng, maps, classes=item.classes, mix=self._mix(src), min_pixels=cfg.min_pixels)
         if picked is None:
             return None
         kind, labels = picked

@@ -10,6 +10,7 @@ A TOML file (``configs/*.toml``) and ``--set section.key=value`` overrides are a
     [[data.sources]]
     spec = "scenes:populations;textures=skimage"   # any pancakes-synth spec, shards:DIR included
     weight = 2.0
+    target_mix = { structure = 0.6, foreground = 0.4 }   # optional: this source's own target kinds
 
 A training source may never name or read a development family (``configs/dev.toml``): the check
 runs when the trainer opens the sources (:func:`~pancakes_model.training.data.training_sources`),
@@ -62,10 +63,13 @@ def toml():
 
 @dataclass(frozen=True)
 class SourceEntry:
-    """One training source: ``spec`` (``store:NAME`` or a pancakes-synth spec) and its weight."""
+    """One training source: ``spec`` (``store:NAME`` or a pancakes-synth spec), its weight and,
+    optionally, its own ``target_mix`` (e.g. ``small`` targets from the atlas sources only; empty:
+    ``data.target_mix``)."""
 
     spec: str
     weight: float = 1.0
+    target_mix: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -285,7 +289,13 @@ def _check(cfg: TrainConfig) -> TrainConfig:
             raise ConfigError(f"data.sources: each entry needs a spec and a weight >= 0, got {s}")
     if sum(s.weight for s in cfg.data.sources) <= 0:
         raise ConfigError("data.sources: the weights must have a positive sum")
-    TargetMix.from_dict(cfg.data.target_mix)  # validates kinds and weights
+    mixes = [("data.target_mix", cfg.data.target_mix)]
+    mixes += [(f"data.sources[{i}].target_mix", s.target_mix) for i, s in enumerate(cfg.data.sources) if s.target_mix]
+    for where, mix in mixes:
+        try:
+            TargetMix.from_dict(mix)  # validates kinds and weights
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
     return cfg
 
 

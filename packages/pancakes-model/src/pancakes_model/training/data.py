@@ -49,7 +49,8 @@ def training_sources(cfg: TrainConfig, dev: DevConfig | None) -> list[Source]:
             entry.spec, store=cfg.data.store, set_size=cfg.train.S[1], seed=cfg.train.seed,
             cache_dir=cfg.data.cache_dir,
         )  # fmt: skip
-        out.append(Source(entry.spec, data, entry.weight))
+        mix = TargetMix.from_dict(entry.target_mix) if entry.target_mix else None
+        out.append(Source(entry.spec, data, entry.weight, target_mix=mix))
     return out
 
 
