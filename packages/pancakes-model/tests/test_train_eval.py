@@ -258,6 +258,13 @@ def test_targetmix_counts_what_is_drawn_per_source(tmp_path, capsys):
     assert {src for _, src in result["counts"]} <= {"store:toy", "procedural;bank=8"}
     assert all(0 < a < 1 for a in result["area"].values())
     assert "| foreground | 100% | 100% (8) |" in render(result)
+    assert "own target_mix" not in render(result)
+    own = draw_counts(
+        None, sets=4, s=2, overrides=[*base, sources.replace("weight = 1.0}]", "target_mix = {small = 1.0}}]"), only[3]]
+    )
+    assert own["own_mix"] == ["procedural;bank=8"] and "own target_mix (not in 'asked'): procedural;bank=8." in render(
+        own
+    )
     assert result["asked"] == {"foreground": 1.0}
     assert main(["x.toml", "--sets", "0"]) == 2
     assert "--sets and --set-size must be ≥ 1, got 0" in capsys.readouterr().err

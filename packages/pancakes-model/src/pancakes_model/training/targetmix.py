@@ -46,6 +46,7 @@ def draw_counts(config: str | None, *, sets: int, s: int = 3, seed: int = 11, ov
         "counts": dict(counts),
         "area": {k: float(np.mean(v)) for k, v in area.items()},
         "asked": dict(cfg.data.target_mix) if cfg.data.target_mix else {},
+        "own_mix": [s.spec for s in cfg.data.sources if s.target_mix],
     }
 
 
@@ -56,7 +57,8 @@ def render(result: dict) -> str:
     kinds = sorted({k for k, _ in counts}, key=lambda k: -sum(n for (kk, _), n in counts.items() if kk == k))
     asked = result["asked"]
     norm = sum(asked.values()) or 1.0
-    lines = ["| kind | asked | drawn | source | share of the kind | mean target area |", "|---|---|---|---|---|---|"]
+    head = "| kind | asked (data.target_mix) | drawn | source | share of the kind | mean target area |"
+    lines = [head, "|---|---|---|---|---|---|"]
     for kind in kinds:
         n_kind = sum(n for (k, _), n in counts.items() if k == kind)
         rows = sorted(((src, n) for (k, src), n in counts.items() if k == kind), key=lambda x: -x[1])
@@ -65,7 +67,9 @@ def render(result: dict) -> str:
                 f"| {kind} | {asked.get(kind, 0) / norm:.0%} | {n_kind / total:.0%} ({n_kind})" if j == 0 else "| | |"
             )
             lines.append(f"{head} | {src} | {n / n_kind:.0%} | {area[(kind, src)]:.4f} |")
-    return "\n".join(lines) + f"\n\n{total} sets drawn.\n"
+    own = result.get("own_mix", [])
+    note = f" Sources with their own target_mix (not in 'asked'): {', '.join(own)}." if own else ""
+    return "\n".join(lines) + f"\n\n{total} sets drawn.{note}\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
