@@ -251,7 +251,8 @@ def test_targetmix_counts_what_is_drawn_per_source(tmp_path, capsys):
         f"{k}={v}" for k, v in (("data.store", f'"{tmp_path / "store"}"'), ("val.dev", f'"{tmp_path / "dev.toml"}"'))
     ]
     sources = 'data.sources=[{spec = "store:toy", weight = 1.0}, {spec = "procedural;bank=8", weight = 1.0}]'
-    only = [*base, sources, f'data.cache_dir="{tmp_path / "cache"}"', "data.target_mix={foreground = 1.0}"]
+    cache = f'data.cache_dir="{tmp_path / "cache"}"'
+    only = [*base, sources, cache, "data.target_mix={foreground = 1.0}"]
     result = draw_counts(None, sets=8, s=2, overrides=only)
     assert sum(result["counts"].values()) == 8
     assert {kind for kind, _ in result["counts"]} == {"foreground"}  # the only kind asked, always offered
@@ -260,7 +261,7 @@ def test_targetmix_counts_what_is_drawn_per_source(tmp_path, capsys):
     assert "| foreground | 100% | 100% (8) |" in render(result)
     assert "own target_mix" not in render(result)
     own = draw_counts(
-        None, sets=4, s=2, overrides=[*base, sources.replace("weight = 1.0}]", "target_mix = {small = 1.0}}]"), only[3]]
+        None, sets=4, s=2, overrides=[*base, sources.replace("weight = 1.0}]", "target_mix = {small = 1.0}}]"), cache]
     )
     assert own["own_mix"] == ["procedural;bank=8"] and "own target_mix (not in 'asked'): procedural;bank=8." in render(
         own
