@@ -134,3 +134,21 @@ def test_bf16_featurizer_trains_close_to_float32():
     low = winner_only_set_dice_loss(model, x, y, 3, 4)
     assert low.loss.dtype == torch.float32
     assert low.loss.item() == pytest.approx(ref, abs=5e-3)
+
+
+def test_a_label_a_protocol_does_not_offer_never_wins():
+    torch.manual_seed(1)
+    model = Pancakes(label_caps=(1, 2))
+    g = torch.Generator().manual_seed(6)
+    x = torch.rand(2, 2, 1, 32, 32, generator=g)
+    y = (torch.rand(2, 2, 1, 32, 32, generator=g) > 0.7).float()
+    y[1] = 0  # an empty target: a label that is never predicted would score a perfect 0
+    res = winner_only_set_dice_loss(model, x, y, 3, 4)
+    full = candidate_dice_losses(model(x, M=3, K=4), y)
+    offered = torch.tensor([[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1]], dtype=torch.bool)
+    torch.testing.assert_close(res.table[:, offered], full[:, offered])
+    assert torch.equal(res.table[:, ~offered], torch.full_like(res.table[:, ~offered], 2.0))
+    for m, k in zip(res.protocol.tolist(), res.label.tolist()):
+        assert offered[m, k]
+    res.loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)

@@ -153,8 +153,52 @@ def test_memory_format_is_an_explicit_setting_not_a_side_effect():
 
 @pytest.mark.parametrize(
     ("override", "match"),
-    [({"features": -4}, "features must be a positive integer"), ({"features": 10**9}, "beyond any Pancakes model")],
+    [
+        ({"features": -4}, "features must be a positive integer"),
+        ({"features": 10**9}, "beyond any Pancakes model"),
+        ({"label_caps": [2, 0]}, r"label_caps entries must be integers in \[1, 4096\], got 0"),
+        ({"label_caps": "23"}, "label_caps must be a list"),
+    ],
 )
 def test_impossible_configs_are_refused_before_allocating(override, match):
     with pytest.raises(ValueError, match=match):
         PancakesConfig(**override)
+
+
+def test_label_caps_make_coarse_protocols_and_leave_the_others_unchanged(tmp_path):
+    torch.manual_seed(5)
+    capped = Pancakes(label_caps=[2, 3]).eval()  # a list, as JSON gives it
+    plain = Pancakes().eval()
+    plain.load_state_dict(capped.state_dict())  # the caps hold no weights
+    assert capped.config.label_caps == (2, 3)
+    assert capped.config.label_counts(4, 5) == (2, 3, 5, 5)
+    assert capped.config.label_counts(1, 1) == (1,)
+    x = images(1, 2)
+    with torch.no_grad():
+        p, ref = capped(x, M=4, K=5), plain(x, M=4, K=5)
+        lab = capped.predict_labels(x, M=4, K=5)
+    torch.testing.assert_close(p.sum(dim=3), torch.ones(1, 2, 4, 32, 48))
+    assert torch.equal(p[:, :, 0, 2:], torch.zeros_like(p[:, :, 0, 2:]))  # exactly zero, not small
+    assert torch.equal(p[:, :, 1, 3:], torch.zeros_like(p[:, :, 1, 3:]))
+    assert int(lab[:, :, 0].max()) <= 1 and int(lab[:, :, 1].max()) <= 2
+    torch.testing.assert_close(p[:, :, 2:], ref[:, :, 2:])  # uncapped protocols: the same function
+    assert torch.equal(lab[:, :, 2:], plain.predict_labels(x, M=4, K=5)[:, :, 2:])
+    # protocol 0 with its cap of 2 is what a 2-label protocol of the plain model is
+    with torch.no_grad():
+        two = plain(x, M=4, K=2)
+    torch.testing.assert_close(p[:, :, 0, :2], two[:, :, 0])
+    loaded = Pancakes.from_pretrained(capped.save_pretrained(tmp_path / "capped.safetensors"))
+    assert loaded.config.label_caps == (2, 3)
+
+
+def test_embedding_counts_place_each_protocols_labels_over_the_whole_range():
+    emb = ProtocolEmbedding(dims=4)
+    v = emb(3, 5, [2, 5, 1])
+    assert v.shape == (3, 5, 8)
+    torch.testing.assert_close(v[0, :2, 4:], emb.encode(2))
+    assert torch.equal(v[0, 2:, 4:], torch.zeros(3, 4))
+    torch.testing.assert_close(v[1, :, 4:], emb.encode(5))
+    torch.testing.assert_close(v[2, :1, 4:], emb.encode(1))
+    torch.testing.assert_close(v[:, :, :4], emb(3, 5)[:, :, :4])
+    with pytest.raises(ValueError, match=r"counts must hold M=3 label counts in \[1, K=5\]"):
+        emb(3, 5, [2, 6, 1])

@@ -6,9 +6,10 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from pancakes_model import segment
+from pancakes_model import Pancakes, segment
 from pancakes_model.app.cli import main
 
 
@@ -321,3 +322,16 @@ def test_in_memory_images_go_through_the_same_pipeline_as_files(pngs, tmp_path):
     img = nib.load(tmp_path / "v" / "labels" / "vol_m00.nii.gz")
     assert img.shape == (20, 18, 6) and np.allclose(np.diag(img.affine)[:3], (0.5, 0.5, 2.0))
     assert meta["inputs"][0]["spacing"] == [0.5, 0.5, 2.0]
+
+
+def test_a_model_with_coarse_protocols_writes_them_and_says_so(pngs, tmp_path):
+    torch.manual_seed(0)
+    weights = Pancakes(label_caps=(2, 1)).save_pretrained(tmp_path / "capped.safetensors")
+    out = tmp_path / "out"
+    args = ["segment", str(pngs), "--out", str(out), "-M", "3", "-K", "5", "--model", str(weights), "--quiet"]
+    assert main(args) == 0
+    assert json.loads((out / "run.json").read_text())["labels_per_protocol"] == [2, 1, 5]
+    for stem in ("img0", "deep"):
+        for m, cap in ((0, 2), (1, 1)):
+            with Image.open(out / "labels" / f"{stem}_m{m:02d}.png") as im:
+                assert np.asarray(im).max() < cap

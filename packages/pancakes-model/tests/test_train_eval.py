@@ -112,10 +112,14 @@ def test_init_from_existing_weights(tmp_path):
     torch.manual_seed(3)
     start = Pancakes().save_pretrained(tmp_path / "start.safetensors")
     cfg = tiny_config(tmp_path, steps=1, init=f'"{start}"')
+    # [model] is the architecture of a run from scratch; with init only label_caps applies
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, label_caps=(2,), features=16))
     trainer = Trainer(cfg, progress=False)
     ref = Pancakes.from_pretrained(start)
     for a, b in zip(trainer.model.state_dict().values(), ref.state_dict().values()):
         assert torch.equal(a.cpu(), b)
+    assert trainer.model.config.label_caps == (2,)
+    assert trainer.model.config.features == ref.config.features == 32
 
 
 def test_config_errors(tmp_path):

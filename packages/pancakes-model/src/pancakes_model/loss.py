@@ -150,7 +150,8 @@ def candidate_table(factors: LogitFactors, targets: torch.Tensor, *, eps: float 
         targets: (B, S, 1, H, W) or (B, S, H, W) binary.
 
     Returns:
-        (B, M, K) mean over s of 1 − (2Σpy + ε)/(Σp + Σy + ε).
+        (B, M, K) mean over s of 1 − (2Σpy + ε)/(Σp + Σy + ε); 2 for a label its protocol does not
+        offer (``factors.offered``), above every real loss.
     """
     q = factors.q.detach()
     n, _d, h, w = q.shape
@@ -181,7 +182,10 @@ def candidate_table(factors: LogitFactors, targets: torch.Tensor, *, eps: float 
                     torch.mv(e, yi * rz, out=sums[i, m, 0])
                     torch.mv(e, rz, out=sums[i, m, 1])
         dice = (2 * sums[:, :, 0] + eps) / (sums[:, :, 1] + y.sum(1)[:, None, None] + eps)
-    return rearrange(1 - dice, "(B S) M K -> B S M K", B=b).mean(dim=1)
+        table = rearrange(1 - dice, "(B S) M K -> B S M K", B=b).mean(dim=1)
+    if factors.offered is not None:  # a label a protocol does not offer never wins (nor an empty target)
+        table = table.masked_fill(~factors.offered, 2.0)
+    return table
 
 
 def winner_only_set_dice_loss(

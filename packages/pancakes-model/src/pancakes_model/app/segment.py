@@ -219,6 +219,9 @@ def run_segment(
             folder, refs, set(job.shown), keep, M, K, str(model_path), weights, model_hash, axis, device, log,
             match_json,
         )  # fmt: skip
+        counts = model.config.label_counts(M, K)
+        if any(c < K for c in counts):  # a model with coarse protocols (PancakesConfig.label_caps)
+            meta["labels_per_protocol"] = [counts[m] for m in keep]
         meta["timings_s"] = {
             "startup_and_model": round(t_infer - t_start, 3),
             "segment_and_write": round(t_write - t_infer, 3),

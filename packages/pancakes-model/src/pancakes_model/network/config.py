@@ -24,6 +24,9 @@ class PancakesConfig:
     sampler_hidden: int = 64
     temperature: float = 10.0
     bias_bound: float = 2.0
+    # label_caps[m]: protocol m offers at most this many labels whatever K is asked (the others K),
+    # so some protocols are trained and used as coarse partitions beside fine ones; () = none
+    label_caps: tuple[int, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -37,10 +40,21 @@ class PancakesConfig:
                 )
         if self.embed_dims % 2:
             raise ValueError(f"model config embed_dims must be even, got {self.embed_dims}")
+        caps = self.label_caps
+        if not isinstance(caps, (list, tuple)) or len(caps) > 64:
+            raise ValueError(f"model config label_caps must be a list of at most 64 label counts, got {caps!r}")
+        for value in caps:
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4096:
+                raise ValueError(f"model config label_caps entries must be integers in [1, 4096], got {value!r}")
+        self.label_caps = tuple(caps)
         for name in ("temperature", "bias_bound"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e4:
                 raise ValueError(f"model config {name} must be a positive number, got {value!r}")
+
+    def label_counts(self, M: int, K: int) -> tuple[int, ...]:
+        """Labels of each of M protocols when K are asked: min(K, label_caps[m]), K past the caps."""
+        return tuple(min(K, self.label_caps[m]) if m < len(self.label_caps) else K for m in range(M))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PancakesConfig:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -49,9 +50,24 @@ class ProtocolEmbedding(nn.Module):
         z = x[:, None] * self.freqs[None, :]
         return torch.cat([torch.sin(z), torch.cos(z)], dim=1)
 
-    def forward(self, M: int, K: int) -> torch.Tensor:
-        """v for every (m, k): (M, K, 2J)."""
+    def forward(self, M: int, K: int, counts: Sequence[int] | None = None) -> torch.Tensor:
+        """v for every (m, k): (M, K, 2J).
+
+        Args:
+            M, K: protocols and labels per protocol.
+            counts: labels of each protocol (≤ K; default K for all): protocol m's labels are
+                u(k; counts[m]), so its label positions span [0, 1] like those of a K-label protocol;
+                rows k ≥ counts[m] are zero (the model masks them).
+        """
         check_mk(M, K)
         um = self.encode(M)[:, None, :].expand(M, K, self.dims)
-        uk = self.encode(K)[None, :, :].expand(M, K, self.dims)
+        if counts is None or all(c == K for c in counts):
+            uk = self.encode(K)[None, :, :].expand(M, K, self.dims)
+        else:
+            if len(counts) != M or any(not 1 <= c <= K for c in counts):
+                raise ValueError(f"counts must hold M={M} label counts in [1, K={K}], got {list(counts)}")
+            uk = um.new_zeros((M, K, self.dims))
+            for count in sorted(set(counts)):
+                rows = [m for m, c in enumerate(counts) if c == count]
+                uk[rows, :count] = self.encode(count)
         return torch.cat([um, uk], dim=-1)

@@ -167,10 +167,12 @@ class Pancakes(nn.Module):
             M, K: protocols and labels per protocol.
 
         Returns:
-            :class:`LogitFactors` with q (B·S, D, H, W), key (M, K, D), bias (M, K).
+            :class:`LogitFactors` with q (B·S, D, H, W), key (M, K, D), bias (M, K); protocol m
+            offers ``config.label_counts(M, K)[m]`` of the K labels.
         """
         check_mk(M, K)
-        return self.sampler.combine(self.queries(images), self.embedding(M, K))
+        counts = self.config.label_counts(M, K)
+        return self.sampler.combine(self.queries(images), self.embedding(M, K, counts), counts)
 
     def forward(self, images: torch.Tensor, M: int = 8, K: int = 20, *, logits: bool = False) -> torch.Tensor:
         """Predict M protocols of K labels for every image of every set.

@@ -11,6 +11,7 @@ linear in q, so q can be interpolated instead of M·K logit maps) — asks it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -18,11 +19,15 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-__all__ = ["LogitFactors", "Sampler", "argmax_leading", "bounded_softmax"]
+__all__ = ["MASKED_BIAS", "LogitFactors", "Sampler", "argmax_leading", "bounded_softmax"]
 
 # exp(x) of a float32 stays finite and accurate for |x| well below 88; above this bound the
 # in-place path without max-subtraction is not used.
 _SAFE_BOUND = 60.0
+# The bias of a label its protocol does not offer (PancakesConfig.label_caps): exp() of such a
+# logit is exactly 0 in float32 and argmax never picks it, so every path that asks LogitFactors
+# (probabilities, labels, the candidate table) leaves it out without a code path of its own.
+MASKED_BIAS = -1.0e4
 
 
 def bounded_softmax(logits: torch.Tensor, bound: float, *, dim: int) -> torch.Tensor:
@@ -71,14 +76,16 @@ class LogitFactors:
     Attributes:
         q: (N, D, H, W) unit queries (N = B·S images).
         key: (M, K, D) unit keys times the temperature τ.
-        bias: (M, K) bounded biases.
-        bound: τ + β, the largest possible |logit|.
+        bias: (M, K) bounded biases (:data:`MASKED_BIAS` for a label its protocol does not offer).
+        bound: τ + β, the largest possible logit (and |logit| of every offered label).
+        offered: (M, K) bool, which labels each protocol offers; None: all.
     """
 
     q: torch.Tensor
     key: torch.Tensor
     bias: torch.Tensor
     bound: float
+    offered: torch.Tensor | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -86,7 +93,7 @@ class LogitFactors:
         return int(self.key.shape[0]), int(self.key.shape[1])
 
     def detach(self) -> LogitFactors:
-        return LogitFactors(self.q.detach(), self.key.detach(), self.bias.detach(), self.bound)
+        return LogitFactors(self.q.detach(), self.key.detach(), self.bias.detach(), self.bound, self.offered)
 
     def logits(self, protocols: torch.Tensor | int | None = None) -> torch.Tensor:
         """Logits of all candidates, one protocol, or one protocol per image.
@@ -192,10 +199,20 @@ class Sampler(nn.Module):
         """φ (N, C, H, W), v (M, K, 2J) → :class:`LogitFactors`."""
         return self.combine(self.queries(phi), v)
 
-    def combine(self, q: torch.Tensor, v: torch.Tensor) -> LogitFactors:
-        """Unit queries q (N, D, H, W) from :meth:`queries` and v (M, K, 2J) → :class:`LogitFactors`."""
+    def combine(self, q: torch.Tensor, v: torch.Tensor, counts: Sequence[int] | None = None) -> LogitFactors:
+        """Unit queries q (N, D, H, W) from :meth:`queries` and v (M, K, 2J) → :class:`LogitFactors`.
+
+        ``counts[m]`` < K leaves labels k ≥ counts[m] of protocol m out (bias :data:`MASKED_BIAS`).
+        """
         key, bias = self.keys(v)
-        return LogitFactors(q, key * self.temperature, bias, self.temperature + self.bias_bound)
+        offered = None
+        m, k = bias.shape
+        if counts is not None and any(c < k for c in counts):
+            if len(counts) != m:
+                raise ValueError(f"counts must hold M={m} label counts, got {list(counts)}")
+            offered = torch.arange(k, device=bias.device)[None, :] < torch.tensor(counts, device=bias.device)[:, None]
+            bias = bias.masked_fill(~offered, MASKED_BIAS)
+        return LogitFactors(q, key * self.temperature, bias, self.temperature + self.bias_bound, offered)
 
     def forward(self, phi: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """φ (N, C, H, W), v (M, K, 2J) → logits (N, M, K, H, W)."""

@@ -153,7 +153,8 @@ class OutConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The whole training configuration; ``model`` is the architecture of a model trained from scratch."""
+    """The whole training configuration; ``model`` is the architecture of a model trained from scratch
+    (with ``train.init`` the weights bring theirs, and only a non-empty ``model.label_caps`` applies)."""
 
     model: PancakesConfig = field(default_factory=PancakesConfig)
     train: TrainSection = field(default_factory=TrainSection)

@@ -20,6 +20,7 @@ validates, logs and writes checkpoints. The command line is :mod:`.cli`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import threading
@@ -150,6 +151,8 @@ class Trainer:
     def _build_model(self, t) -> Pancakes:
         if t.init:  # continue existing weights (e.g. the shipped model on new data)
             model = Pancakes.from_pretrained(t.init).to(self.device).train()
+            if self.cfg.model.label_caps:  # not architecture (no weight depends on it): [model] sets it here too
+                model.config = dataclasses.replace(model.config, label_caps=self.cfg.model.label_caps)
         else:
             model = Pancakes(self.cfg.model).to(self.device).train()
         self.base_provenance = dict(model.provenance)
