@@ -41,3 +41,15 @@ def test_union_members_are_the_same_labels_in_every_image():
     assert compute_set_diagnosis(pred, y, num_labels=3, inside=0.7).union_labels == 1
     with pytest.raises(ValueError, match="inside"):
         compute_set_diagnosis(pred, y, inside=0)
+
+
+def test_finest_and_coarsest_protocols_count_the_labels_an_image_shows():
+    y = np.zeros((2, 8, 8), bool)
+    y[:, :2, :2] = True
+    pred = np.zeros((2, 3, 8, 8), np.int64)
+    pred[:, 0, :4] = 1  # two labels
+    pred[:, 1] = np.arange(16).reshape(4, 4).repeat(2, 0).repeat(2, 1)  # sixteen 2×2 parcels
+    pred[0, 2, :, 4:] = 1  # image 0 shows two labels, image 1 one
+    d = compute_set_diagnosis(pred, y, num_labels=16)
+    assert d.finest_labels == 16 and d.coarsest_labels == 1.5
+    assert d.best_single == pytest.approx(1.0) and d.precision == pytest.approx(1.0)  # parcel 0 of protocol 1

@@ -194,6 +194,9 @@ def test_evaluate_writes_the_card_table(tmp_path):
     assert paired["each_image_alone"] == pytest.approx(np.mean(alone), abs=1e-6)
     assert all(a >= w - 1e-9 for a, w in zip(alone, whole))
     assert "Paired on the same S=3 sets" in text
+    diag = results["diagnosis"]["toy-dev"]
+    assert 1 <= diag["coarsest_labels"] <= diag["finest_labels"] <= results["K"]
+    assert f"| {diag['finest_labels']:.1f} / {diag['coarsest_labels']:.1f} |" in text
     assert (tmp_path / "ev" / "protocols.png").is_file()
 
 

@@ -10,7 +10,10 @@ inside a coarse region). :func:`compute_set_diagnosis` tells the two apart on on
   lying mostly inside the reference (at least ``inside`` of their pixels over the whole set, so the
   union is the same labels in every image); ``best_union − best_single`` measures over-splitting;
 * ``precision`` / ``recall`` — of the winning label, means over the set: low precision with high
-  recall means too coarse, the reverse too fine.
+  recall means too coarse, the reverse too fine;
+* ``finest_labels`` / ``coarsest_labels`` — the labels one image shows in the protocol that uses
+  the most / the fewest (means over the set): whether any protocol goes down to fine parcels and
+  whether any is a clean partition of a few classes.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ class SetDiagnosis:
     precision: float
     recall: float
     union_labels: int
+    finest_labels: float = float("nan")
+    coarsest_labels: float = float("nan")
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -60,12 +65,15 @@ def compute_set_diagnosis(pred: Any, y: Any, *, num_labels: int | None = None, i
         raise ValueError(f"inside must lie within (0, 1], got {inside}")
     inter, psize, tsize = candidate_overlaps(pred, y, num_labels=num_labels)  # (S, M, K), (S, M, K), (S,)
     inter, psize, tsize = inter.astype(np.float64), psize.astype(np.float64), tsize.astype(np.float64)
+    # labels an image shows per protocol (label maps: a pixel or more; probabilities: an expected one)
+    used = (psize >= 1).sum(axis=2).mean(axis=0)  # (M,)
+    spread = {"finest_labels": float(used.max()), "coarsest_labels": float(used.min())}
     denom = psize + tsize[:, None, None]
     with np.errstate(invalid="ignore", divide="ignore"):
         dice = _nanmean(np.where(denom > 0, 2 * inter / denom, np.nan))  # (M, K)
     if np.all(np.isnan(dice)):
         nan = float("nan")
-        return SetDiagnosis(nan, nan, nan, nan, 0)
+        return SetDiagnosis(nan, nan, nan, nan, 0, **spread)
     m, k = np.unravel_index(np.nanargmax(dice), dice.shape)
     with np.errstate(invalid="ignore", divide="ignore"):
         precision = _nanmean(np.where(psize[:, m, k] > 0, inter[:, m, k] / psize[:, m, k], np.nan))
@@ -79,6 +87,8 @@ def compute_set_diagnosis(pred: Any, y: Any, *, num_labels: int | None = None, i
     union = np.where(members.any(axis=1), union, np.nan)
     best_single = float(dice[m, k])
     if np.all(np.isnan(union)) or np.nanmax(union) <= best_single:
-        return SetDiagnosis(best_single, best_single, float(precision), float(recall), 1)
+        return SetDiagnosis(best_single, best_single, float(precision), float(recall), 1, **spread)
     mu = int(np.nanargmax(union))
-    return SetDiagnosis(best_single, float(union[mu]), float(precision), float(recall), int(members[mu].sum()))
+    return SetDiagnosis(
+        best_single, float(union[mu]), float(precision), float(recall), int(members[mu].sum()), **spread
+    )

@@ -97,15 +97,20 @@ def render_markdown(results: dict, *, provenance: dict | None = None) -> str:
         lines += [
             "Diagnosis at S = 3 (Pancakes, means over the sets): best single label vs the best union of labels of "
             "one protocol (the gap is over-splitting), and the winning label's precision and recall (low precision: "
-            "too coarse; low recall: too fine).",
+            "too coarse; low recall: too fine); and the labels one image shows in the finest and the coarsest "
+            "protocol.",
             "",
-            "| dev family | best single | best union | union − single | labels in union | precision | recall |",
-            "|---|---|---|---|---|---|---|",
+            "| dev family | best single | best union | union − single | labels in union | precision | recall "
+            "| labels: finest / coarsest protocol |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for fam, d in diagnosis.items():
+            spread = (  # absent from results written before the column existed
+                f"{d['finest_labels']:.1f} / {d['coarsest_labels']:.1f}" if "finest_labels" in d else "–"
+            )
             lines.append(
                 f"| {fam} | {d['best_single']:.3f} | {d['best_union']:.3f} | {d['best_union'] - d['best_single']:+.3f} "
-                f"| {d['union_labels']:.1f} | {d['precision']:.3f} | {d['recall']:.3f} |"
+                f"| {d['union_labels']:.1f} | {d['precision']:.3f} | {d['recall']:.3f} | {spread} |"
             )
         lines.append("")
     stage = results.get("stage")
