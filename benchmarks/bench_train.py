@@ -111,7 +111,8 @@ def profile_child(steps: int) -> None:
         for key, v in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5)):
             v and phases[key].append(v)
     skip = 3  # the first steps fill caches
-    print(json.dumps({k: float(np.mean(v[skip:])) for k, v in phases.items()}))
+    dtype = str(tr.model.featurizer_dtype or torch.float32).removeprefix("torch.")  # train.precision = "auto"
+    print(json.dumps({"featurizer": dtype, "phases": {k: float(np.mean(v[skip:])) for k, v in phases.items()}}))
 
 
 def main() -> None:
@@ -144,13 +145,14 @@ def main() -> None:
     loss_n = [r["loss"] for r in runs["new"][0][:20]]
     max_diff = max(abs(a - b) for a, b in zip(loss_b, loss_n))
 
-    prof = json.loads(
+    child = json.loads(
         subprocess.run(
             [sys.executable, __file__, "--profile-child", "25"], check=True, capture_output=True, text=True, cwd=ROOT
         )
         .stdout.strip()
         .splitlines()[-1]
     )
+    prof = child["phases"]
     total_ms = sum(prof.values()) * 1e3
     lines = [
         f"`configs/default.toml` (128², batch 4, S 2–5, M 5–15, K 5–40, its threads and workers), "
@@ -165,7 +167,7 @@ def main() -> None:
         f"{', '.join(f'{p:.2f}×' for p in paired)}). Losses of the first 20 steps, same seed: largest "
         f"difference {max_diff:.2e}.",
         "",
-        "One step of this tree, phase by phase (mean of 22 steps, workers = 0, float32 featurizer; "
+        f"One step of this tree, phase by phase (mean of 22 steps, workers = 0, {child['featurizer']} featurizer; "
         f"{total_ms:.0f} ms in all):",
         "",
         "| phase | ms | share |",
