@@ -58,8 +58,8 @@ def _segment_arguments(s: argparse.ArgumentParser) -> None:
         "inputs", nargs="+", help="PNG/JPEG/TIFF/NIfTI/NRRD/MHA files, folders, DICOM folders; all form one set"
     )
     s.add_argument("--out", "-o", required=True, type=Path, help="output folder")
-    s.add_argument("-M", type=int, default=8, help="number of protocols")  # range checked with the command's
-    # other limits (M ≤ 256, K ≤ 65,536) are checked by the command
+    # M and K are range-checked with the command's other limits (M ≤ 256, K ≤ 65,536)
+    s.add_argument("-M", type=int, default=8, help="number of protocols")
     s.add_argument("-K", type=int, default=20, help="labels per protocol (at most: a model may offer fewer in some)")
     s.add_argument("--model", default="default", help="weights file ('default': the shipped model)")
     s.add_argument(
