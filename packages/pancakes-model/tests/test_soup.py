@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pancakes_model import Pancakes, read_metadata
+from pancakes_model.training.soup import average_weights, main, parse_ingredient
+
+
+def _saved(tmp_path, name: str, seed: int, **config) -> tuple[Pancakes, str]:
+    torch.manual_seed(seed)
+    model = Pancakes(**config)
+    stages = [{"steps": 10 * seed, "sets_seen": 40 * seed, "wall_time_s": 1.0 * seed}]
+    path = model.save_pretrained(tmp_path / f"{name}.safetensors", provenance={"stages": stages * seed})
+    return model, str(path)
+
+
+def test_average_is_the_weighted_mean_of_every_parameter(tmp_path):
+    a, pa = _saved(tmp_path, "a", 1)
+    b, pb = _saved(tmp_path, "b", 2, label_caps=(2, 3))
+    soup = average_weights([(pa, 1.0), (pb, 3.0)])  # normalised: 0.25 / 0.75
+    sa, sb = a.state_dict(), b.state_dict()
+    for key, value in soup.state_dict().items():
+        assert torch.allclose(value, 0.25 * sa[key] + 0.75 * sb[key], atol=1e-6), key
+    assert soup.config == a.config  # the first ingredient's config (no label caps here)
+    history = soup.provenance["stages"]
+    assert len(history) == 3  # b's two stages (the longer history) + the average
+    assert history[-1]["steps"] == 0
+    assert [i["weight"] for i in history[-1]["average"]] == [0.25, 0.75]
+    assert soup.provenance["totals"]["steps"] == 40
+
+
+def test_a_weight_of_zero_gives_the_other_model_exactly(tmp_path):
+    a, pa = _saved(tmp_path, "a", 1)
+    _, pb = _saved(tmp_path, "b", 2)
+    soup = average_weights([(pa, 1.0), (pb, 0.0)])
+    x = torch.rand(1, 2, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(soup(x, M=2, K=3), a.eval()(x, M=2, K=3))
+
+
+def test_other_architectures_are_refused(tmp_path):
+    _, pa = _saved(tmp_path, "a", 1)
+    _, pb = _saved(tmp_path, "b", 2, sampler_dims=24)
+    with pytest.raises(ValueError, match="another model config"):
+        average_weights([(pa, 0.5), (pb, 0.5)])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("w.safetensors:0.3", ("w.safetensors", 0.3)),
+        ("w.safetensors", ("w.safetensors", 1.0)),
+        ("default:2", ("default", 2.0)),
+    ],
+)
+def test_ingredients_parse(text, expected):
+    assert parse_ingredient(text) == expected
+
+
+@pytest.mark.parametrize(("text", "problem"), [("w.safetensors:x", "must be a number"), ("w.safetensors:-1", "≥ 0")])
+def test_bad_ingredient_weights_are_named(text, problem):
+    with pytest.raises(ValueError, match=problem):
+        parse_ingredient(text)
+
+
+def test_cli_writes_a_loadable_file_and_never_overwrites(tmp_path, capsys):
+    _, pa = _saved(tmp_path, "a", 1)
+    _, pb = _saved(tmp_path, "b", 2)
+    out = tmp_path / "soup.safetensors"
+    assert main([f"{pa}:0.5", f"{pb}:0.5", "--out", str(out)]) == 0
+    assert read_metadata(out)["provenance"]["stages"][-1]["init"] == "average"
+    Pancakes.from_pretrained(out)
+    before = out.read_bytes()
+    assert main([pa, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "exists" in err and str(out) in err
+    assert out.read_bytes() == before
+    assert main([f"{pa}:0", "--out", str(tmp_path / "zero.safetensors")]) == 2
+    assert "sum to 0" in capsys.readouterr().err
