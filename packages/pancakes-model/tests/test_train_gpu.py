@@ -48,7 +48,7 @@ def run(config: Path, out: Path, minutes: float) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_the_gpu_sitting_checkpoints_on_time_flat_and_resumes_after_its_time_limit(tmp_path):
     config, out = tiny_config(tmp_path), tmp_path / "out"
-    first = run(config, out, minutes=0.2)  # 12 s: ~6 s of training after the set-up, 1.2 s apart
+    first = run(config, out, minutes=0.3)  # 18 s: set-up (5–12 s, by load), then saves 1.2 s apart
     assert first.returncode == 0, first.stderr[-2000:]
     # one line per log row with what the operator watches
     assert "steps/s" in first.stdout and "data wait" in first.stdout
@@ -58,14 +58,16 @@ def test_the_gpu_sitting_checkpoints_on_time_flat_and_resumes_after_its_time_lim
     assert {"checkpoint.safetensors", "last.safetensors", "log.jsonl", "gpu.json"} <= set(files)
     rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     saves = [r for r in rows if r["kind"] == "checkpoint"]
-    # on time (checkpoint_every is far away): several during the run, ≥ 1.2 s apart, plus the last
-    assert len(saves) >= 3
+    # on time (checkpoint_every is far away): one every 1.2 s of training, plus the last. How much of
+    # the 18 s is training depends on how long the set-up took on a loaded machine: count from the log.
+    trained = saves[-1]["elapsed"]
+    assert len(saves) >= 2 and len(saves) - 1 >= int(trained / 1.2) - 1
     gaps = [b["elapsed"] - a["elapsed"] for a, b in itertools.pairwise(saves[:-1])]
-    assert min(gaps) >= 1.1
+    assert all(g >= 1.1 for g in gaps)
     stopped = json.loads((out / "gpu.json").read_text())["training"]["step"]
     assert saves[-1]["step"] == stopped
 
-    second = run(config, out, minutes=0.15)
+    second = run(config, out, minutes=0.25)
     assert second.returncode == 0, second.stderr[-2000:]
     assert f"resuming from step {stopped}" in second.stdout
     again = json.loads((out / "gpu.json").read_text())["training"]["step"]
