@@ -213,8 +213,8 @@ def test_compare_applies_the_stage_rule_and_keeps_the_reference_for_the_report(t
     torch.manual_seed(1)
     new = Pancakes().save_pretrained(tmp_path / "new.safetensors", provenance={"steps": 0})
     out = tmp_path / "ev"
-    args = ["--model", str(new), "--compare", str(old), "--dev", str(dev), "--out", str(out), "--no-grid"]
-    assert main([*args, "--sizes", "3"]) == 0
+    args = ["--model", str(new), "--compare", str(old), "--dev", str(dev), "--no-grid", "--cache", str(tmp_path / "c")]
+    assert main([*args, "--out", str(out), "--sizes", "3"]) == 0
     results = json.loads((out / "results.json").read_text())
     reference = json.loads((out / "compared.json").read_text())
     new_sets = results["sources"]["toy-dev"]["3"]["pancakes"]["set_dice"]["values"]
@@ -229,6 +229,16 @@ def test_compare_applies_the_stage_rule_and_keeps_the_reference_for_the_report(t
     row = next(line for line in card.read_text().splitlines() if line.startswith("| new |"))
     assert f"({family['mean']:+.3f} [{family['low']:+.3f}, {family['high']:+.3f}])" in row  # evaluate's bootstrap
     assert row.endswith("| ship |") == bool(results["stage"]["accept"])
+    # a second candidate against the same reference reads its scores from the cache (marked here)
+    (cached,) = (tmp_path / "c").glob("reference-*.json")
+    cached.write_text(json.dumps({**json.loads(cached.read_text()), "marker": 1}))
+    assert main([*args, "--out", str(tmp_path / "ev2"), "--sizes", "3"]) == 0
+    assert json.loads((tmp_path / "ev2" / "compared.json").read_text())["marker"] == 1
+    torch.manual_seed(2)
+    Pancakes().save_pretrained(old, provenance={"steps": 0})  # other weights at the same path: recomputed
+    assert main([*args, "--out", str(tmp_path / "ev3"), "--sizes", "3"]) == 0
+    assert "marker" not in json.loads((tmp_path / "ev3" / "compared.json").read_text())
+    assert len(list((tmp_path / "c").glob("reference-*.json"))) == 2
 
 
 @pytest.mark.slow

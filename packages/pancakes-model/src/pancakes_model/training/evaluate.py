@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pancakes_data.io.writing import write_text
 from pancakes_eval import (
     bootstrap_ci,
     compute_set_diagnosis,
@@ -34,9 +35,10 @@ from pancakes_eval import (
     compute_set_iou,
 )
 from pancakes_model.network import Pancakes, read_metadata
+from pancakes_model.network.weights import resolve, sha256
 from pancakes_model.parser import evaluate_arguments
 from pancakes_model.render import protocol_grid, save_png
-from pancakes_model.training import baselines
+from pancakes_model.training import baselines, validation
 from pancakes_model.training.annotations import finetune_evidence, match_evidence, render_annotations
 from pancakes_model.training.config import ConfigError
 from pancakes_model.training.devset import DevConfig, family_sets, load_dev
@@ -93,6 +95,19 @@ def _baseline_cache(out: Path | None, dev: DevConfig, families: Sequence[str], s
         ]
     )
     return out / f"baselines-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+
+
+def _reference_cache(out: Path | None, dev: DevConfig, kw: dict, weights: str) -> Path | None:
+    """Where ``--compare``'s scores of the reference weights live: the same dev sets, the same
+    weights file (by SHA-256) and the same prediction and scoring code give the same numbers, so a
+    second candidate against the shipped model does not pay for the shipped model again."""
+    if out is None:
+        return None
+    families = kw["families"] or [f.name for f in dev.families]
+    base = _baseline_cache(out, dev, families, kw["sizes"] or dev.sizes, kw["n_sets"] or dev.sets)
+    code = "".join(inspect.getsource(m) for m in (sys.modules[__name__], validation))
+    key = f"{base.name}|{sha256(resolve(weights))}|{hashlib.sha256(code.encode()).hexdigest()}"
+    return out / f"reference-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
 
 def evaluate(
@@ -207,7 +222,14 @@ def run_from_args(args: argparse.Namespace) -> int:
     }
     results = evaluate(model, dev, grid=not args.no_grid, figure=args.out / "protocols.png", **kw)
     if args.compare:
-        old = evaluate(Pancakes.from_pretrained(args.compare), dev, grid=False, **kw)
+        reference = _reference_cache(args.cache, dev, kw, args.compare)
+        if reference is not None and reference.is_file():
+            old = json.loads(reference.read_text(encoding="utf-8"))
+        else:
+            old = evaluate(Pancakes.from_pretrained(args.compare), dev, grid=False, **kw)
+            if reference is not None:
+                reference.parent.mkdir(parents=True, exist_ok=True)
+                write_text(reference, json.dumps(old))
         results["stage"] = compare_models(results, old, seed=dev.seed)
         # the current model's scores on the same sets: the report's --reference, no second run
         (args.out / "compared.json").write_text(json.dumps(old, indent=1), encoding="utf-8")
