@@ -161,6 +161,8 @@ def test_evaluate_writes_the_card_table(tmp_path):
             str(dev),
             "--out",
             str(tmp_path / "ev"),
+            "--cache",  # the default (runs/evaluate-cache) is relative to the working folder
+            str(tmp_path / "cache"),
             "--write",
             str(card),
         ]
