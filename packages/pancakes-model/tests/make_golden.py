@@ -20,7 +20,6 @@ import torch.nn.functional as F
 from PIL import Image
 
 from pancakes_model import Pancakes, segment
-from pancakes_model.inference.predict import model_preprocess
 from pancakes_model.network import resolve
 from pancakes_model.samples import demo_inputs
 
@@ -32,7 +31,7 @@ def ambiguous(model: Pancakes, image: np.ndarray) -> np.ndarray:
     """(M, H, W) True where the top-2 interpolated logits differ by ≤ 1e-3."""
     from pancakes_data import SlicePlan
 
-    pre = model_preprocess(model)
+    pre = model.preprocess
     norm = pre.normalize(image)
     plan = SlicePlan.for_slice(norm.shape, None, pre.size)
     x = torch.from_numpy(plan.forward(norm))[None, None, None]
