@@ -28,6 +28,7 @@ def test_average_is_the_weighted_mean_of_every_parameter(tmp_path):
     assert history[-1]["steps"] == 0
     assert [i["weight"] for i in history[-1]["average"]] == [0.25, 0.75]
     assert soup.provenance["totals"]["steps"] == 40
+    assert soup.provenance["steps"] == 0 and "average" in soup.provenance["hardware"]
 
 
 def test_a_weight_of_zero_gives_the_other_model_exactly(tmp_path):

@@ -104,6 +104,10 @@ def average_weights(ingredients: Sequence[tuple[str | Path, float]]) -> Pancakes
     stages = [*(longest.get("stages") or []), stage]
     out.provenance = {
         **{k: v for k, v in longest.items() if k not in ("stages", "totals")},
+        # the top-level fields describe the last stage (the report's "Model:" line): the average
+        "steps": 0,
+        "wall_time_s": 0.0,
+        "hardware": stage["hardware"],
         "stages": stages,
         "totals": {
             "steps": sum(s["steps"] for s in stages),
