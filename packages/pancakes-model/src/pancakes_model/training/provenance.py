@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["commit", "cpu_name", "hardware", "run_provenance", "stage_history"]
+__all__ = ["commit", "cpu_name", "hardware", "run_provenance", "stage_history", "stage_totals"]
 
 
 def cpu_name() -> str:
@@ -71,6 +71,15 @@ def stage_history(base: dict, stage: dict) -> list[dict]:
     return [legacy, stage]
 
 
+def stage_totals(stages: list[dict]) -> dict:
+    """Steps, sets seen and wall time summed over every stage a model went through."""
+    return {
+        "steps": sum(s["steps"] for s in stages),
+        "sets_seen": sum(s["sets_seen"] for s in stages),
+        "wall_time_s": round(sum(s["wall_time_s"] for s in stages), 1),
+    }
+
+
 def run_provenance(
     cfg: dict, *, step: int, batch_size: int, curriculum, elapsed: float, best: float, device: torch.device,
     world: int, init: str, sources: list[tuple[str, float]], source_names: list[str], base: dict,
@@ -98,9 +107,5 @@ def run_provenance(
         "best_val_set_dice": None if best != best else best,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "stages": stages,
-        "totals": {
-            "steps": sum(s["steps"] for s in stages),
-            "sets_seen": sum(s["sets_seen"] for s in stages),
-            "wall_time_s": round(sum(s["wall_time_s"] for s in stages), 1),
-        },
+        "totals": stage_totals(stages),
     }

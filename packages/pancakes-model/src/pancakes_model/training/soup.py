@@ -24,6 +24,7 @@ import torch
 from pancakes_data import UserError
 from pancakes_model.network.model import Pancakes
 from pancakes_model.network.weights import WeightsError, load_weights, resolve, save_weights, sha256
+from pancakes_model.training.provenance import stage_totals
 
 __all__ = ["average_weights", "main", "parse_ingredient"]
 
@@ -70,9 +71,6 @@ def average_weights(ingredients: Sequence[tuple[str | Path, float]]) -> Pancakes
             raise UserError(f"{path} has another model config than {ingredients[0][0]}: they cannot be averaged")
         if model.preprocess != first.preprocess:
             raise UserError(f"{path} preprocesses images otherwise than {ingredients[0][0]}: they cannot be averaged")
-        shapes = {k: v.shape for k, v in model.state_dict().items()}
-        if shapes != {k: v.shape for k, v in first.state_dict().items()}:
-            raise UserError(f"{path} has another architecture than {ingredients[0][0]}: they cannot be averaged")
     soup = {}
     for key, value in first.state_dict().items():
         if not value.is_floating_point():  # counters and the like: the first ingredient's
@@ -96,7 +94,7 @@ def average_weights(ingredients: Sequence[tuple[str | Path, float]]) -> Pancakes
         "init": "average",
         "sources": [],
         "average": [
-            {"weights": Path(str(resolve(p))).name if str(p) != "default" else "default", "sha256": sha256(resolve(p)),
+            {"weights": "default" if str(p) == "default" else resolve(p).name, "sha256": sha256(resolve(p)),
              "weight": w / total}
             for p, w in ingredients
         ],
@@ -109,11 +107,7 @@ def average_weights(ingredients: Sequence[tuple[str | Path, float]]) -> Pancakes
         "wall_time_s": 0.0,
         "hardware": stage["hardware"],
         "stages": stages,
-        "totals": {
-            "steps": sum(s["steps"] for s in stages),
-            "sets_seen": sum(s["sets_seen"] for s in stages),
-            "wall_time_s": round(sum(s["wall_time_s"] for s in stages), 1),
-        },
+        "totals": stage_totals(stages),
     }
     return out.eval()
 
