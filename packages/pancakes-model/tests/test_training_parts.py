@@ -1,4 +1,4 @@
-"""Direct tests of the schedule, the curriculum, the baselines and the overview grid."""
+"""Direct tests of the schedule, the curriculum, the baselines, the overview grid and the M × K grid."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from pancakes_model.network import Pancakes
 from pancakes_model.render import grid_tile_origin, palette, protocol_grid
 from pancakes_model.training.baselines import felzenszwalb_protocols, kmeans_protocols
 from pancakes_model.training.config import TrainSection
 from pancakes_model.training.schedule import lr_factor, make_scheduler, size_at
+from pancakes_model.training.validation import predict_label_grid, predict_labels
 
 
 def test_lr_warms_up_then_decays_to_the_floor_and_lambdalr_follows():
@@ -137,3 +139,15 @@ def test_the_report_states_the_set_size_bar_per_family():
     assert "S=5 − S=1 (Pancakes Set Dice): -0.010 (within 0.03)" in text
     assert "S=5 − S=1 (Pancakes Set Dice): -0.060 (NOT within 0.03)" in text
     assert text.count("S=5 − S=1") == 2
+
+
+def test_the_m_k_grid_from_one_featurizer_pass_equals_one_prediction_per_shape():
+    torch.manual_seed(0)
+    model = Pancakes(label_caps=[2, 3]).eval()  # capped protocols must stay capped at every K
+    images = np.random.default_rng(0).random((3, 32, 32), dtype=np.float32)
+    shapes = [(1, 2), (2, 5), (4, 3), (5, 9)]
+    grid = predict_label_grid(model, images, shapes)
+    assert list(grid) == shapes
+    for m, k in shapes:
+        np.testing.assert_array_equal(grid[m, k], predict_labels(model, images, m, k))
+    assert grid[5, 9][:, 0].max() <= 1 and grid[5, 9][:, 1].max() <= 2 and grid[5, 9][:, 2:].max() > 2

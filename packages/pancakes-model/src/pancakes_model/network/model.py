@@ -170,9 +170,15 @@ class Pancakes(nn.Module):
             :class:`LogitFactors` with q (B·S, D, H, W), key (M, K, D), bias (M, K); protocol m
             offers ``config.label_counts(M, K)[m]`` of the K labels.
         """
+        return self.candidates(self.queries(images), M, K)
+
+    def candidates(self, q: torch.Tensor, M: int = 8, K: int = 20) -> LogitFactors:
+        """Queries q (N, D, H, W) from :meth:`queries` → :class:`LogitFactors` of M protocols of K
+        labels. The featurizer — nearly all of the cost — runs once in :meth:`queries`, so several
+        (M, K) of the same images (the evaluation's M × K grid) cost one forward."""
         check_mk(M, K)
         counts = self.config.label_counts(M, K)
-        return self.sampler.combine(self.queries(images), self.embedding(M, K, counts), counts)
+        return self.sampler.combine(q, self.embedding(M, K, counts), counts)
 
     def forward(self, images: torch.Tensor, M: int = 8, K: int = 20, *, logits: bool = False) -> torch.Tensor:
         """Predict M protocols of K labels for every image of every set.

@@ -44,7 +44,7 @@ from pancakes_model.training.config import ConfigError
 from pancakes_model.training.devset import DevConfig, family_sets, load_dev
 from pancakes_model.training.report import render_markdown, write_block
 from pancakes_model.training.stagerule import compare_models, paired
-from pancakes_model.training.validation import predict_labels, set_arrays
+from pancakes_model.training.validation import predict_label_grid, predict_labels, set_arrays
 
 __all__ = ["METHODS", "evaluate", "main", "run_from_args"]
 
@@ -185,15 +185,13 @@ def evaluate(
     if grid:
         # Effect of M and K (Pancakes, S = 3, Set Dice), like the paper's Figure 9.
         grid_sets = [b for fam in fams for b in family_sets(fam, s=3, n=dev.grid_sets, seed=seed + 1, store=dev.store)]
-        for mm in dev.grid_M:
-            for kk in dev.grid_K:
-                scores = [
-                    compute_set_dice(
-                        _predict("pancakes", model, set_arrays(b)[0], mm, kk), set_arrays(b)[1], num_labels=kk
-                    ).score
-                    for b in grid_sets
-                ]
-                results["grid"][f"{mm},{kk}"] = float(np.nanmean(scores))
+        shapes = [(mm, kk) for mm in dev.grid_M for kk in dev.grid_K]
+        scores: dict[tuple[int, int], list[float]] = {mk: [] for mk in shapes}
+        for b in grid_sets:
+            images, y = set_arrays(b)
+            for (mm, kk), pred in predict_label_grid(model, images, shapes).items():
+                scores[mm, kk].append(compute_set_dice(pred, y, num_labels=kk).score)
+        results["grid"] = {f"{mm},{kk}": float(np.nanmean(v)) for (mm, kk), v in scores.items()}
     if figure is not None:
         first = family_sets(fams[0], s=5, n=1, seed=seed + 2, store=dev.store)[0]
         images = first["images"][0, :, 0].numpy()

@@ -18,7 +18,7 @@ from pancakes_eval import compute_nmi, compute_set_dice
 from pancakes_model.network import Pancakes
 from pancakes_model.training.devset import DevFamily, family_sets
 
-__all__ = ["family_scores", "predict_labels", "predicted_sets", "set_arrays", "validate"]
+__all__ = ["family_scores", "predict_label_grid", "predict_labels", "predicted_sets", "set_arrays", "validate"]
 
 
 def set_arrays(batch: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -32,6 +32,18 @@ def predict_labels(model: Pancakes, images: np.ndarray, M: int, K: int) -> np.nd
     device = next(model.parameters()).device
     x = torch.from_numpy(np.ascontiguousarray(images))[None, :, None].float().to(device)
     return model.predict_labels(x, M, K)[0].cpu().numpy()
+
+
+@torch.inference_mode()
+def predict_label_grid(
+    model: Pancakes, images: np.ndarray, shapes: Iterable[tuple[int, int]]
+) -> dict[tuple[int, int], np.ndarray]:
+    """images (S, H, W) → {(M, K): label maps (S, M, H, W)}, equal to :func:`predict_labels` per
+    (M, K) but with one featurizer pass for all of them."""
+    device = next(model.parameters()).device
+    x = torch.from_numpy(np.ascontiguousarray(images))[None, :, None].float().to(device)
+    q = model.queries(x)
+    return {(m, k): model.candidates(q, m, k).labels().long().cpu().numpy() for m, k in shapes}
 
 
 def predicted_sets(model: Pancakes, sets: Iterable[dict], M: int, K: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
