@@ -11,6 +11,7 @@ from pancakes_eval import (
     compute_hausdorff,
     compute_hd95,
     compute_iou,
+    distances_to_reference,
     surface_distances,
 )
 
@@ -121,3 +122,23 @@ def test_nmi_of_relabelled_independent_and_constant_maps():
     assert 0.3 < compute_nmi(a, half) < 1.0
     with pytest.raises(ValueError, match="same shape"):
         compute_nmi(a, a[:3])
+
+
+@pytest.mark.parametrize(
+    ("shape", "spacing"), [((40, 48), None), ((40, 48), (0.5, 2.0)), ((9, 20, 24), (3.0, 1.0, 0.7))]
+)
+def test_distances_to_reference_equal_surface_distances(shape, spacing):
+    rng = np.random.default_rng(3)
+    ref = np.zeros(shape, bool)
+    ref[tuple(slice(n // 4, n // 2 + 3) for n in shape)] = True
+    ref[(0,) * len(shape)] = True  # a voxel on the array's border: surface there too
+    distances = distances_to_reference(ref, spacing=spacing)
+    for _ in range(12):
+        labels = rng.integers(0, 4, size=shape)
+        cand = labels == 0 if rng.random() < 0.5 else (labels == 0) & (np.indices(shape)[0] < shape[0] // 3)
+        for got, want in zip(distances(cand), surface_distances(cand, ref, spacing=spacing), strict=True):
+            np.testing.assert_allclose(np.sort(got), np.sort(want))
+    empty = distances(np.zeros(shape, bool))
+    assert empty[0].size == 0 and np.isinf(empty[1]).all()
+    with pytest.raises(ValueError, match="non-empty reference"):
+        distances_to_reference(np.zeros(shape, bool))

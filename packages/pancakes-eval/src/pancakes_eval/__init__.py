@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
         compute_hausdorff,
         compute_hd95,
         compute_iou,
+        distances_to_reference,
         surface_distances,
     )
     from pancakes_eval.set_metrics import (
@@ -47,6 +48,7 @@ _LAZY = {
     "compute_hausdorff": "pancakes_eval.metrics",
     "compute_hd95": "pancakes_eval.metrics",
     "compute_iou": "pancakes_eval.metrics",
+    "distances_to_reference": "pancakes_eval.metrics",
     "surface_distances": "pancakes_eval.metrics",
     "SetScore": "pancakes_eval.set_metrics",
     "candidate_overlaps": "pancakes_eval.set_metrics",
@@ -79,6 +81,7 @@ __all__ = [
     "compute_set_dice",
     "compute_set_hd95",
     "compute_set_iou",
+    "distances_to_reference",
     "paired_comparison",
     "surface_distances",
     "to_label_maps",

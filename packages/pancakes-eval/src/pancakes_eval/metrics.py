@@ -27,7 +27,7 @@ surface). Distances are Euclidean between surface voxel centres, scaled by ``spa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -47,6 +47,7 @@ __all__ = [
     "compute_hausdorff",
     "compute_hd95",
     "compute_iou",
+    "distances_to_reference",
     "surface_distances",
 ]
 
@@ -121,13 +122,7 @@ def _crop_to_union(p: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray
     Surfaces and distances are unchanged: all surface voxels lie inside the box, and the margin
     keeps erosion at the box edge identical to erosion in the full array.
     """
-    union = p | t
-    slices = []
-    for axis in range(union.ndim):
-        other = tuple(a for a in range(union.ndim) if a != axis)
-        idx = np.flatnonzero(union.any(axis=other))
-        slices.append(slice(max(idx[0] - 1, 0), min(idx[-1] + 2, union.shape[axis])))
-    box = tuple(slices)
+    box = _box(p | t)
     return p[box], t[box]
 
 
@@ -162,6 +157,53 @@ def surface_distances(
         return ndimage.distance_transform_edt(~dst, sampling=sp)[src]
 
     return directed(sp_edges, st_edges), directed(st_edges, sp_edges)
+
+
+def _box(mask: np.ndarray) -> tuple[slice, ...]:
+    """The bounding box of a non-empty mask plus a one-voxel margin (see :func:`_crop_to_union`)."""
+    slices = []
+    for axis in range(mask.ndim):
+        other = tuple(a for a in range(mask.ndim) if a != axis)
+        idx = np.flatnonzero(mask.any(axis=other))
+        slices.append(slice(max(idx[0] - 1, 0), min(idx[-1] + 2, mask.shape[axis])))
+    return tuple(slices)
+
+
+def distances_to_reference(
+    y: Any, *, spacing: float | Sequence[float] | None = None
+) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """``surface_distances(·, y)`` for many candidate masks against one non-empty reference.
+
+    The distance map to the reference's surface is computed once, so each candidate costs one
+    distance transform instead of two (the Set HD95 scores up to M·K candidates per image).
+
+    Args:
+        y: non-empty binary reference mask, shape ``(H, W)`` or ``(D, H, W)``.
+        spacing: voxel size per axis (scalar for isotropic); ``None`` is unit spacing.
+
+    Returns:
+        A function of a candidate mask (same shape) giving ``(d_pred_to_ref, d_ref_to_pred)``,
+        equal to :func:`surface_distances` of that mask and ``y``.
+    """
+    t = np.asarray(y, dtype=bool)
+    if not t.any():
+        raise ValueError("distances_to_reference needs a non-empty reference mask")
+    sp = parse_spacing(spacing, t.ndim)
+    t_edges = _surface(t)
+    to_ref = ndimage.distance_transform_edt(~t_edges, sampling=sp)
+
+    def distances(y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        p = np.asarray(y_pred, dtype=bool)
+        if not p.any():
+            return np.zeros(0), np.full(np.count_nonzero(t_edges), np.inf)
+        # the union's box keeps every surface voxel and the erosion at its edge (one-voxel margin)
+        box = _box(p | t)
+        p_edges = _surface(p[box])
+        d_pt = to_ref[box][p_edges]
+        d_tp = ndimage.distance_transform_edt(~p_edges, sampling=sp)[t_edges[box]]
+        return d_pt, d_tp
+
+    return distances
 
 
 def _hausdorff_from(d_pt: np.ndarray, d_tp: np.ndarray, percentile: float) -> float:

@@ -18,6 +18,7 @@ is present in every image).
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from pancakes_eval._array import as_numpy, check_binary, check_labels, parse_spacing
-from pancakes_eval.metrics import _hausdorff_from, surface_distances
+from pancakes_eval.metrics import _hausdorff_from, distances_to_reference, surface_distances
 
 __all__ = [
     "SetScore",
@@ -225,10 +226,14 @@ def compute_set_hd95(
     # other images say: only candidates present wherever the reference is need distances.
     needed = (present | ref_empty[:, None, None]).all(axis=0)  # (M, K)
     for si in range(s):
+        if ref_empty[si]:
+            distances = functools.partial(surface_distances, y=t[si], spacing=spacings[si])
+        else:  # one distance map of the reference for all of this image's candidates
+            distances = distances_to_reference(t[si], spacing=spacings[si])
         for mi in range(m):
             lab = p[si, mi]
             for ki in np.flatnonzero(needed[mi] & present[si, mi]):
-                d_pt, d_tp = surface_distances(lab == ki, t[si], spacing=spacings[si])
+                d_pt, d_tp = distances(lab == ki)
                 hd[si, mi, ki] = _hausdorff_from(d_pt, d_tp, 95.0)
             if ref_empty[si]:
                 hd[si, mi, ~present[si, mi]] = np.nan
