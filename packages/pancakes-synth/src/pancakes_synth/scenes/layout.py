@@ -71,13 +71,16 @@ def positions(rng: np.random.Generator, count: int, size: int, *, spacing: float
         pick = rng.integers(0, len(centres), size=count)
         return np.clip(centres[pick] + rng.normal(0, spread, size=(count, 2)), 0, size - 1)
     pts = rng.uniform(0, size, size=(count * 4, 2))
-    kept: list[np.ndarray] = []
-    for p in pts:  # dart throwing: cheap for the few hundred objects of a 128² field
-        if all(np.hypot(*(p - q)) >= spacing for q in kept[-200:]):
-            kept.append(p)
-            if len(kept) == count:
+    kept = np.empty((count, 2))
+    n = 0
+    for p in pts:  # dart throwing against the last 200 kept points, one vector test per dart
+        d = p - kept[max(n - 200, 0) : n]
+        if np.all(np.hypot(d[:, 0], d[:, 1]) >= spacing):
+            kept[n] = p
+            n += 1
+            if n == count:
                 break
-    return np.asarray(kept).reshape(-1, 2)
+    return kept[:n]
 
 
 class Family:
