@@ -82,17 +82,13 @@ def _summary(values: Sequence[float], seed: int) -> dict:
     }
 
 
-def _baseline_cache(out: Path | None, dev: DevConfig, families: Sequence[str], sizes, n_sets: int) -> Path | None:
+def _baseline_cache(out: Path | None, dev: DevConfig, n_sets: int) -> Path | None:
+    """The baseline rows' file: a function of the dev config, the number of sets and the baselines'
+    code. Its entries are keyed by family, S and method, so runs over any families and sizes share it."""
     if out is None:
         return None
     key = json.dumps(
-        [
-            Path(dev.path).read_text(encoding="utf-8") if dev.path else "",
-            list(families),
-            list(sizes),
-            n_sets,
-            inspect.getsource(baselines),
-        ]
+        [Path(dev.path).read_text(encoding="utf-8") if dev.path else "", n_sets, inspect.getsource(baselines)]
     )
     return out / f"baselines-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
@@ -104,9 +100,10 @@ def _reference_cache(out: Path | None, dev: DevConfig, kw: dict, weights: str) -
     if out is None:
         return None
     families = kw["families"] or [f.name for f in dev.families]
-    base = _baseline_cache(out, dev, families, kw["sizes"] or dev.sizes, kw["n_sets"] or dev.sets)
+    base = _baseline_cache(out, dev, kw["n_sets"] or dev.sets)
     code = "".join(inspect.getsource(m) for m in (sys.modules[__name__], validation))
-    key = f"{base.name}|{sha256(resolve(weights))}|{hashlib.sha256(code.encode()).hexdigest()}"
+    sizes = list(kw["sizes"] or dev.sizes)
+    key = f"{base.name}|{families}|{sizes}|{sha256(resolve(weights))}|{hashlib.sha256(code.encode()).hexdigest()}"
     return out / f"reference-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
 
@@ -132,7 +129,7 @@ def evaluate(
         "M": M, "K": K, "n_sets": n_sets, "seed": seed,
         "sources": {}, "grid": {}, "consistency": {}, "margin": {}, "diagnosis": {},
     }  # fmt: skip
-    cache = _baseline_cache(Path(cache_dir) if cache_dir else None, dev, [f.name for f in fams], sizes, n_sets)
+    cache = _baseline_cache(Path(cache_dir) if cache_dir else None, dev, n_sets)
     cached = json.loads(cache.read_text(encoding="utf-8")) if cache is not None and cache.is_file() else {}
     s_paired = max(sizes)
     for fam in fams:
