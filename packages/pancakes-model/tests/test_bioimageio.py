@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from pancakes_data.preprocess import normalize_intensity
 from pancakes_model import Pancakes, segment
 from pancakes_model.app.bioimageio import demo_slices
 from pancakes_model.app.cli import main
+from pancakes_model.network.bioimageio import PancakesBioImageIO, normalize_images
 
 spec = pytest.importorskip("bioimageio.spec")
 # bioimageio.spec leaves the files it hashes open until its caches are collected (a third-party leak)
@@ -31,12 +33,13 @@ def test_the_exported_package_validates_and_reproduces_segment(tmp_path, capsys)
     arch = descr.weights.pytorch_state_dict.architecture
     assert arch.import_from == "pancakes_model.network.bioimageio" and arch.kwargs["M"] == 4
     # what a bioimage.io runner does: import the callable, build it with its kwargs, load the state dict
-    from pancakes_model.network.bioimageio import PancakesBioImageIO
-
     with zipfile.ZipFile(out) as zf:
         state = torch.load(zf.open("weights.pt"), weights_only=True)
         x = np.load(zf.open("test_input.npy"))
         y = np.load(zf.open("test_output.npy"))
+    assert x.max() > 1.0  # raw intensities: the architecture normalises them itself
+    # no scale_range declared: a runner would take its percentiles over every pixel, not pancakes' > 0
+    assert all(p.id == "ensure_dtype" for p in descr.inputs[0].preprocessing or [])
     net = PancakesBioImageIO(**arch.kwargs)
     net.load_state_dict(state)
     with torch.inference_mode():
@@ -52,3 +55,15 @@ def test_the_exported_package_validates_and_reproduces_segment(tmp_path, capsys)
 def test_export_needs_a_zip_name(tmp_path, capsys):
     assert main(["export", "--bioimageio", str(tmp_path / "p.tar")]) == 2
     assert ".zip" in capsys.readouterr().err
+
+
+def test_the_packaged_normalisation_is_pancakes_own():
+    rng = np.random.default_rng(0)
+    raw = rng.gamma(2.0, 40.0, size=(2, 3, 1, 32, 48)).astype(np.float32)
+    raw[0, 0, 0, :8] = 0  # background: percentiles of the voxels > 0 only
+    raw[1, 2] = 7.0  # a constant image becomes 0
+    got = normalize_images(torch.from_numpy(raw), (0.5, 99.5)).numpy()
+    for b in range(2):
+        for s in range(3):
+            np.testing.assert_allclose(got[b, s], normalize_intensity(raw[b, s]), atol=1e-6)
+    assert not got[1, 2].any()

@@ -2,11 +2,12 @@
 
 The package holds the weights as a PyTorch state dict with a reference to the architecture
 (:class:`pancakes_model.network.bioimageio.PancakesBioImageIO`, importable from pancakes-model),
-the input and output tensors with their axes, the preprocessing the model expects, test tensors
-made by the shipped weights on the demo slices, a cover picture of their protocols, the licence
+the input and output tensors with their axes, test tensors made by the shipped weights on the raw
+demo slices (the intensity normalisation is inside the architecture, see
+:mod:`pancakes_model.network.bioimageio`), a cover picture of their protocols, the licence
 and the method's citation. It is validated with ``bioimageio.spec`` before it is written.
 
-    input  images     (batch, set, channel = 1, y, x) float32 — a set of S images of one size
+    input  images     (batch, set, channel = 1, y, x) float32 — a set of S raw images of one size
     output protocols  (batch, set, protocol = M, channel = K, y, x) float32 — softmax over K
 
 ``bioimageio.spec`` is an optional dependency (``pip install 'pancakes-model[bioimageio]'``).
@@ -52,9 +53,8 @@ def demo_slices(S: int = 2, side: int = SIDE) -> list[np.ndarray]:
 
 
 def example_tensors(model: Pancakes, *, M: int, K: int, S: int = 2, side: int = SIDE) -> tuple[np.ndarray, np.ndarray]:
-    """(images (1, S, 1, side, side), protocols (1, S, M, K, side, side)) from the demo slices."""
-    images = [model.preprocess.normalize(grey) for grey in demo_slices(S, side)]
-    x = np.stack(images)[None, :, None].astype(np.float32)
+    """(raw images (1, S, 1, side, side), protocols (1, S, M, K, side, side)) from the demo slices."""
+    x = np.stack(demo_slices(S, side))[None, :, None].astype(np.float32)
     with torch.inference_mode():
         y = PancakesBioImageIO.wrap(model, M=M, K=K)(torch.from_numpy(x)).numpy()
     return x, y
@@ -108,7 +108,11 @@ def export_bioimageio(
         )
         inputs = bio.InputTensorDescr(
             id=bio.TensorId("images"),
-            description=f"a set of grey images of one size (sides multiples of 16; trained at {pre.size}²)",
+            # ≤ 128 characters (the spec's limit)
+            description=(
+                f"a set of raw grey images of one size, sides multiples of 16 (trained at {pre.size}²), "
+                "scaled by the model"
+            ),
             axes=[
                 bio.BatchAxis(),
                 set_axis,
@@ -117,16 +121,6 @@ def export_bioimageio(
                 bio.SpaceInputAxis(id=bio.AxisId("x"), size=bio.ParameterizedSize(min=16, step=16)),
             ],
             test_tensor=bio.FileDescr(source=root / "test_input.npy"),
-            preprocessing=[
-                bio.ScaleRangeDescr(
-                    kwargs=bio.ScaleRangeKwargs(
-                        axes=[bio.AxisId("y"), bio.AxisId("x")],
-                        min_percentile=float(pre.percentiles[0]),
-                        max_percentile=float(pre.percentiles[1]),
-                    )
-                ),
-                bio.ClipDescr(kwargs=bio.ClipKwargs(min=0.0, max=1.0)),
-            ],
         )
 
         def same(axis: str) -> bio.SizeReference:
@@ -163,7 +157,12 @@ def export_bioimageio(
                     architecture=bio.ArchitectureFromLibraryDescr(
                         callable=bio.Identifier("PancakesBioImageIO"),
                         import_from="pancakes_model.network.bioimageio",
-                        kwargs={"config": PancakesBioImageIO.config_kwargs(net), "M": M, "K": K},
+                        kwargs={
+                            "config": PancakesBioImageIO.config_kwargs(net),
+                            "M": M,
+                            "K": K,
+                            "percentiles": list(pre.percentiles),
+                        },
                     ),
                     pytorch_version=bio.Version(torch.__version__.split("+")[0]),
                 )
@@ -190,8 +189,10 @@ set: label k of protocol m is the same structure in every image. This package ho
 weights (SHA-256 `{digest[:16]}…`) with M = {M} and K = {K}; the architecture is
 `pancakes_model.network.bioimageio.PancakesBioImageIO` from the `pancakes-model` package.
 
-Input `images` (batch, set, channel, y, x): grey images scaled to [0, 1] by their 0.5–99.5 %
-percentiles (pancakes-model computes them over the non-zero pixels), sides multiples of 16.
+Input `images` (batch, set, channel, y, x): raw grey images, sides multiples of 16. The model
+scales each image itself, as pancakes-model does: clipped to the 0.5–99.5 % percentiles of its
+pixels > 0 and scaled to [0, 1] (bioimage.io's `scale_range` takes every pixel, so it is not
+declared as a preprocessing step: a runner gives the same output as `pancakes segment`).
 Output `protocols` (batch, set, protocol, channel, y, x): softmax over the K labels.
 
 # Validation
