@@ -13,9 +13,10 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+import numpy as np
 import torch
 
-from pancakes_data.preprocess import PERCENTILE_SAMPLE
+from pancakes_data.preprocess import normalize_intensity
 from pancakes_model.network.config import PancakesConfig
 from pancakes_model.network.model import Pancakes
 
@@ -23,27 +24,11 @@ __all__ = ["PancakesBioImageIO", "normalize_images"]
 
 
 def normalize_images(images: torch.Tensor, percentiles: tuple[float, float]) -> torch.Tensor:
-    """Raw images (B, S, C, H, W) → [0, 1], each (b, s) image on its own, as
-    :func:`pancakes_data.preprocess.normalize_intensity` does for an MR-like image: clipped to the
-    ``percentiles`` of its voxels > 0 (of all voxels if none is > 0; a regular subsample above
-    ``PERCENTILE_SAMPLE`` voxels), then min–max scaled; a constant image becomes 0."""
-    x = images.float()
-    out = torch.empty_like(x)
-    q = torch.tensor([percentiles[0] / 100.0, percentiles[1] / 100.0], dtype=torch.float64)
-    for b in range(x.shape[0]):
-        for s in range(x.shape[1]):
-            flat = x[b, s].reshape(-1)
-            sample = flat[:: flat.numel() // PERCENTILE_SAMPLE + 1] if flat.numel() > PERCENTILE_SAMPLE else flat
-            fg = sample[sample > 0]
-            ref = fg if fg.numel() else sample
-            # float64 like numpy's percentile, then rounded to float32 as normalize_intensity does
-            lo, hi = (float(v) for v in torch.quantile(ref.double(), q).float())
-            span = torch.tensor(hi, dtype=torch.float32) - torch.tensor(lo, dtype=torch.float32)
-            if span <= 0:
-                out[b, s] = 0
-            else:
-                out[b, s] = (x[b, s].clamp(lo, hi) - lo) / span
-    return out
+    """Raw images (B, S, C, H, W) → [0, 1], each (b, s) image on its own, by pancakes-data's own
+    :func:`~pancakes_data.preprocess.normalize_intensity` (percentiles of the voxels > 0)."""
+    x = images.detach().float().cpu().numpy()
+    out = np.stack([[normalize_intensity(img, percentiles=percentiles) for img in row] for row in x])
+    return torch.from_numpy(out).to(images.device)
 
 
 class PancakesBioImageIO(Pancakes):
