@@ -62,11 +62,11 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def write_block(readme: Path, body: str, *, name: str, data: dict) -> None:
+def write_block(readme: Path, body: str, *, name: str, data: dict, command: str = "") -> None:
     """Replace the ``<!-- {name}:start -->`` … ``<!-- {name}:end -->`` block of ``readme``
-    and save ``data`` as JSON."""
+    and save ``data`` as JSON; the footer names ``command`` (default: ``benchmarks/{name}.py``)."""
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
-    footer = f"_Measured {stamp} on {machine()} by `benchmarks/{name}.py`._"
+    footer = f"_Measured {stamp} on {machine()} by `{command or f'benchmarks/{name}.py'}`._"
     start_m, end_m = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     text = readme.read_text(encoding="utf-8")
     if start_m not in text or end_m not in text:

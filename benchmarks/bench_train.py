@@ -2,14 +2,20 @@
 
     python benchmarks/bench_train.py [--baseline 9384e47] [--steps 30] [--rounds 3] [--threads 2]
 
-Both arms train their own ``configs/default.toml`` (threads, workers, compile and data) from the shipped weights
-with validation off, in fresh processes that alternate (base, new, base, new, …) so that the
-machine's noise hits both alike. The baseline's code comes from ``git worktree add`` of the
+Both arms train their own ``configs/default.toml`` (threads, workers, compile and data) with
+validation off, from the same weights: the baseline commit's shipped model, passed to both as
+``train.init`` (each tree's "default" is its own shipped model, and the shipped weights change
+between commits). Fresh processes alternate (base, new, base, new, …) so that the machine's noise
+hits both alike. The baseline's code comes from ``git worktree add`` of the
 baseline commit, run with the same virtual environment (its packages first on ``PYTHONPATH``).
 Steps/s counts every second of the loop (data wait included) after ``--warmup`` steps, read from
 the run's own ``log.jsonl`` (``log_every = 1``). The same seed draws the same batches and the
 same (S, M, K) in both arms, so the first 20 losses are compared as well: the speed-ups must not
 change what is learned.
+
+``--losses-only`` runs just that check, 20 steps each: the baseline, this tree as configured
+(bfloat16 featurizer where the CPU has it) and this tree with ``train.precision = "fp32"``; it
+needs no quiet machine and writes its own README block.
 
 A second part profiles one step of the current tree phase by phase (data, forward, candidate
 table, winner loss, backward, optimizer; workers = 0 so that data time is measured, not hidden).
@@ -115,6 +121,30 @@ def profile_child(steps: int) -> None:
     print(json.dumps({"featurizer": dtype, "phases": {k: float(np.mean(v[skip:])) for k, v in phases.items()}}))
 
 
+def losses_only(baseline: str, base: Path, work: Path, extra: list[str]) -> None:
+    """The first 20 losses of the baseline against this tree, bf16 (as configured) and fp32."""
+    ref = [r["loss"] for r in run_arm(base, 20, work / "base", extra)][:20]
+    lines = [
+        f"First 20 losses of `configs/default.toml`, same seed and weights, this tree − {baseline}:",
+        "",
+        "| this tree's featurizer | largest difference | mean difference |",
+        "|---|---|---|",
+    ]
+    data: dict = {"baseline": baseline, "losses": {"base": ref}}
+    for name, more in (('as configured (`precision = "auto"`)', []), ("float32", ["--set", "train.precision=fp32"])):
+        new = [r["loss"] for r in run_arm(ROOT, 20, work / f"new-{len(data['losses'])}", [*extra, *more])][:20]
+        diffs = [b - a for a, b in zip(ref, new)]
+        lines.append(f"| {name} | {max(map(abs, diffs)):.2e} | {statistics.mean(diffs):+.2e} |")
+        data["losses"][name] = new
+    write_block(
+        ROOT / "packages" / "pancakes-model" / "README.md",
+        "\n".join(lines),
+        name="bench_train_losses",
+        data=data,
+        command="benchmarks/bench_train.py --losses-only",
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--baseline", default="9384e47")
@@ -122,6 +152,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=3, help="fresh processes per arm, alternating")
     ap.add_argument("--set", dest="extra", action="append", default=[], help="config override for both arms")
+    ap.add_argument("--losses-only", action="store_true", help="only the first-20-losses check (any machine)")
     ap.add_argument("--profile-child", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.profile_child:
@@ -129,7 +160,12 @@ def main() -> None:
         return
     extra = [a for item in args.extra for a in ("--set", item)]
     base = baseline_tree(args.baseline)
+    init = base / "packages" / "pancakes-model" / "src" / "pancakes_model" / "weights" / "pancakes-default.safetensors"
+    extra += ["--set", f"train.init={init}"]  # one starting point for both arms
     work = scratch("bench-train-")
+    if args.losses_only:
+        losses_only(args.baseline, base, work, extra)
+        return
     total = args.warmup + args.steps
     runs: dict[str, list[list[dict]]] = {"base": [], "new": []}
     for r in range(args.rounds):
