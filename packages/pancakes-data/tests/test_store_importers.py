@@ -8,7 +8,8 @@ from PIL import Image
 
 from pancakes_data import Dataset, Store, import_brain_packages, import_folder, import_nnunet
 from pancakes_data.cli import main
-from pancakes_data.testing import write_fake_brain_packages, write_nnunet_tree, write_store
+from pancakes_data.importers.body import import_body_packages, seg_nrrd_names
+from pancakes_data.testing import write_fake_body_packages, write_fake_brain_packages, write_nnunet_tree, write_store
 
 
 def test_store_round_trip_and_counts(tmp_path):
@@ -156,6 +157,39 @@ def test_brain_importer_on_fake_packages(tmp_path):
     assert set(nl.protocol_names) == {"tissue", "hemisphere"}
     meta = json.loads((tmp_path / "store" / "brain-deepmriprep" / "dataset.json").read_text())
     assert "do not redistribute" in meta["source"]
+
+
+def test_body_importer_on_fake_packages(tmp_path):
+    folders = write_fake_body_packages(tmp_path / "pkgs")
+    out = import_body_packages(tmp_path / "store", folders=folders, step=3)
+    assert [d.name for d in out] == ["spine-ct-tptbox", "spine-mri-tptbox", "chest-ct-slicerio"]
+    ct, _, chest = out
+    assert ct.protocol_names == ["subregions", "vertebrae"]
+    # labels renumbered 1..K, names from the package's numbering (22 = L3, 100 + v = the disc below v)
+    assert ct.protocol("vertebrae").labels == {1: "L2", 2: "L3", 3: "disc below L3"}
+    assert ct.protocol("subregions").labels == {1: "vertebral arch", 2: "vertebral body", 3: "spinal canal"}
+    # the .seg.nrrd names its segments in the header
+    assert chest.protocol("segments").labels == {1: "ribs", 2: "right lung", 3: "tissue"}
+    for d in out:
+        labelled = np.stack([d.protocol(p).counts[:, 1:].sum(1) for p in d.protocol_names]).max(0)
+        assert (labelled >= 0.02 * 128 * 128).all()  # every kept slice is ≥ 2 % labelled
+        assert d.images.shape[1:] == (128, 128) and float(d.images.min()) >= 0 and float(d.images.max()) <= 1
+        assert len(d.source_hashes) == 1 + len(d.protocol_names)  # the image and every label file
+    axes = json.loads((tmp_path / "store" / "spine-ct-tptbox" / "dataset.json").read_text())
+    assert "do not redistribute" in axes["source"]
+
+
+def test_body_importer_errors(tmp_path, capsys):
+    with pytest.raises(ValueError, match="unknown body sources"):
+        import_body_packages(tmp_path / "s", sources=["knee-mri"])
+    with pytest.raises(FileNotFoundError, match="data files not found"):
+        import_body_packages(tmp_path / "s", sources=["chest-ct"], folders={"chest-ct": tmp_path})
+    folders = write_fake_body_packages(tmp_path / "pkgs")
+    with pytest.raises(ValueError, match="no slice has labels"):
+        import_body_packages(tmp_path / "s", sources=["spine-ct"], folders=folders, min_fraction=0.99)
+    assert seg_nrrd_names(tmp_path / "pkgs" / "TPTBox" / "tests" / "sample_ct" / "sub-ct_label-22_ct.nii.gz") == {}
+    assert main(["import", "body", "--store", str(tmp_path / "s"), "--sources", "knee", "--step", "2"]) == 2
+    assert "unknown body sources ['knee']" in capsys.readouterr().err
 
 
 def test_brain_importer_missing_package(tmp_path):

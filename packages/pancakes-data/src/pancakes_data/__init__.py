@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
     from pancakes_data.errors import UserError, write_failure
     from pancakes_data.geometry import DEFAULT_PREPROCESS, Preprocess, SlicePlan
     from pancakes_data.importers import (
+        import_body_packages,
         import_brain_packages,
         import_folder,
         import_microscopy_packages,
@@ -33,6 +34,7 @@ _LAZY = {
     "DEFAULT_PREPROCESS": "pancakes_data.geometry",
     "Preprocess": "pancakes_data.geometry",
     "SlicePlan": "pancakes_data.geometry",
+    "import_body_packages": "pancakes_data.importers",
     "import_brain_packages": "pancakes_data.importers",
     "import_folder": "pancakes_data.importers",
     "import_microscopy_packages": "pancakes_data.importers",
@@ -75,6 +77,7 @@ __all__ = [
     "collate_sets",
     "draw_target",
     "file_sha256",
+    "import_body_packages",
     "import_brain_packages",
     "import_folder",
     "import_microscopy_packages",

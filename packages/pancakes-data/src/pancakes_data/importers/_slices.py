@@ -1,4 +1,4 @@
-"""Turning one 2D slice (image + label maps) into a store-ready pair on the model grid."""
+"""Turning 2D slices (image + label maps) into store-ready pairs on the model grid."""
 
 from __future__ import annotations
 
@@ -16,3 +16,12 @@ def prepare_pair(
     label by label."""
     plan = SlicePlan.for_slice(image.shape, spacing, size)
     return plan.forward(image), {p: plan.forward_labels(lab) for p, lab in labels.items()}
+
+
+def contiguous_labels(maps: list[np.ndarray], names: dict[int, str]) -> tuple[list[np.ndarray], dict[int, str]]:
+    """Renumber the labels seen in ``maps`` to 1..K (keeps label maps small and K honest); names
+    follow their labels (``"label V"`` for a value ``names`` lacks)."""
+    values = sorted(set(np.unique(np.stack(maps)).tolist()) - {0})
+    lut = np.zeros(max(values, default=0) + 1, dtype=np.int64)
+    lut[values] = np.arange(1, len(values) + 1)
+    return [lut[m] for m in maps], {i + 1: names.get(v, f"label {v}") for i, v in enumerate(values)}

