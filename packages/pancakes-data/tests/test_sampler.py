@@ -124,6 +124,31 @@ def test_a_source_with_its_own_target_mix_overrides_the_samplers(toy, tmp_path):
     assert seen == {("toy", "structure"), ("other", "foreground")}
 
 
+def test_levels_targets_are_a_class_of_the_sets_own_intensities(toy):
+    only = SamplerConfig(set_size=(3, 3), augment=False, split="all", target_mix=TargetMix(levels=1.0, structure=1e-9))
+    seen = 0
+    for i in range(6):
+        batch = SetSampler([toy], config=only).batch(i)
+        meta = batch["meta"][0]
+        if meta["target"] != "levels":
+            continue
+        seen += 1
+        images = batch["images"][0, :, 0].numpy()
+        target = batch["targets"][0, 0, :, 0].numpy().astype(bool)
+        # the target is one class of a k-means of the set's (blurred) intensities: a narrower band of
+        # grey than the whole set, in every image
+        assert target.any(axis=(1, 2)).all() and (~target).any(axis=(1, 2)).all()
+        assert images[target].std() < images.std()
+        assert meta["label_names"][0].startswith("intensity class")
+    assert seen >= 5  # levels share ~1: nearly every set
+    # a mix without levels draws exactly the sets it drew before the kind existed
+    base = SamplerConfig(set_size=(3, 3), augment=False, split="all")
+    explicit = SamplerConfig(set_size=(3, 3), augment=False, split="all", target_mix=TargetMix(levels=0.0))
+    for i in range(3):
+        a, b = SetSampler([toy], config=base).batch(i), SetSampler([toy], config=explicit).batch(i)
+        assert torch.equal(a["targets"], b["targets"]) and a["meta"] == b["meta"]
+
+
 def test_deferred_augmentation_gives_the_same_sets(toy):
     """Parameters drawn in the workers and applied to the whole batch later (on the training
     device) give the sets that augmenting at once gives: same draws, float rounding only."""

@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
-from pancakes_data import TARGET_KINDS, TargetMix, draw_target
+from pancakes_data import TargetMix, draw_target
+from pancakes_data.targets import LABEL_KINDS, draw_levels, intensity_levels
 
 
 def maps_and_classes():
@@ -18,7 +20,7 @@ def maps_and_classes():
     return m, np.array([0, 1, 1, 2, 3, 4])
 
 
-@pytest.mark.parametrize("kind", TARGET_KINDS)
+@pytest.mark.parametrize("kind", LABEL_KINDS)
 def test_each_kind_gives_the_union_it_names(kind):
     maps, classes = maps_and_classes()
     got = draw_target(np.random.default_rng(0), maps, classes=classes, mix=TargetMix.only(kind), min_pixels=4)
@@ -68,3 +70,39 @@ def test_mix_validation():
     with pytest.raises(ValueError, match="unknown target kinds"):
         TargetMix.from_dict({"everything": 1.0})
     assert TargetMix.from_dict({"foreground": 1.0}).weights()["structure"] == 0.0
+
+
+def three_greys(shift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Two noisy images of three grey regions (0.1, 0.5, 0.9) laid out differently; region ids 1-3."""
+    rng = np.random.default_rng(4)
+    regions = np.ones((2, 48, 48), np.int64)
+    regions[0, :, 16:32], regions[0, :, 32:] = 2, 3
+    regions[1, 24:], regions[1, 10:20, 30:40] = 3, 2
+    grey = np.array([0.0, 0.1, 0.5, 0.9])[regions] + shift
+    return grey + rng.normal(0, 0.04, grey.shape), regions
+
+
+def test_intensity_levels_find_the_grey_regions_with_one_numbering_for_the_set():
+    images, regions = three_greys()
+    levels = intensity_levels(images, 3)
+    assert levels.shape == images.shape and set(np.unique(levels)) == {1, 2, 3}
+    # dark to bright, shared by both images: level j is region j in each, but for a blurred rim
+    # where two regions meet (a dark-bright edge passes through the middle grey)
+    interior = np.stack([ndimage.minimum_filter(r, 5) == ndimage.maximum_filter(r, 5) for r in regions])
+    assert np.array_equal(levels[interior], regions[interior])
+    assert (levels == regions).mean() > 0.95
+    # more classes than greys split a region (or take the rims), never join two regions' interiors
+    fine = intensity_levels(images, 5)
+    for j in (1, 2, 3):
+        for v in np.unique(fine[interior & (regions == j)]):
+            assert set(np.unique(regions[interior & (fine == v)])) == {j}
+
+
+def test_draw_levels_gives_one_class_present_in_every_image():
+    images, _ = three_greys()
+    for seed in range(5):
+        maps, labels = draw_levels(np.random.default_rng(seed), images, min_pixels=10)
+        assert len(labels) == 1 and 1 <= labels[0] <= maps.max() <= 8
+        area = (maps == labels[0]).sum(axis=(1, 2))
+        assert (area >= 10).all() and (area <= 48 * 48 - 10).all()
+    assert draw_levels(np.random.default_rng(0), np.zeros((2, 16, 16))) is None  # one grey: no class to find

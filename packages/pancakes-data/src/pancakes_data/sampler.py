@@ -31,7 +31,7 @@ import torch
 from pancakes_data.preprocess import normalize_intensity
 from pancakes_data.set_augment import SetAugmentation, paper_across_set, paper_within_set
 from pancakes_data.store import Dataset
-from pancakes_data.targets import TargetMix, draw_target
+from pancakes_data.targets import TargetMix, draw_levels, draw_target
 
 __all__ = ["SamplerConfig", "SetSampler", "SetSource", "Source", "collate_sets"]
 
@@ -236,6 +236,20 @@ class SetSampler(torch.utils.data.IterableDataset):
         names = [f"structure {v}" for v in labels]
         return {"images": images, "maps": maps, "kind": kind, "labels": labels, "names": names, "meta": meta}
 
+    def _levels(self, rng: np.random.Generator, src: Source, raw: dict) -> dict:
+        """With the mix's ``levels`` share, the set's target becomes one class of its own
+        intensities instead of its labels (:func:`~pancakes_data.targets.draw_levels`). A mix
+        without ``levels`` draws nothing here, so existing recipes see the same sets."""
+        w = self._mix(src).weights()
+        if w["levels"] <= 0 or self.config.targets != 1 or rng.random() >= w["levels"] / sum(w.values()):
+            return raw
+        drawn = draw_levels(rng, raw["images"], min_pixels=self.config.min_pixels)
+        if drawn is None:
+            return raw
+        maps, labels = drawn
+        names = [f"intensity class {labels[0]} of {int(maps.max())}"]
+        return {**raw, "maps": maps, "kind": "levels", "labels": labels, "names": names}
+
     def sample_set(self, rng: np.random.Generator, s: int) -> dict:
         """One set of S images: images (S, 1, H, W), targets (T, S, 1, H, W), meta."""
         for _ in range(100):
@@ -243,6 +257,7 @@ class SetSampler(torch.utils.data.IterableDataset):
             raw = self._real(rng, src, s) if isinstance(src.data, Dataset) else self._synthetic(rng, src, s)
             if raw is None:
                 continue
+            raw = self._levels(rng, src, raw)
             groups = [raw["labels"]]
             if self.config.targets == 2:
                 second = self._second(rng, raw["maps"], raw["labels"])

@@ -11,6 +11,12 @@ every image of the set:
 * ``small`` — one label covering at most ``SMALL_FRACTION`` (2 %) of every image: a fine parcel of
   an atlas's finest level, a small organ. Without it the finest levels are drawn no more often
   than any structure, and no protocol learns to go down to small parcels.
+* ``levels`` — not a union of labels but one class of the set's own intensities
+  (:func:`intensity_levels`: 2–8 classes with boundaries shared by the whole set, after a light
+  blur): what intensity k-means finds. The dev diagnosis (model card) found the model's protocols
+  too coarse where regions differ by grey level (``mosaic``: the winning label's precision 0.72)
+  and losing to intensity k-means there; this asks some protocols to partition by appearance at
+  that granularity. Drawn by the sampler before the label kinds (:func:`draw_levels`).
 
 Coarse targets are what teach some protocols to be coarse (2–4 labels used) while others stay
 fine: with single structures only, nothing asks for a foreground made of many objects.
@@ -21,10 +27,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
-__all__ = ["SMALL_FRACTION", "TARGET_KINDS", "TargetMix", "draw_target"]
+__all__ = [
+    "LABEL_KINDS",
+    "SMALL_FRACTION",
+    "TARGET_KINDS",
+    "TargetMix",
+    "draw_levels",
+    "draw_target",
+    "intensity_levels",
+]
 
-TARGET_KINDS = ("structure", "class", "neighbours", "foreground", "background", "small")
+LABEL_KINDS = ("structure", "class", "neighbours", "foreground", "background", "small")  # unions of labels
+TARGET_KINDS = (*LABEL_KINDS, "levels")
 SMALL_FRACTION = 0.02
 
 
@@ -41,6 +57,7 @@ class TargetMix:
     foreground: float = 0.2
     background: float = 0.05
     small: float = 0.0
+    levels: float = 0.0
 
     def __post_init__(self) -> None:
         w = self.weights()
@@ -55,6 +72,7 @@ class TargetMix:
             "foreground": self.foreground,
             "background": self.background,
             "small": self.small,
+            "levels": self.levels,
         }
 
     @classmethod
@@ -140,7 +158,7 @@ def draw_target(
     if bg.size and ok(bg):
         options["background"] = bg
     weights = mix.weights()
-    kinds = [k for k in TARGET_KINDS if k in options and weights[k] > 0]
+    kinds = [k for k in LABEL_KINDS if k in options and weights[k] > 0]
     if not kinds:
         return None
     w = np.asarray([weights[k] for k in kinds])
@@ -161,3 +179,54 @@ def draw_target(
     if kind == "class":
         return kind, [int(v) for v in choice[int(rng.integers(len(choice)))]]
     return kind, [int(v) for v in choice]
+
+
+def intensity_levels(
+    images: np.ndarray, k: int, *, sigma: float = 1.0, iters: int = 10, sample: int = 20_000, rng=None
+) -> np.ndarray:
+    """The set's intensities in ``k`` classes, numbered 1..k from dark to bright.
+
+    A Gaussian blur of ``sigma`` px (so that noise does not fragment a region), then a 1-D
+    k-means (Lloyd, started at the quantiles) on at most ``sample`` pixels of the whole set: the
+    class boundaries are shared by every image, so class j means the same brightness in all.
+
+    Args:
+        images: (S, H, W) intensities.
+        k: classes (≥ 2).
+        rng: generator for the pixel sample (default: a fixed one).
+
+    Returns:
+        (S, H, W) int64 label maps in 1..k.
+    """
+    x = np.stack([ndimage.gaussian_filter(np.asarray(im, dtype=np.float64), sigma) for im in images])
+    flat = x.ravel()
+    if flat.size > sample:
+        flat = flat[(rng or np.random.default_rng(0)).choice(flat.size, sample, replace=False)]
+    centres = np.quantile(flat, (np.arange(k) + 0.5) / k)
+    for _ in range(iters):
+        bounds = (centres[1:] + centres[:-1]) / 2
+        cls = np.searchsorted(bounds, flat)
+        sums = np.bincount(cls, flat, minlength=k)
+        n = np.bincount(cls, minlength=k)
+        centres = np.sort(np.where(n > 0, sums / np.maximum(n, 1), centres))  # an empty class keeps its centre
+    return np.searchsorted((centres[1:] + centres[:-1]) / 2, x).astype(np.int64) + 1
+
+
+def draw_levels(
+    rng: np.random.Generator, images: np.ndarray, *, k_range: tuple[int, int] = (2, 8), min_pixels: int = 10
+) -> tuple[np.ndarray, list[int]] | None:
+    """A ``levels`` target: the level maps of the set and one class present (≥ ``min_pixels``,
+    with as much left outside it) in every image; ``None`` when no class is.
+
+    Args:
+        rng: the set's generator (draws k, the blur and the class).
+        images: (S, H, W) intensities in [0, 1].
+    """
+    k = int(rng.integers(k_range[0], k_range[1] + 1))
+    maps = intensity_levels(images, k, sigma=float(rng.uniform(0.5, 2.0)), rng=rng)
+    counts = _counts(maps, k + 1)[:, 1:]
+    total = counts.sum(axis=1, keepdims=True)
+    ok = np.flatnonzero(((counts >= min_pixels) & (total - counts >= min_pixels)).all(axis=0)) + 1
+    if ok.size == 0:
+        return None
+    return maps, [int(ok[rng.integers(ok.size)])]
