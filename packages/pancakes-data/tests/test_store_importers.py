@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 
+import nibabel as nib
 import numpy as np
 import pytest
 from PIL import Image
@@ -190,6 +191,14 @@ def test_body_importer_errors(tmp_path, capsys):
     assert seg_nrrd_names(tmp_path / "pkgs" / "TPTBox" / "tests" / "sample_ct" / "sub-ct_label-22_ct.nii.gz") == {}
     assert main(["import", "body", "--store", str(tmp_path / "s"), "--sources", "knee", "--step", "2"]) == 2
     assert "unknown body sources ['knee']" in capsys.readouterr().err
+    # label volumes go through the one label reader: fractional values are refused, naming the file
+    label = tmp_path / "pkgs" / "TPTBox" / "tests" / "sample_ct" / "sub-ct_seg-vert_label-22_msk.nii.gz"
+    vol = nib.load(label)
+    nib.save(nib.Nifti1Image(np.asarray(vol.dataobj, np.float32) / 2, vol.affine), label)
+    with pytest.raises(
+        ValueError, match=r"sub-ct_seg-vert_label-22_msk\.nii\.gz: labels must be integers, found value \d+\.5"
+    ):
+        import_body_packages(tmp_path / "s", sources=["spine-ct"], folders=folders)
 
 
 def test_brain_importer_missing_package(tmp_path):

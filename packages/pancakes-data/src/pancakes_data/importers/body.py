@@ -33,11 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pancakes_data.importers._slices import contiguous_labels, prepare_pair
+from pancakes_data.importers._slices import prepare_pair, read_volume3d, write_slice_dataset
 from pancakes_data.importers.brain_catalogue import locate_package
-from pancakes_data.io import ReadError, read_image
 from pancakes_data.preprocess import normalize_intensity
-from pancakes_data.store import Dataset, DatasetWriter, split_subjects
+from pancakes_data.store import Dataset
 
 __all__ = ["BODY_SOURCES", "body_files", "import_body_packages", "seg_nrrd_names"]
 
@@ -144,31 +143,19 @@ def body_files(key: str, folder: str | Path | None = None) -> tuple[Path, list[t
     return image, labels
 
 
-def _volume(path: Path) -> tuple[np.ndarray, tuple[float, float, float]]:
-    try:
-        item = read_image(path)
-    except ReadError as exc:
-        raise ValueError(str(exc)) from exc
-    if item.kind != "3d":
-        raise ValueError(f"{path}: expected a 3D volume, got {item.kind} {item.data.shape}")
-    return item.data, tuple(float(z) for z in item.spacing)
-
-
 def _import_one(
     key: str, folder: Path | None, store: Path, *, size: int, step: int, min_fraction: float, overwrite: bool, seed: int
 ) -> Dataset:
     src = BODY_SOURCES[key]
     image_path, label_paths = body_files(key, folder)
-    raw, spacing = _volume(image_path)
+    raw, spacing = read_volume3d(image_path)
     volume = normalize_intensity(raw, modality="ct" if src.is_ct else "mr")
     label_vols, label_names = {}, {}
     for protocol, path in label_paths:
-        lab, _ = _volume(path)
+        lab, _ = read_volume3d(path, labels=True)
         if lab.shape != volume.shape:
             raise ValueError(f"{path}: label shape {lab.shape} does not match the image's {volume.shape}")
-        if np.any(np.mod(lab, 1) != 0):
-            raise ValueError(f"{path}: label map holds non-integer values")
-        label_vols[protocol] = lab.astype(np.int64)
+        label_vols[protocol] = lab
         text_names = seg_nrrd_names(path) if path.name.endswith(".nrrd") else {}
         label_names[protocol] = text_names or (VERTEBRAE if protocol == "vertebrae" else SUBREGIONS)
     slices = []  # (axis, index, image, {protocol: map})
@@ -183,24 +170,19 @@ def _import_one(
             slices.append((axis, i, image2d, maps2d))
     if not slices:
         raise ValueError(f"{key}: no slice has labels over {min_fraction:.0%} of it")
-    protocols = {}
-    for protocol in label_vols:
-        maps, names = contiguous_labels([s[3][protocol] for s in slices], label_names[protocol])
-        protocols[protocol] = (maps, names)
-    writer = DatasetWriter(
+    return write_slice_dataset(
         store,
         src.dataset,
-        protocols={p: names for p, (_, names) in protocols.items()},
+        [s[2] for s in slices],
+        {p: ([s[3][p] for s in slices], label_names[p]) for p in label_vols},
+        [f"{'SCA'[axis]}{i}" for axis, i, _, _ in slices],
+        [{"axis": axis, "slice": i} for axis, i, _, _ in slices],
         modality=src.modality,
-        size=(size, size),
-        overwrite=overwrite,
         source=f"python package {src.package}; data: {src.terms}; derived locally, do not redistribute",
         source_files=[image_path, *(f for _, f in label_paths)],
+        overwrite=overwrite,
+        seed=seed,
     )
-    subjects = [f"{'SCA'[axis]}{i}" for axis, i, _, _ in slices]
-    for n, (axis, i, image2d, _) in enumerate(slices):
-        writer.add(image2d, {p: maps[n] for p, (maps, _) in protocols.items()}, subject=subjects[n], axis=axis, slice=i)
-    return writer.close(splits=split_subjects(subjects, seed=seed))
 
 
 def import_body_packages(

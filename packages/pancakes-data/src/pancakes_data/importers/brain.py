@@ -32,10 +32,10 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from pancakes_data.importers._slices import contiguous_labels
+from pancakes_data.importers._slices import write_slice_dataset
 from pancakes_data.importers.brain_catalogue import BRAIN_SOURCES, LOBES, lobe_of, locate_package
 from pancakes_data.preprocess import normalize_intensity
-from pancakes_data.store import Dataset, DatasetWriter, split_subjects
+from pancakes_data.store import Dataset
 
 __all__ = ["BRAIN_SOURCES", "atlas_files", "import_brain_packages", "locate_package"]
 
@@ -190,25 +190,19 @@ def _import_one(
         hemis.append(np.where(inside, np.where(x < 0, 1, 2), 0))
     protocols["hemisphere"] = (hemis, {1: "left", 2: "right"})
 
-    final = {}
-    for name, (maps, names) in protocols.items():
-        maps, names = contiguous_labels(maps, names)
-        if names:
-            final[name] = (maps, names)
-    writer = DatasetWriter(
+    return write_slice_dataset(
         store,
         f"brain-{key}",
-        protocols={n: v[1] for n, v in final.items()},
+        images,
+        protocols,
+        [f"{'SCA'[a]}{p:+.0f}" for a, p in planes],
+        [{"axis": a, "position_mm": p} for a, p in planes],
         modality="T1w MRI (template)",
-        size=(size, size),
-        overwrite=overwrite,
         source=f"python package {src.package} ({folder}); derived locally, do not redistribute",
         source_files=read,
+        overwrite=overwrite,
+        seed=seed,
     )
-    subjects = [f"{'SCA'[a]}{p:+.0f}" for a, p in planes]
-    for i, ((a, p), img) in enumerate(zip(planes, images)):
-        writer.add(img, {n: v[0][i] for n, v in final.items()}, subject=subjects[i], axis=a, position_mm=p)
-    return writer.close(splits=split_subjects(subjects, seed=seed))
 
 
 def import_brain_packages(

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pancakes_data.importers._slices import prepare_pair
-from pancakes_data.io import ReadError, read_image
+from pancakes_data.importers._slices import prepare_pair, read_volume3d
 from pancakes_data.preprocess import normalize_intensity
 from pancakes_data.store import Dataset, DatasetWriter
 
@@ -78,18 +77,6 @@ def read_dataset_json(root: Path) -> tuple[dict[int, str], str, str, list[tuple[
     return labels, modality, ending, cases
 
 
-def _load_canonical(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
-    """A volume in canonical (RAS) orientation with its voxel size, through :mod:`pancakes_data.io`."""
-
-    try:
-        item = read_image(path)
-    except ReadError as exc:
-        raise ValueError(str(exc)) from exc
-    data = item.data if item.kind == "3d" else item.data[:, :, None]
-    spacing = item.spacing if item.kind == "3d" else (*item.spacing, 1.0) if item.spacing else (1.0, 1.0, 1.0)
-    return data, tuple(float(z) for z in spacing)
-
-
 def _slice(vol: np.ndarray, axis: int, i: int) -> np.ndarray:
     return np.take(vol, i, axis=axis)
 
@@ -127,17 +114,14 @@ def import_nnunet(
         source_files=[f for _, img, lab in cases for f in (img, lab)],
     )
     for case, img_path, lab_path in cases:
-        img, spacing = _load_canonical(img_path)
-        lab, _ = _load_canonical(lab_path)
+        img, spacing = read_volume3d(img_path, promote_2d=True)
+        lab, _ = read_volume3d(lab_path, labels=True, promote_2d=True)
         if img.ndim == 4:
             img = img[..., 0]
         if img.ndim != 3 or lab.ndim != 3:
             raise ValueError(f"case {case!r}: expected 3D volumes, got image {img.shape} and label {lab.shape}")
         if img.shape != lab.shape:
             raise ValueError(f"case {case!r}: image shape {img.shape} does not match label shape {lab.shape}")
-        if np.issubdtype(lab.dtype, np.floating) and np.any(np.mod(lab, 1) != 0):
-            raise ValueError(f"case {case!r}: label map holds non-integer values")
-        lab = lab.astype(np.int64)
         unknown = sorted(set(np.unique(lab).tolist()) - set(labels) - {0})
         if unknown:
             raise ValueError(f"case {case!r}: label values {unknown} are not in dataset.json")
