@@ -1,4 +1,5 @@
-"""Turning 2D slices (image + label maps) into store-ready pairs on the model grid."""
+"""Volumes → 2D slices → store datasets: the reader, the per-slice resampling onto the model grid and
+the writer that the nnU-Net, brain and body importers share."""
 
 from __future__ import annotations
 
