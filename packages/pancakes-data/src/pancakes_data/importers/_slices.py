@@ -1,5 +1,6 @@
-"""Volumes → 2D slices → store datasets: the reader, the per-slice resampling onto the model grid and
-the writer that the nnU-Net, brain and body importers share."""
+"""Volumes → 2D slices → store datasets, the steps the volume importers share: reading a volume
+(nnU-Net, body), resampling a slice onto the model grid (nnU-Net, body) and writing the slices as
+one dataset (brain, body)."""
 
 from __future__ import annotations
 
