@@ -1,5 +1,5 @@
 """Volumes → 2D slices → store datasets, the steps the volume importers share: reading a volume
-(nnU-Net, body), resampling a slice onto the model grid (nnU-Net, body) and writing the slices as
+(nnU-Net, body), resampling a slice onto the model grid (nnU-Net, body, folder) and writing the slices as
 one dataset (brain, body)."""
 
 from __future__ import annotations
