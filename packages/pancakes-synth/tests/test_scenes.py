@@ -7,6 +7,7 @@ import pytest
 
 from pancakes_synth import HeldOutGenerator, SceneGenerator, open_source
 from pancakes_synth.scenes import APPEARANCES, FAMILIES, GROUPS, SceneConfig
+from pancakes_synth.scenes.generator import make_twins
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
@@ -85,6 +86,42 @@ def test_a_class_looks_alike_across_the_set():
     assert present and max(spread) < 0.25
 
 
+def test_twins_copy_the_appearance_and_differ_in_texture_only():
+    rng = np.random.default_rng(0)
+    params = {"level": np.array([0.5, 0.1, 0.4, 0.9]), "texture_amp": np.zeros(4), "sigma": 0.7}
+    new, tex, twin_of = make_twins(rng, params, np.array([0, 0, 0, 0]), 1.0, (0.1, 0.25))
+    assert params["level"].tolist() == [0.5, 0.1, 0.4, 0.9]  # the caller's draw is not modified
+    for c, src in enumerate(twin_of):
+        if src >= 0:
+            assert new["level"][c] == new["level"][src] and tex[c] != tex[src]
+            assert 0.1 <= new["texture_amp"][c] <= 0.25 and 0.1 <= new["texture_amp"][src] <= 0.25
+    paired = [c for c, src in enumerate(twin_of) if src >= 0] + [int(src) for src in twin_of if src >= 0]
+    assert twin_of[0] == -1 and len(paired) == len(set(paired)) == 2 and new["sigma"] == 0.7  # disjoint pairs
+    _, _, none = make_twins(rng, {"level": np.ones(2), "texture_amp": np.zeros(2)}, np.zeros(2, int), 1.0, (0.1, 0.2))
+    assert (none == -1).all()  # background and one class: nothing to twin
+
+
+def test_twin_classes_share_a_grey_level_and_recipes_without_twins_are_unchanged():
+    flat = {"instance_brightness_sd": (0.0, 0.0), "p_deformed": 0.0}
+    plain = SceneGenerator(["regions"], appearance="generic", set_size=2, seed=6, config=SceneConfig(**flat))
+    zero = SceneGenerator(["regions"], appearance="generic", set_size=2, seed=6, config=SceneConfig(**flat, p_twins=0))
+    assert plain.generate(3).images.tobytes() == zero.generate(3).images.tobytes()
+    twins = SceneGenerator(["regions"], appearance="generic", set_size=2, seed=6, config=SceneConfig(**flat, p_twins=1))
+    gaps = {True: [], False: []}
+    for i in range(6):
+        s = twins.generate(i)
+        c, img = s.classes[s.labels], s.images
+        twin_of = s.meta["twin_of"]
+        means = {k: img[c == k].mean() for k in np.unique(c) if (c == k).sum() > 200}
+        for a in means:
+            for b in means:
+                if 0 < a < b:
+                    gaps[twin_of[b] == a or twin_of[a] == b].append(abs(means[a] - means[b]))
+    assert gaps[True] and gaps[False]
+    assert np.median(gaps[True]) < 0.03 < np.median(gaps[False])
+    assert twins.spec == "scenes:regions;appearance=generic;twins=1"
+
+
 def test_groups_and_specs_open_the_same_generators():
     assert set(GROUPS["populations"]) <= set(FAMILIES)
     g = open_source("scenes:populations;appearance=phase", set_size=2, seed=0)
@@ -94,6 +131,10 @@ def test_groups_and_specs_open_the_same_generators():
         SceneGenerator(["dragons"])
     with pytest.raises(ValueError, match="bad option"):
         open_source("scenes;colour=red")
+    assert open_source("scenes:regions;twins=0.3", set_size=2, seed=0).config.p_twins == 0.3
+    for bad in ("2", "x", "-0.1"):
+        with pytest.raises(ValueError, match="twins must be a probability"):
+            open_source(f"scenes:regions;twins={bad}")
 
 
 def test_held_out_spots_target_the_foreground_and_share_no_code():

@@ -8,6 +8,7 @@
 
 Options follow after semicolons: ``;appearance=NAME`` (scenes: force one imaging model),
 ``;textures=skimage`` (scenes: real textures, needs scikit-image's sample images),
+``;twins=P`` (scenes: classes that differ from another by texture only, chance P per class),
 ``;bank=N`` (procedural: structures per bank). Every source opened here offers ``len(source)``
 and ``source.get(i)`` → :class:`~pancakes_synth.SynthSet`; the generators follow
 :class:`~pancakes_synth.recipe.Generator`.
@@ -25,13 +26,13 @@ from typing import Any
 
 from pancakes_synth.anatomix import SetGenerator
 from pancakes_synth.heldout import HeldOutGenerator
-from pancakes_synth.scenes import SceneGenerator, TextureBank
+from pancakes_synth.scenes import SceneConfig, SceneGenerator, TextureBank
 from pancakes_synth.shardset import ShardDataset
 from pancakes_synth.sources import DEFAULT_BANK, LabelMapSource, ProceduralSource, TotalSegmentatorSource
 
 __all__ = ["OPTIONS", "Opening", "Spec", "open_source", "parse_source", "parse_spec"]
 
-OPTIONS = {"appearance", "textures", "bank"}
+OPTIONS = {"appearance", "textures", "bank", "twins"}
 
 
 @dataclass(frozen=True)
@@ -104,14 +105,26 @@ def _anatomix(spec: Spec, how: Opening) -> SetGenerator:
 
 
 def _scenes(spec: Spec, how: Opening) -> SceneGenerator:
-    _only(spec, {"appearance", "textures"})
+    _only(spec, {"appearance", "textures", "twins"})
     textures = spec.options.get("textures", "procedural")
     if textures not in ("procedural", "skimage"):
         raise ValueError(f"source {spec.head!r}: textures must be procedural or skimage, got {textures!r}")
+    twins = spec.options.get("twins", "0")
+    try:
+        p_twins = float(twins)
+    except ValueError:
+        p_twins = -1.0
+    if not 0.0 <= p_twins <= 1.0:
+        raise ValueError(f"source {spec.head!r}: twins must be a probability in [0, 1], got {twins!r}")
     bank = TextureBank.from_skimage(cache_dir=how.cache_dir) if textures == "skimage" else None
     families = [f for f in spec.arg.split(",") if f] or None
     return SceneGenerator(
-        families, appearance=spec.options.get("appearance"), textures=bank, set_size=how.set_size, seed=how.seed
+        families,
+        appearance=spec.options.get("appearance"),
+        textures=bank,
+        set_size=how.set_size,
+        seed=how.seed,
+        config=SceneConfig(p_twins=p_twins),
     )
 
 

@@ -10,6 +10,12 @@ applied deterministically):
 3. an appearance: the family's usual imaging with probability ``p_family_appearance``, any other
    model otherwise; its parameters are shared by the set, its noise drawn per image;
 4. per image: the layout (or its warp), per-instance brightness, two texture fields, the image.
+
+With ``p_twins`` > 0 some classes become *twins* of another: the appearance's per-class parameters
+(level, stain, …) are copied from it and the two take different texture fields of visible
+amplitude, so only their texture tells them apart — the boundaries intensity alone cannot find
+(tissues of one mean grey and another grain). 0 (the default) draws nothing more, so recipes
+without it see the same sets as before.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from pancakes_synth.scenes.structures import Fibres, Layers, Membranes, Ribbon, 
 from pancakes_synth.scenes.textures import TextureBank
 from pancakes_synth.warp import warp_labels, warps_for
 
-__all__ = ["FAMILIES", "GROUPS", "SceneConfig", "SceneGenerator"]
+__all__ = ["FAMILIES", "GROUPS", "SceneConfig", "SceneGenerator", "make_twins"]
 
 FAMILIES: dict[str, Family] = {
     f.name: f
@@ -66,6 +72,46 @@ class SceneConfig:
     element_scale: tuple[float, float] = (0.9, 1.1)
     element_translation: float = 0.05
     elastic_std: tuple[float, float] = (0.0, 0.03)
+    p_twins: float = 0.0  # per non-background class: the chance it copies another class's appearance
+    twin_texture_amp: tuple[float, float] = (0.1, 0.25)  # a twin pair's texture amplitude (visible)
+
+
+def make_twins(
+    rng: np.random.Generator, params: dict, tex_choice: np.ndarray, p: float, amp: tuple[float, float]
+) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Pair classes 1 … n − 1 as twins (each class not yet paired starts a pair with probability ``p``).
+
+    Every per-class entry of the appearance's ``params`` (a (n_classes,) array) of a twin is
+    copied from its source class; the pair gets different texture fields (``tex_choice``) and
+    texture amplitudes drawn from ``amp``, so they differ in texture only.
+
+    Returns:
+        The new params, the new texture choice and ``twin_of`` ((n_classes,), −1 where none).
+    """
+    n = tex_choice.shape[0]
+    twin_of = np.full(n, -1, dtype=np.int64)
+    if n < 3:  # a twin needs a second foreground class
+        return params, tex_choice, twin_of
+    params = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in params.items()}
+    tex_choice = tex_choice.copy()
+    free = list(range(1, n))
+    for c in range(1, n):
+        if c not in free or rng.random() >= p:
+            continue
+        others = [o for o in free if o != c]
+        if not others:
+            break
+        # pairs are disjoint: a class twinned twice would look exactly like its fellow twin
+        src = int(others[int(rng.integers(len(others)))])
+        free.remove(c)
+        free.remove(src)
+        for v in params.values():
+            if isinstance(v, np.ndarray) and v.shape[:1] == (n,):
+                v[c] = v[src]
+        tex_choice[c] = 1 - tex_choice[src]
+        params["texture_amp"][[c, src]] = rng.uniform(*amp, size=2)
+        twin_of[c] = src
+    return params, tex_choice, twin_of
 
 
 class SceneGenerator:
@@ -114,6 +160,8 @@ class SceneGenerator:
             spec += f";appearance={self.appearance}"
         if self.textures.spec != "procedural":
             spec += f";textures={self.textures.spec}"
+        if self.config.p_twins > 0:
+            spec += f";twins={self.config.p_twins:g}"
         return spec
 
     @property
@@ -164,6 +212,9 @@ class SceneGenerator:
         params = look.sample(rng, n_classes)
         brightness_sd = rng.uniform(*cfg.instance_brightness_sd)
         tex_choice = rng.integers(0, 2, size=n_classes)
+        twin_of = None
+        if cfg.p_twins > 0:
+            params, tex_choice, twin_of = make_twins(rng, params, tex_choice, cfg.p_twins, cfg.twin_texture_amp)
         n_inst = max(len(lay.classes) for lay in layouts)
         shared_factor = np.exp(rng.normal(0, brightness_sd, size=n_inst))  # deformed: one per instance
         images, labels = [], []
@@ -186,6 +237,8 @@ class SceneGenerator:
             "appearance": look.name,
             "class_names": list(layouts[0].class_names),
         }
+        if twin_of is not None:
+            meta["twin_of"] = twin_of.tolist()
         return SynthSet(np.stack(images), lab, n_labels, meta, class_of[:n_labels])
 
     def __iter__(self):
