@@ -72,7 +72,7 @@ class SceneConfig:
     element_scale: tuple[float, float] = (0.9, 1.1)
     element_translation: float = 0.05
     elastic_std: tuple[float, float] = (0.0, 0.03)
-    p_twins: float = 0.0  # per non-background class: the chance it copies another class's appearance
+    p_twins: float = 0.0  # per unpaired foreground class: the chance it starts a twin pair
     twin_texture_amp: tuple[float, float] = (0.1, 0.25)  # a twin pair's texture amplitude (visible)
 
 
