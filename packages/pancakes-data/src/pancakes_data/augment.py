@@ -195,17 +195,17 @@ class Elastic(Transform):
 
 def _blur_matrix(n: int, sigma: float, r: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """(n, n) matrix G with ``x @ G`` = the 1D Gaussian blur of x's last axis, reflect padding."""
-    t = torch.arange(-r, r + 1, dtype=torch.float32, device=device)
-    k = torch.exp(-0.5 * (t / max(sigma, 1e-6)) ** 2)
-    k = k / k.sum()
-    src = torch.arange(n, device=device)[None, :] + t.long()[:, None]  # (2r+1, n): input index per tap
-    src = torch.where(src < 0, -src, src)
-    src = torch.where(src > n - 1, 2 * (n - 1) - src, src)
-    g = torch.zeros((n, n), dtype=torch.float32, device=device)
-    g.index_put_(
-        (src.reshape(-1), torch.arange(n, device=device).repeat(2 * r + 1)), k.repeat_interleave(n), accumulate=True
-    )
-    return g.to(dtype)
+    # Built in numpy with one bincount: the same sums as a torch index_put_, ~10x less overhead
+    # for the (2r+1)·n taps of one 128-wide matrix (a new σ per image, so nothing to cache).
+    t = np.arange(-r, r + 1, dtype=np.float64)
+    k = np.exp(-0.5 * (t / max(sigma, 1e-6)) ** 2).astype(np.float32)
+    k = k / k.sum(dtype=np.float32)
+    src = np.arange(n)[None, :] + np.arange(-r, r + 1)[:, None]  # (2r+1, n): input index per tap
+    src = np.abs(src)
+    src = np.where(src > n - 1, 2 * (n - 1) - src, src)
+    flat = (src * n + np.arange(n)[None, :]).ravel()
+    g = np.bincount(flat, weights=np.repeat(k, n), minlength=n * n).astype(np.float32).reshape(n, n)
+    return torch.from_numpy(g).to(device=device, dtype=dtype)
 
 
 def _gauss(x: torch.Tensor, sigma: float, *, radius: int | None = None) -> torch.Tensor:

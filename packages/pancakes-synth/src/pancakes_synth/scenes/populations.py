@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from pancakes_synth.scenes.layout import Family, Painter, harmonics, positions
 from pancakes_synth.scenes.shapes import paint_blob, paint_capsule, paint_ring
@@ -101,10 +102,12 @@ class Cells(Family):
         yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
         warp = exp["wobble"] * smooth_field(rng, 2, size, coarse=8)
         py, px = yy + warp[0], xx + warp[1]
-        d = np.stack([np.hypot(py - sy, px - sx) for sy, sx in seeds])  # (n, H, W)
-        order = np.argsort(d, axis=0)
-        nearest, second = np.take_along_axis(d, order[:2], axis=0)
-        owner = order[0]
+        # The two nearest seeds of every pixel from a k-d tree: a full (seeds, H, W) distance stack
+        # and its argsort cost ~30 ms per 128² layout with 100+ seeds, the tree ~2 ms.
+        pts = np.stack([py.ravel(), px.ravel()], axis=1)
+        dist, idx = cKDTree(np.asarray(seeds, dtype=np.float64)).query(pts, k=2)
+        nearest, second = (dist[:, j].reshape(size, size).astype(np.float32) for j in (0, 1))
+        owner = idx[:, 0].reshape(size, size)
         cell = nearest < 1.25 * r  # confluent where seeds are dense, gaps elsewhere
         paint = Painter(size)
         cyto = np.zeros(len(seeds), np.int64)
