@@ -94,17 +94,18 @@ def test_bad_target_shape():
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-def test_candidate_table_equals_the_softmax_path(layout):
+@pytest.mark.parametrize(("size", "m", "k"), [(32, 5, 7), (48, 15, 40)])  # one pixel chunk; 6 with a short last
+def test_candidate_table_equals_the_softmax_path(layout, size, m, k):
     from einops import rearrange
 
     from pancakes_model.loss import candidate_table
 
     torch.manual_seed(5)
     model = Pancakes().set_memory_format(layout)
-    x = torch.rand(2, 3, 1, 32, 32)
-    y = (torch.rand(2, 3, 1, 32, 32) > 0.6).float()
+    x = torch.rand(2, 3, 1, size, size)
+    y = (torch.rand(2, 3, 1, size, size) > 0.6).float()
     with torch.no_grad():
-        f = model.factors(x, 5, 7)
+        f = model.factors(x, m, k)
         assert f.q.is_contiguous(memory_format=torch.channels_last) == (layout == "channels_last")
         probs = rearrange(f.probs(), "(B S) M K H W -> B S M K H W", B=2)
         torch.testing.assert_close(candidate_table(f, y), candidate_dice_losses(probs, y), rtol=1e-5, atol=1e-6)

@@ -139,9 +139,9 @@ def candidate_table(factors: LogitFactors, targets: torch.Tensor, *, eps: float 
     """Set-mean soft-Dice loss of every candidate straight from the factored logits, without autograd.
 
     Equals ``candidate_dice_losses(probs, targets)`` (to float rounding) and never builds the
-    probabilities: for each image n and protocol m, the (K, H·W) block of exponentials stays in
-    cache, and with Z = Σ_k e_k the sums Σ p_k·y and Σ p_k are two matrix-vector products of that
-    block with y/Z and 1/Z, so no division pass over the block is needed. Logits are bounded by
+    probabilities: for each image and each chunk of pixels, the (M·K, chunk) block of exponentials
+    stays in cache, and with Z = Σ_k e_k the sums Σ p_k·y and Σ p_k are one batched product of that
+    block with (y/Z, 1/Z), so no division pass over the block is needed. Logits are bounded by
     ``factors.bound``, so exp needs no max-subtraction. Measured 2.2× faster than the softmax path
     at S = 5, M = 14, K = 38, 128² (benchmarks/bench_train.py).
 
@@ -154,33 +154,29 @@ def candidate_table(factors: LogitFactors, targets: torch.Tensor, *, eps: float 
         offer (``factors.offered``), above every real loss.
     """
     q = factors.q.detach()
-    n, _d, h, w = q.shape
+    n, d, h, w = q.shape
     b = targets.shape[0]
     if factors.bound > 60 or n % b:
         raise ValueError(f"candidate_table needs logits bounded by 60 and B·S images, got {factors.bound}, N={n}")
     y = _flat_targets(targets, b, n // b).reshape(n, h * w).to(q.dtype)
     m_count, k_count = factors.shape
-    sums = q.new_empty((n, m_count, 2, k_count))
-    key, bias = factors.key.detach(), factors.bias.detach()
+    key = factors.key.detach().reshape(m_count * k_count, d)
+    bias = factors.bias.detach().reshape(m_count * k_count, 1)
+    # Pixel chunks of ~1 MB of exponentials for all M·K candidates at once: one addmm, one exp, one
+    # sum over K and one batched product per chunk. Per-protocol (K, H·W) blocks made ~6 small ops
+    # per (image, protocol) and a short-row reduction: 12 images at M = 10, K = 22 took 185-240 ms
+    # that way and 150-169 ms this way (one thread, alternating runs beside a training run).
+    chunk = max(256, (1 << 18) // (m_count * k_count))
+    flat_q = rearrange(q, "N D H W -> N D (H W)")  # a strided view for channels_last: addmm reads it as is
+    sums = q.new_zeros((n, m_count, k_count, 2))
     with torch.no_grad():
-        if q.is_contiguous(memory_format=torch.channels_last):  # (N, H, W, D) in memory: blocks (H·W, K)
-            flat_q, key_t = rearrange(q, "N D H W -> N (H W) D"), key.transpose(1, 2)
-            for i in range(n):
-                qi, yi = flat_q[i], y[i]
-                for m in range(m_count):
-                    e = torch.addmm(bias[m][None, :], qi, key_t[m]).exp_()  # (H·W, K), in cache
-                    rz = e.sum(1).reciprocal_()
-                    torch.mv(e.T, yi * rz, out=sums[i, m, 0])
-                    torch.mv(e.T, rz, out=sums[i, m, 1])
-        else:  # (N, D, H, W): blocks (K, H·W)
-            flat_q = rearrange(q, "N D H W -> N D (H W)")
-            for i in range(n):
-                qi, yi = flat_q[i], y[i]
-                for m in range(m_count):
-                    e = torch.addmm(bias[m][:, None], key[m], qi).exp_()  # (K, H·W), in cache
-                    rz = e.sum(0).reciprocal_()
-                    torch.mv(e, yi * rz, out=sums[i, m, 0])
-                    torch.mv(e, rz, out=sums[i, m, 1])
+        for i in range(n):
+            qi, yi = flat_q[i], y[i]
+            for s0 in range(0, h * w, chunk):
+                e = torch.addmm(bias, key, qi[:, s0 : s0 + chunk]).exp_().view(m_count, k_count, -1)
+                rz = e.sum(1).reciprocal_()  # (M, chunk): 1 / Σ_k e_k
+                sums[i].baddbmm_(e, torch.stack([yi[s0 : s0 + chunk] * rz, rz], dim=-1))
+        sums = sums.permute(0, 1, 3, 2)  # (N, M, 2, K): Σ p·y, Σ p
         dice = (2 * sums[:, :, 0] + eps) / (sums[:, :, 1] + y.sum(1)[:, None, None] + eps)
         table = rearrange(1 - dice, "(B S) M K -> B S M K", B=b).mean(dim=1)
     if factors.offered is not None:  # a label a protocol does not offer never wins (nor an empty target)
