@@ -197,11 +197,10 @@ def _blur_matrix(n: int, sigma: float, r: int, dtype: torch.dtype, device: torch
     """(n, n) matrix G with ``x @ G`` = the 1D Gaussian blur of x's last axis, reflect padding."""
     # Built in numpy with one bincount: the same sums as a torch index_put_, ~10x less overhead
     # for the (2r+1)·n taps of one 128-wide matrix (a new σ per image, so nothing to cache).
-    t = np.arange(-r, r + 1, dtype=np.float64)
-    k = np.exp(-0.5 * (t / max(sigma, 1e-6)) ** 2).astype(np.float32)
+    taps = np.arange(-r, r + 1)
+    k = np.exp(-0.5 * (taps / max(sigma, 1e-6)) ** 2).astype(np.float32)
     k = k / k.sum(dtype=np.float32)
-    src = np.arange(n)[None, :] + np.arange(-r, r + 1)[:, None]  # (2r+1, n): input index per tap
-    src = np.abs(src)
+    src = np.abs(np.arange(n)[None, :] + taps[:, None])  # (2r+1, n): input index per tap, reflected at 0
     src = np.where(src > n - 1, 2 * (n - 1) - src, src)
     flat = (src * n + np.arange(n)[None, :]).ravel()
     g = np.bincount(flat, weights=np.repeat(k, n), minlength=n * n).astype(np.float32).reshape(n, n)

@@ -102,10 +102,10 @@ class Cells(Family):
         yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
         warp = exp["wobble"] * smooth_field(rng, 2, size, coarse=8)
         py, px = yy + warp[0], xx + warp[1]
-        # The two nearest seeds of every pixel from a k-d tree: a full (seeds, H, W) distance stack
-        # and its argsort cost ~30 ms per 128² layout with 100+ seeds, the tree ~2 ms.
+        # The two nearest seeds of every pixel from a k-d tree instead of argsorting a full
+        # (seeds, H, W) distance stack: the same owners, and a 128² layout ~2x faster.
         pts = np.stack([py.ravel(), px.ravel()], axis=1)
-        dist, idx = cKDTree(np.asarray(seeds, dtype=np.float64)).query(pts, k=2)
+        dist, idx = cKDTree(seeds).query(pts, k=2)
         nearest, second = (dist[:, j].reshape(size, size).astype(np.float32) for j in (0, 1))
         owner = idx[:, 0].reshape(size, size)
         cell = nearest < 1.25 * r  # confluent where seeds are dense, gaps elsewhere
