@@ -17,9 +17,11 @@ What it does, in order, within ``--minutes`` of wall time:
    path and of the full forward at S = 1 and S = 3, 128², M = 8, K = 20 (medians, synchronised),
    against the paper's Table 1 (0.10 s and 0.12 s on their GPU); ``pancakes segment`` throughput
    for 1,000 PNGs of 256²; written to ``OUT/gpu.json`` at once.
-2. **Training** from the shipped weights with ``configs/gpu.toml`` (the stage-4 recipe, batch 32,
-   DataLoader workers on all but two cores): one line per log row with steps/s, the share of time
-   spent waiting for data and the GPU's peak memory; a checkpoint every 2 minutes, flat
+2. **Training** from the shipped weights with ``configs/gpu.toml`` (the shipped model's stage-11
+   recipe, batch 32, DataLoader workers on all but two cores): a one-minute probe measures steps/s,
+   then the schedule's cosine is fitted to the steps the time left holds (``Trainer.set_steps``);
+   one line per log row with steps/s, the share of time spent waiting for data and the GPU's peak
+   memory; a checkpoint every 2 minutes, flat
    (``OUT/checkpoint.safetensors``, replaced atomically: a run cut off from outside loses at most
    2 minutes). If ``OUT`` already holds a checkpoint the run resumes from it.
 3. Training's figures (median steps/s, data wait, peak memory, steps) are added to ``gpu.json``.
@@ -210,7 +212,15 @@ def figures(device: str, *, images: int) -> dict:
     return out
 
 
-def train(config: Path, out: Path, *, deadline: float, checkpoint_minutes: float | None, overrides: list[str]) -> dict:
+def train(
+    config: Path,
+    out: Path,
+    *,
+    deadline: float,
+    checkpoint_minutes: float | None,
+    overrides: list[str],
+    probe_minutes: float = 0.0,
+) -> dict:
     """Train until ``deadline`` (a ``time.perf_counter()`` value, less a margin for the last
     checkpoint and the curve); returns the run's result and its log figures."""
     from pancakes_model.training import checkpoint
@@ -237,6 +247,21 @@ def train(config: Path, out: Path, *, deadline: float, checkpoint_minutes: float
     minutes = (deadline - time.perf_counter()) / 60
     if minutes <= 0:
         raise SystemExit("train_gpu: no time left to train after the set-up")
+    if probe_minutes > 0 and minutes > 2 * probe_minutes:
+        # the machine's speed is learnt by running: a short probe, then the cosine is fitted to the
+        # steps the time left holds (less a tenth for validation and the loader's restart), so the
+        # learning rate has decayed when the time is up instead of being cut off near its peak
+        first, t0 = trainer.step, time.perf_counter()
+        trainer.run(max_minutes=probe_minutes)
+        # the steady rate (log rows after the first: no loader start-up), else the probe's wall rate
+        steady = [r["it_per_s"] for r in trainer.log.rows() if r.get("kind") == "train" and r["step"] > first + 1]
+        steady = [v for v in steady if v]
+        rate = statistics.median(steady) if steady else (trainer.step - first) / (time.perf_counter() - t0)
+        left = deadline - time.perf_counter()
+        fitted = min(trainer.cfg.train.steps, trainer.step + int(0.9 * rate * left))
+        trainer.set_steps(fitted)
+        print(f"probe: {rate:.2f} steps/s over {trainer.step - first} steps; the run ends at step {fitted}", flush=True)
+        minutes = (deadline - time.perf_counter()) / 60
     result = trainer.run(max_minutes=minutes)
     rows = [r for r in trainer.log.rows() if r.get("kind") == "train" and r.get("it_per_s")]
     if rows:
@@ -286,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--figures", action="store_true", help="measure the inference figures on a CPU too")
     ap.add_argument("--no-figures", action="store_true", help="train only")
     ap.add_argument("--segment-images", type=int, default=1000)
+    ap.add_argument(
+        "--probe-minutes", type=float, default=1.0, help="measure steps/s this long, then fit the schedule (0: off)"
+    )
     ap.add_argument("--prepare", action="store_true", help="pack .gpu/ for the lent machine and stop")
     ap.add_argument("--store", type=Path, default=ROOT / "data" / "store")
     ap.add_argument("--unpack", type=Path, help="a folder made by --prepare (on the lent machine)")
@@ -319,7 +347,12 @@ def main(argv: list[str] | None = None) -> int:
         overrides.insert(0, 'train.device="cpu"')
     deadline = start + args.minutes * 60 - args.margin_seconds
     summary["training"] = train(
-        args.config, args.out, deadline=deadline, checkpoint_minutes=args.checkpoint_minutes, overrides=overrides
+        args.config,
+        args.out,
+        deadline=deadline,
+        checkpoint_minutes=args.checkpoint_minutes,
+        overrides=overrides,
+        probe_minutes=args.probe_minutes,
     )
     (args.out / "gpu.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
     print(json.dumps(summary["training"], default=str), flush=True)

@@ -216,6 +216,17 @@ class Trainer:
         best = None if np.isnan(self.best) else self.best
         return {"step": self.step, "best_val_set_dice": best, "last_val": last_val, "out": str(self.out)}
 
+    def set_steps(self, steps: int) -> None:
+        """Re-plan the run's length: it ends at ``steps`` and the cosine decays to its floor there.
+
+        For a run with a wall-clock budget whose speed is learnt only by running (a lent GPU
+        machine): the step count and the schedule's position are kept, only the end moves.
+        """
+        state = self.scheduler.state_dict()
+        self.cfg = dataclasses.replace(self.cfg, train=dataclasses.replace(self.cfg.train, steps=int(steps)))
+        self.scheduler = make_scheduler(self.opt, self.cfg.train)
+        self.scheduler.load_state_dict(state)
+
     def loader(self):
         """This rank's batches from step ``self.step`` on (see :func:`.data.make_loader`)."""
         mine = [i for i in range(self.cfg.train.batch_size) if i % self.world == self.rank]
