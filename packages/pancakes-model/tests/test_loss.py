@@ -111,6 +111,21 @@ def test_candidate_table_equals_the_softmax_path(layout, size, m, k):
         torch.testing.assert_close(candidate_table(f, y), candidate_dice_losses(probs, y), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("elements", [1 << 27, 3 * 12 * 20 * 24 * 24])  # one block; 3 images a block, short last
+def test_the_accelerator_blocks_give_the_cpu_loop_sums(elements):
+    from pancakes_model.loss import _table_sums_blocks, _table_sums_cache
+
+    gen = torch.Generator().manual_seed(8)
+    n, d, m, k, pixels = 7, 16, 12, 20, 24 * 24
+    q = torch.nn.functional.normalize(torch.randn(n, d, pixels, generator=gen), dim=1)
+    y = (torch.rand(n, pixels, generator=gen) > 0.7).float()
+    key, bias = torch.randn(m * k, d, generator=gen), torch.randn(m * k, 1, generator=gen)
+    cache = _table_sums_cache(q, y, key, bias, m, k)
+    torch.testing.assert_close(
+        _table_sums_blocks(q, y, key, bias, m, k, elements=elements), cache, rtol=1e-5, atol=1e-4
+    )
+
+
 def test_cpu_chunks_do_not_change_the_queries():
     torch.manual_seed(6)
     model = Pancakes().eval()

@@ -202,3 +202,16 @@ def test_embedding_counts_place_each_protocols_labels_over_the_whole_range():
     torch.testing.assert_close(v[:, :, :4], emb(3, 5)[:, :, :4])
     with pytest.raises(ValueError, match=r"counts must hold M=3 label counts in \[1, K=5\]"):
         emb(3, 5, [2, 6, 1])
+
+
+@pytest.mark.parametrize("elements", [1 << 26, 3 * 4 * 5 * 300])  # one block; image and pixel slices
+def test_accelerator_label_blocks_equal_the_cpu_labels(model, elements):
+    from einops import rearrange
+
+    x = images(2, 3, seed=4)
+    with torch.no_grad():
+        f = model.factors(x, 4, 5)
+        flat_q = rearrange(f.q, "N D H W -> N D (H W)")
+        keys, bias = rearrange(f.key, "M K D -> (K M) D"), rearrange(f.bias, "M K -> (K M) 1")
+        blocks = f._labels_blocks(flat_q, keys, bias, torch.uint8, elements=elements)
+    assert torch.equal(blocks.view(6, 4, 32, 48), f.labels())

@@ -166,22 +166,53 @@ def candidate_table(factors: LogitFactors, targets: torch.Tensor, *, eps: float 
     # sum over K and one batched product per chunk. Per-protocol (K, H·W) blocks made ~6 small ops
     # per (image, protocol) and a short-row reduction: 12 images at M = 10, K = 22 took 185-240 ms
     # that way and 150-169 ms this way (one thread, alternating runs beside a training run).
-    chunk = max(256, (1 << 18) // (m_count * k_count))
     flat_q = rearrange(q, "N D H W -> N D (H W)")  # a strided view for channels_last: addmm reads it as is
-    sums = q.new_zeros((n, m_count, k_count, 2))
     with torch.no_grad():
-        for i in range(n):
-            qi, yi = flat_q[i], y[i]
-            for s0 in range(0, h * w, chunk):
-                e = torch.addmm(bias, key, qi[:, s0 : s0 + chunk]).exp_().view(m_count, k_count, -1)
-                rz = e.sum(1).reciprocal_()  # (M, chunk): 1 / Σ_k e_k
-                sums[i].baddbmm_(e, torch.stack([yi[s0 : s0 + chunk] * rz, rz], dim=-1))
+        table_sums = _table_sums_cache if q.device.type == "cpu" else _table_sums_blocks
+        sums = table_sums(flat_q, y, key, bias, m_count, k_count)
         sums = sums.permute(0, 1, 3, 2)  # (N, M, 2, K): Σ p·y, Σ p
         dice = (2 * sums[:, :, 0] + eps) / (sums[:, :, 1] + y.sum(1)[:, None, None] + eps)
         table = rearrange(1 - dice, "(B S) M K -> B S M K", B=b).mean(dim=1)
     if factors.offered is not None:  # a label a protocol does not offer never wins (nor an empty target)
         table = table.masked_fill(~factors.offered, 2.0)
     return table
+
+
+def _table_sums_cache(flat_q, y, key, bias, m_count: int, k_count: int) -> torch.Tensor:
+    """CPU: (N, D, P) queries, (N, P) targets → (N, M, K, 2) sums Σ p·y and Σ p, image by image in
+    pixel chunks whose (M·K, chunk) block of exponentials (~1 MB) stays in cache."""
+    n, _, pixels = flat_q.shape
+    # Per-protocol (K, H·W) blocks made ~6 small ops per (image, protocol) and a short-row
+    # reduction: 12 images at M = 10, K = 22 took 185-240 ms that way and 150-169 ms this way (one
+    # thread, alternating runs beside a training run).
+    chunk = max(256, (1 << 18) // (m_count * k_count))
+    sums = flat_q.new_zeros((n, m_count, k_count, 2))
+    for i in range(n):
+        qi, yi = flat_q[i], y[i]
+        for s0 in range(0, pixels, chunk):
+            e = torch.addmm(bias, key, qi[:, s0 : s0 + chunk]).exp_().view(m_count, k_count, -1)
+            rz = e.sum(1).reciprocal_()  # (M, chunk): 1 / Σ_k e_k
+            sums[i].baddbmm_(e, torch.stack([yi[s0 : s0 + chunk] * rz, rz], dim=-1))
+    return sums
+
+
+def _table_sums_blocks(flat_q, y, key, bias, m_count: int, k_count: int, *, elements: int = 1 << 27) -> torch.Tensor:
+    """Accelerators: the same sums as :func:`_table_sums_cache` in blocks of whole images (about
+    ``elements`` exponentials: 512 MB in float32). The CPU's cache-sized loop launches ~10^4 small kernels a
+    step at batch 32, which held an H200 to 1.5 steps/s; here a block is five kernels."""
+    n, _, pixels = flat_q.shape
+    mk = m_count * k_count
+    per = max(1, elements // (mk * pixels))  # images per block
+    sums = []
+    for i0 in range(0, n, per):
+        qb, yb = flat_q[i0 : i0 + per], y[i0 : i0 + per]
+        g = qb.shape[0]
+        e = torch.baddbmm(bias.expand(g, mk, 1), key.expand(g, mk, -1), qb).exp_()  # (G, M·K, P)
+        e = e.view(g * m_count, k_count, pixels)
+        rz = e.sum(1).reciprocal_()  # (G·M, P)
+        yz = yb.repeat_interleave(m_count, dim=0) * rz  # (G·M, P)
+        sums.append(torch.bmm(e, torch.stack([yz, rz], dim=-1)).view(g, m_count, k_count, 2))
+    return torch.cat(sums)
 
 
 def winner_only_set_dice_loss(

@@ -133,6 +133,8 @@ class LogitFactors:
         keys = rearrange(self.key, "M K D -> (K M) D")
         bias = rearrange(self.bias, "M K -> (K M) 1")
         dtype = torch.uint8 if k <= 256 else torch.int32
+        if self.q.device.type != "cpu":
+            return self._labels_blocks(flat_q, keys, bias, dtype).view(n, m, h, w)
         out = torch.empty((n, m, h * w), dtype=dtype, device=self.q.device)
         for i in range(n):
             for start in range(0, h * w, block):
@@ -140,6 +142,25 @@ class LogitFactors:
                 logits = torch.addmm(bias, keys, flat_q[i, :, start:stop])  # (K·M, pixels)
                 out[i, :, start:stop] = argmax_leading(logits.view(k, m, stop - start), dtype)
         return out.view(n, m, h, w)
+
+    def _labels_blocks(self, flat_q, keys, bias, dtype: torch.dtype, *, elements: int = 1 << 26) -> torch.Tensor:
+        """Accelerators: :meth:`labels` in blocks of whole images (about ``elements`` logits, or one
+        image's pixels in slices when it alone is larger): a few kernels a block, where the CPU's
+        cache-sized loop launches ~K per (image, pixel block) and was slower than the whole forward
+        on an H200 (3.3 vs 2.1 ms at S = 1, M = 8, K = 20). (N, D, P) → (N, M, P)."""
+        n, _d, pixels = flat_q.shape
+        m, k = self.shape
+        per_image = max(1, elements // (k * m * pixels))
+        step = min(pixels, max(1, elements // (k * m)))
+        out = torch.empty((n, m, pixels), dtype=dtype, device=flat_q.device)
+        for i0 in range(0, n, per_image):
+            qb = flat_q[i0 : i0 + per_image]
+            g = qb.shape[0]
+            for s0 in range(0, pixels, step):
+                logits = torch.baddbmm(bias.expand(g, -1, 1), keys.expand(g, -1, -1), qb[..., s0 : s0 + step])
+                # argmax over K in the (K, M) rows: the first maximum, so ties go to the lower k as on a CPU
+                out[i0 : i0 + g, :, s0 : s0 + step] = logits.view(g, k, m, -1).argmax(1).to(dtype)
+        return out
 
     def probs(self, protocols: torch.Tensor | int | None = None) -> torch.Tensor:
         """Softmax over K of :meth:`logits` (same shapes; K is axis 2 or axis 1)."""

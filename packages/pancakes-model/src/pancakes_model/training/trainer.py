@@ -141,6 +141,8 @@ class Trainer:
         if self.world > 1 and not torch.distributed.is_initialized():
             torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
         if device.type == "cuda":
+            if device.index is None:  # "cuda" as written in a config: this rank's GPU
+                device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             torch.cuda.set_device(device)
             torch.backends.cudnn.benchmark = True  # few distinct shapes (one per S): tuning pays off
         if t.threads:
