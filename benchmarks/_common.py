@@ -62,11 +62,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def write_block(readme: Path, body: str, *, name: str, data: dict, command: str = "") -> None:
+def write_block(readme: Path, body: str, *, name: str, data: dict, command: str = "", where: str = "") -> None:
     """Replace the ``<!-- {name}:start -->`` … ``<!-- {name}:end -->`` block of ``readme``
-    and save ``data`` as JSON; the footer names ``command`` (default: ``benchmarks/{name}.py``)."""
+    and save ``data`` as JSON; the footer names ``command`` (default: ``benchmarks/{name}.py``) and
+    ``where`` it was measured (default: this machine)."""
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
-    footer = f"_Measured {stamp} on {machine()} by `{command or f'benchmarks/{name}.py'}`._"
+    footer = f"_Measured {stamp} on {where or machine()} by `{command or f'benchmarks/{name}.py'}`._"
     start_m, end_m = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     text = readme.read_text(encoding="utf-8")
     if start_m not in text or end_m not in text:
@@ -74,5 +75,5 @@ def write_block(readme: Path, body: str, *, name: str, data: dict, command: str 
     start, end = text.index(start_m) + len(start_m), text.index(end_m)
     readme.write_text(text[:start] + f"\n{body.rstrip()}\n\n{footer}\n" + text[end:], encoding="utf-8")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps({"machine": machine(), "date": stamp, **data}, indent=2))
+    (RESULTS / f"{name}.json").write_text(json.dumps({"machine": where or machine(), "date": stamp, **data}, indent=2))
     print(body)

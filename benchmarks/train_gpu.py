@@ -18,7 +18,8 @@ What it does, in order, within ``--minutes`` of wall time:
    against the paper's Table 1 (0.10 s and 0.12 s on their GPU); ``pancakes segment`` throughput
    for 1,000 PNGs of 256²; written to ``OUT/gpu.json`` at once.
 2. **Training** from the shipped weights with ``configs/gpu.toml`` (the shipped model's stage-11
-   recipe, batch 32, DataLoader workers on all but two cores): a one-minute probe measures steps/s,
+   recipe, batch 32, DataLoader workers on all but two cores, not niced): the loader alone is timed
+   for up to 15 s (what the workers make with nothing training), a one-minute probe measures steps/s,
    then the schedule's cosine is fitted to the steps the time left holds (``Trainer.set_steps``);
    one line per log row with steps/s, the share of time spent waiting for data and the GPU's peak
    memory; a checkpoint every 2 minutes, flat
@@ -229,6 +230,10 @@ def train(
     from pancakes_synth import Generator
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
+    # The workers run niced by default so that on a CPU run they fill the step's gaps without
+    # preempting its threads; here the GPU computes and the main process mostly waits, so the
+    # workers need not yield to it (at nice 10 against its spinning threads they may starve).
+    os.environ.setdefault("PANCAKES_WORKER_NICE", "0")
     settings = [f'out.dir="{out}"', 'train.checkpoint_layout="flat"', "train.keep_checkpoints=1"]
     if checkpoint_minutes is not None:
         settings.append(f"train.checkpoint_minutes={checkpoint_minutes}")
@@ -244,6 +249,11 @@ def train(
         if isinstance(source.data, Generator):  # store datasets are memory-mapped, nothing to build
             source.data.prepare()
     print(f"sources ready in {time.perf_counter() - t0:.1f} s", flush=True)
+    # The loader alone, the main process idle: what the workers can make. The first sitting's steps
+    # waited 70 % of the time on data although one set costs ~15 ms of one core on the development
+    # machine; this separates the workers' own speed from contention with the training process.
+    data_alone = _loader_alone(trainer, seconds=min(15.0, 0.03 * (deadline - t0)))
+    print(f"data alone: {data_alone:.1f} sets/s from {cfg.train.workers} workers", flush=True)
     minutes = (deadline - time.perf_counter()) / 60
     if minutes <= 0:
         raise SystemExit("train_gpu: no time left to train after the set-up")
@@ -254,7 +264,8 @@ def train(
         first, t0 = trainer.step, time.perf_counter()
         trainer.run(max_minutes=probe_minutes)
         # the steady rate (log rows after the first: no loader start-up), else the probe's wall rate
-        steady = [r["it_per_s"] for r in trainer.log.rows() if r.get("kind") == "train" and r["step"] > first + 1]
+        every = trainer.cfg.train.log_every
+        steady = [r["it_per_s"] for r in trainer.log.rows() if r.get("kind") == "train" and r["step"] > first + every]
         steady = [v for v in steady if v]
         rate = statistics.median(steady) if steady else (trainer.step - first) / (time.perf_counter() - t0)
         left = deadline - time.perf_counter()
@@ -268,8 +279,32 @@ def train(
         result["steps_per_s"] = statistics.median(r["it_per_s"] for r in rows)
         result["data_wait"] = statistics.median(r["data_wait"] for r in rows)
         result["gpu_mem_gib"] = max((r.get("gpu_mem_gib", 0.0) for r in rows), default=0.0)
+        # the step alone: log windows in which the workers kept ahead (under 15 % waiting for data)
+        fed = [r["it_per_s"] for r in rows if r["data_wait"] < 0.15 and r["step"] > cfg.train.log_every]
+        if fed:
+            result["fed_steps_per_s"] = statistics.median(fed)
+    result["workers"] = cfg.train.workers
+    result["data_alone_sets_per_s"] = data_alone
     result["batch_size"] = cfg.train.batch_size
     return result
+
+
+def _loader_alone(trainer, *, seconds: float) -> float:
+    """Sets per second the trainer's DataLoader delivers for ``seconds`` with nothing else running
+    (after its first batch: the workers' start is not counted)."""
+    from pancakes_model.training.data import close_loader
+
+    loader = trainer.loader()
+    try:
+        batch = next(loader)
+        sets_per_batch = int(batch["images"].shape[0])
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            next(loader)
+            n += 1
+        return n * sets_per_batch / (time.perf_counter() - t0)
+    finally:
+        close_loader(loader)
 
 
 def report(path: Path) -> None:
@@ -290,15 +325,29 @@ def report(path: Path) -> None:
             )
     if "segment_images_per_s" in f:
         lines.append(
-            f"| `pancakes segment`, {f['segment_images']} PNGs of 256² | {f['segment_images_per_s']:.0f} images/s | |"
+            f"| `pancakes segment`, {f['segment_images']} PNGs of 256² (read, segment, write) | "
+            f"{f['segment_images_per_s']:.0f} images/s | |"
         )
     if "steps_per_s" in t:
+        workers = f", {t['workers']} data workers" if "workers" in t else ""
         lines.append(
-            f"| training, batch {t['batch_size']} at 128² | {t['steps_per_s']:.2f} steps/s, data wait "
+            f"| training, batch {t['batch_size']} at 128²{workers} | {t['steps_per_s']:.2f} steps/s, data wait "
             f"{100 * t['data_wait']:.0f} %, peak {t['gpu_mem_gib']:.1f} GiB | |"
         )
+    if "data_alone_sets_per_s" in t:
+        alone = t["data_alone_sets_per_s"]
+        lines.append(
+            f"| the data loader alone ({t.get('workers', '?')} workers, nothing training) | "
+            f"{alone:.0f} sets/s = {alone / t['batch_size']:.1f} batches/s | |"
+        )
+    if "fed_steps_per_s" in t:
+        lines.append(
+            f"| the training step alone (log windows with < 15 % data wait) | {t['fed_steps_per_s']:.2f} steps/s | |"
+        )
     body = "\n".join(lines)
-    write_block(ROOT / "packages" / "pancakes-model" / "README.md", body, name="train_gpu", data=fig)
+    where = f"{f.get('device', 'a GPU')} (lent machine, 16 cores)"
+    readme = ROOT / "packages" / "pancakes-model" / "README.md"
+    write_block(readme, body, name="train_gpu", data=fig, command="benchmarks/train_gpu.py", where=where)
 
 
 def main(argv: list[str] | None = None) -> int:
