@@ -107,6 +107,24 @@ def test_resume_reproduces_the_next_loss(tmp_path):
     assert row["loss"] == pytest.approx(losses[3], rel=1e-5, abs=1e-6)
 
 
+def test_set_steps_moves_the_end_of_the_schedule_and_keeps_its_position(tmp_path):
+    from pancakes_model.training.schedule import lr_factor
+
+    cfg = tiny_config(tmp_path, steps=100, warmup=2, lr=1e-3)
+    trainer = Trainer(cfg, progress=False)
+    for _ in range(5):  # the scheduler as the training loop steps it
+        trainer.opt.step()
+        trainer.scheduler.step()
+    trainer.set_steps(20)
+    assert trainer.cfg.train.steps == 20 and trainer.scheduler.last_epoch == 5
+    trainer.opt.step()
+    trainer.scheduler.step()
+    lr = trainer.opt.param_groups[0]["lr"]
+    # step 6 on the cosine that now ends at 20, from the configured lr (not from the current one)
+    assert lr == pytest.approx(1e-3 * lr_factor(6, trainer.cfg.train))
+    assert lr < 1e-3 * lr_factor(6, cfg.train)
+
+
 @pytest.mark.slow
 def test_init_from_existing_weights(tmp_path):
     torch.manual_seed(3)

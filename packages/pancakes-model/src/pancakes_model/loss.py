@@ -162,10 +162,6 @@ def candidate_table(factors: LogitFactors, targets: torch.Tensor, *, eps: float 
     m_count, k_count = factors.shape
     key = factors.key.detach().reshape(m_count * k_count, d)
     bias = factors.bias.detach().reshape(m_count * k_count, 1)
-    # Pixel chunks of ~1 MB of exponentials for all M·K candidates at once: one addmm, one exp, one
-    # sum over K and one batched product per chunk. Per-protocol (K, H·W) blocks made ~6 small ops
-    # per (image, protocol) and a short-row reduction: 12 images at M = 10, K = 22 took 185-240 ms
-    # that way and 150-169 ms this way (one thread, alternating runs beside a training run).
     flat_q = rearrange(q, "N D H W -> N D (H W)")  # a strided view for channels_last: addmm reads it as is
     with torch.no_grad():
         table_sums = _table_sums_cache if q.device.type == "cpu" else _table_sums_blocks
@@ -182,9 +178,10 @@ def _table_sums_cache(flat_q, y, key, bias, m_count: int, k_count: int) -> torch
     """CPU: (N, D, P) queries, (N, P) targets → (N, M, K, 2) sums Σ p·y and Σ p, image by image in
     pixel chunks whose (M·K, chunk) block of exponentials (~1 MB) stays in cache."""
     n, _, pixels = flat_q.shape
-    # Per-protocol (K, H·W) blocks made ~6 small ops per (image, protocol) and a short-row
-    # reduction: 12 images at M = 10, K = 22 took 185-240 ms that way and 150-169 ms this way (one
-    # thread, alternating runs beside a training run).
+    # Pixel chunks of all M·K candidates at once: one addmm, one exp, one sum over K and one batched
+    # product per chunk. Per-protocol (K, H·W) blocks made ~6 small ops per (image, protocol) and a
+    # short-row reduction: 12 images at M = 10, K = 22 took 185-240 ms that way and 150-169 ms this
+    # way (one thread, alternating runs beside a training run).
     chunk = max(256, (1 << 18) // (m_count * k_count))
     sums = flat_q.new_zeros((n, m_count, k_count, 2))
     for i in range(n):
@@ -198,8 +195,8 @@ def _table_sums_cache(flat_q, y, key, bias, m_count: int, k_count: int) -> torch
 
 def _table_sums_blocks(flat_q, y, key, bias, m_count: int, k_count: int, *, elements: int = 1 << 27) -> torch.Tensor:
     """Accelerators: the same sums as :func:`_table_sums_cache` in blocks of whole images (about
-    ``elements`` exponentials: 512 MB in float32). The CPU's cache-sized loop launches ~10^4 small kernels a
-    step at batch 32, which held an H200 to 1.5 steps/s; here a block is five kernels."""
+    ``elements`` exponentials: 512 MB in float32). The CPU's cache-sized loop launches ~10^4 small
+    kernels a step at batch 32, which held an H200 to 1.5 steps/s; here a block is a few kernels."""
     n, _, pixels = flat_q.shape
     mk = m_count * k_count
     per = max(1, elements // (mk * pixels))  # images per block
