@@ -232,7 +232,7 @@ def train(
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
     # The workers run niced by default so that on a CPU run they fill the step's gaps without
     # preempting its threads; here the GPU computes and the main process mostly waits, so the
-    # workers need not yield to it (at nice 10 against its spinning threads they may starve).
+    # workers need not yield to it.
     os.environ.setdefault("PANCAKES_WORKER_NICE", "0")
     settings = [f'out.dir="{out}"', 'train.checkpoint_layout="flat"', "train.keep_checkpoints=1"]
     if checkpoint_minutes is not None:
@@ -249,9 +249,9 @@ def train(
         if isinstance(source.data, Generator):  # store datasets are memory-mapped, nothing to build
             source.data.prepare()
     print(f"sources ready in {time.perf_counter() - t0:.1f} s", flush=True)
-    # The loader alone, the main process idle: what the workers can make. The first sitting's steps
-    # waited 70 % of the time on data although one set costs ~15 ms of one core on the development
-    # machine; this separates the workers' own speed from contention with the training process.
+    # The loader alone, the main process idle: what the data route can deliver, apart from the step
+    # (the first sitting waited 70 % of the time on data: the training process unpickled every
+    # batch's augmentation parameters, since joined into tensors by the workers).
     data_alone = _loader_alone(trainer, seconds=min(15.0, 0.03 * (deadline - t0)))
     print(f"data alone: {data_alone:.1f} sets/s from {cfg.train.workers} workers", flush=True)
     minutes = (deadline - time.perf_counter()) / 60

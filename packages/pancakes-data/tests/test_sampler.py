@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from pancakes_data import SamplerConfig, SetSampler, Source, TargetMix, collate_sets
+from pancakes_data.set_augment import join_params
 from pancakes_data.testing import write_store
 
 
@@ -157,11 +158,19 @@ def test_deferred_augmentation_gives_the_same_sets(toy):
     ref = SetSampler([toy], config=at_once)
     loader = torch.utils.data.DataLoader(SetSampler([toy], config=later), batch_size=None, num_workers=0)
     for index, batch in zip(range(3), loader):
-        assert len(batch["augment"]) == 4
+        assert batch["augment"].sets == 4  # joined in the worker: one tensor per parameter
+        assert all(isinstance(v, torch.Tensor) for d in batch["augment"].within for v in d.values())
         images, targets = ref.augmentation.apply_batch(batch["images"], batch["targets"], batch["augment"])
         want = ref.batch(index)
         assert images.shape == want["images"].shape and targets.shape == want["targets"].shape
         assert torch.allclose(images, want["images"], atol=1e-5)
         assert (targets != want["targets"]).float().mean() < 1e-4  # a rare pixel on the 0.5 threshold
-    with pytest.raises(ValueError, match="parameter sets for a batch of 4"):
-        ref.augmentation.apply_batch(batch["images"], batch["targets"], batch["augment"][:2])
+    with pytest.raises(ValueError, match="4 parameter sets for a batch of 2 sets"):
+        ref.augmentation.apply_batch(batch["images"][:2], batch["targets"][:, :2], batch["augment"])
+    # the per-set parameters as drawn, joined by apply_batch itself, give the same batch
+    raw = [ref.augmentation.sample(np.random.default_rng(1), 3) for _ in range(2)]
+    images = torch.rand(2, 3, 1, 32, 32)
+    targets = (torch.rand(1, 2, 3, 1, 32, 32) > 0.5).float()
+    a = ref.augmentation.apply_batch(images, targets, raw)
+    b = ref.augmentation.apply_batch(images, targets, join_params(raw))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])

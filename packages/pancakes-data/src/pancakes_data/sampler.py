@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from pancakes_data.preprocess import normalize_intensity
-from pancakes_data.set_augment import SetAugmentation, paper_across_set, paper_within_set
+from pancakes_data.set_augment import SetAugmentation, join_params, paper_across_set, paper_within_set
 from pancakes_data.store import Dataset
 from pancakes_data.targets import TargetMix, draw_levels, draw_target
 
@@ -114,7 +114,7 @@ def collate_sets(items: Sequence[dict]) -> dict:
         "meta": [it["meta"] for it in items],
     }
     if "augment" in items[0]:  # parameters drawn per set, applied later to the whole batch
-        batch["augment"] = [it["augment"] for it in items]
+        batch["augment"] = join_params([it["augment"] for it in items])
     return batch
 
 

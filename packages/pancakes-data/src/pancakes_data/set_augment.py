@@ -2,8 +2,10 @@
 then within-set ones (one draw per element), from the transforms of :mod:`pancakes_data.augment`.
 
 Parameters are drawn where the sets are made (:meth:`SetAugmentation.sample`, e.g. in DataLoader
-workers) and applied wherever the batch is (:meth:`SetAugmentation.apply_batch`, e.g. on a GPU):
-the same draws give the same sets on either route.
+workers), joined over the batch there (:func:`join_params`: one tensor per parameter, so a batch
+crosses to the training process through shared memory rather than as ~10^3 pickled arrays), and
+applied wherever the batch is (:meth:`SetAugmentation.apply_batch`, e.g. on a GPU): the same draws
+give the same sets on either route.
 """
 
 from __future__ import annotations
@@ -28,7 +30,34 @@ from pancakes_data.augment import (
     Transform,
 )
 
-__all__ = ["SetAugmentation", "paper_across_set", "paper_within_set"]
+__all__ = ["JoinedParams", "SetAugmentation", "join_params", "paper_across_set", "paper_within_set"]
+
+
+@dataclass(frozen=True)
+class JoinedParams:
+    """The parameters of a batch's sets joined per transform (:func:`join_params`): ``across`` and
+    ``within`` hold one dict per transform whose values have the batch's B·S rows."""
+
+    sets: int
+    across: list[dict[str, torch.Tensor]]
+    within: list[dict[str, torch.Tensor]]
+
+
+def join_params(params: Sequence) -> JoinedParams:
+    """B entries ``(across, within)`` of :meth:`SetAugmentation.sample` → one tensor per parameter.
+
+    Where the DataLoader's workers draw the parameters, a batch of 32 sets held ~50 MB in ~10^3
+    numpy arrays (noise fields among them), which the training process unpickled at ~180 ms of CPU
+    a batch — more than making the batch's sets cost a worker. Tensors cross through shared memory.
+    """
+
+    def joined(part: int) -> list[dict[str, torch.Tensor]]:
+        return [
+            {key: torch.from_numpy(np.concatenate([np.asarray(p[part][j][key]) for p in params])) for key in first}
+            for j, first in enumerate(params[0][part])
+        ]
+
+    return JoinedParams(sets=len(params), across=joined(0), within=joined(1))
 
 
 @dataclass
@@ -56,7 +85,7 @@ class SetAugmentation:
         return self.apply(images, targets, self.sample(rng, images.shape[0]))
 
     def apply_batch(
-        self, images: torch.Tensor, targets: torch.Tensor, params: Sequence
+        self, images: torch.Tensor, targets: torch.Tensor, params: Sequence | JoinedParams
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Apply the parameters drawn per set (:meth:`sample`, one entry per set of the batch) to a
         whole batch at once, on whatever device the batch is on.
@@ -64,24 +93,21 @@ class SetAugmentation:
         Args:
             images: (B, S, 1, H, W).
             targets: (T, B, S, 1, H, W).
-            params: B entries ``(across, within)`` as returned by :meth:`sample` for S elements.
+            params: B entries ``(across, within)`` as returned by :meth:`sample` for S elements, or
+                the same joined by :func:`join_params`.
 
         Returns:
             The augmented images and targets, shapes as given.
         """
         B, T = images.shape[0], targets.shape[0]
-        if len(params) != B:
-            raise ValueError(f"{len(params)} parameter sets for a batch of {B} sets")
-
-        def joined(part: int, n_transforms: int) -> list[Params]:
-            return [
-                {key: np.concatenate([np.asarray(p[part][j][key]) for p in params]) for key in params[0][part][j]}
-                for j in range(n_transforms)
-            ]
-
+        joined = params if isinstance(params, JoinedParams) else join_params(params)
+        if joined.sets != B:
+            raise ValueError(f"{joined.sets} parameter sets for a batch of {B} sets")
+        if (len(joined.across), len(joined.within)) != (len(self.across), len(self.within)):
+            raise ValueError("the parameters were drawn for another augmentation (transform counts differ)")
         x = rearrange(images, "B S C H W -> (B S) C H W")
         y = rearrange(targets, "T B S C H W -> (B S) (T C) H W")
-        x, y = self.apply(x, y, (joined(0, len(self.across)), joined(1, len(self.within))))
+        x, y = self.apply(x, y, (joined.across, joined.within))
         return (
             rearrange(x, "(B S) C H W -> B S C H W", B=B),
             rearrange(y, "(B S) (T C) H W -> T B S C H W", B=B, T=T),
