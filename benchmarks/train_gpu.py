@@ -234,6 +234,9 @@ def train(
     # preempting its threads; here the GPU computes and the main process mostly waits, so the
     # workers need not yield to it.
     os.environ.setdefault("PANCAKES_WORKER_NICE", "0")
+    # the atlases' fields are built on every machine with an empty cache (50-80 s of one core on
+    # the lent machine): in parallel on its idle cores
+    os.environ.setdefault("PANCAKES_SYNTH_WORKERS", str(max(cores - 2, 1)))
     settings = [f'out.dir="{out}"', 'train.checkpoint_layout="flat"', "train.keep_checkpoints=1"]
     if checkpoint_minutes is not None:
         settings.append(f"train.checkpoint_minutes={checkpoint_minutes}")

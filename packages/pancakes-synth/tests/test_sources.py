@@ -53,6 +53,19 @@ def test_multilabel_nifti_source_generates_sets(tmp_path):
     assert s.images.shape == (2, 128, 128)
 
 
+def test_parallel_cache_build_gives_the_same_bank(tmp_path, monkeypatch):
+    for i in range(3):
+        lab = ball(centre=(12, 12, 10 - i), r=7 - i) + 2 * ball(centre=(5 + i, 5, 5), r=3)
+        write_nifti(tmp_path / "atlases" / f"a{i}.nii.gz", lab.astype(np.int16))
+    serial = LabelMapSource(tmp_path / "atlases", cache_dir=tmp_path / "c1").bank(0)
+    monkeypatch.setenv("PANCAKES_SYNTH_WORKERS", "2")
+    parallel = LabelMapSource(tmp_path / "atlases", cache_dir=tmp_path / "c2").bank(0)
+    assert len(list((tmp_path / "c2").glob("*.safetensors"))) == 3  # one cache entry per file
+    assert parallel.names == serial.names
+    assert np.array_equal(parallel.fields.numpy(), serial.fields.numpy())
+    assert np.array_equal(parallel.extents.numpy(), serial.extents.numpy())
+
+
 def test_bad_sources(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         LabelMapSource(tmp_path / "missing")

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,9 +176,28 @@ class _CachedFileSource:
     def _cached(self, item: Path, files: list[Path], build) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         return _cached_tensors(self._cache_path(item, files), build)
 
+    def _prebuild(self, items: list[Path], files_of, build_of) -> None:
+        """Build the uncached items' fields in ``PANCAKES_SYNTH_WORKERS`` processes (default 1: off).
+
+        Reading a package's atlases into fields takes ~40 s of one core (deepmriprep's), paid on
+        every machine whose cache is empty — a lent GPU machine's first minute, with 16 cores idle.
+        The children only write cache entries; the bank is then read from the cache as always.
+        """
+        workers = int(os.environ.get("PANCAKES_SYNTH_WORKERS", "1") or 1)
+        todo = [(self._cache_path(it, files_of(it)), build_of, it) for it in items]
+        todo = [t for t in todo if not (t[0].is_file() and t[0].with_suffix(".json").is_file())]
+        if workers <= 1 or len(todo) < 2:
+            return
+        # fork: the children inherit the imported modules (no second torch import); they run numpy
+        # and scipy only, never CUDA, so a parent that has initialised a GPU is safe to fork
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=context) as pool:
+            list(pool.map(_build_into_cache, todo))
+
     def _collect(self, items: list[Path], seed: int, files_of, build_of) -> StructureBank:
         rng = np.random.default_rng([seed, 0x5EED])
         order = rng.permutation(len(items))
+        self._prebuild(items, files_of, build_of)
         fields, extents, names = [], [], []
         total = 0
         for i in order:
@@ -196,6 +217,12 @@ class _CachedFileSource:
             ext / ext.max(dim=1, keepdim=True).values,
             names[: self.max_structures],
         )
+
+
+def _build_into_cache(job: tuple[Path, object, Path]) -> None:
+    """One item of :meth:`_CachedFileSource._prebuild`, in a child process: build and cache it."""
+    path, build_of, item = job
+    _cached_tensors(path, lambda: build_of(item))
 
 
 def _stack(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
