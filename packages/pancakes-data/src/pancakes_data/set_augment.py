@@ -47,8 +47,8 @@ def join_params(params: Sequence) -> JoinedParams:
     """B entries ``(across, within)`` of :meth:`SetAugmentation.sample` → one tensor per parameter.
 
     Where the DataLoader's workers draw the parameters, a batch of 32 sets held ~50 MB in ~10^3
-    numpy arrays (noise fields among them), which the training process unpickled at ~180 ms of CPU
-    a batch — more than making the batch's sets cost a worker. Tensors cross through shared memory.
+    numpy arrays (noise fields among them), which the training process unpickled at ~380 ms of CPU
+    a batch (``benchmarks/bench_loader.py``). Tensors cross through shared memory.
     """
 
     def joined(part: int) -> list[dict[str, torch.Tensor]]:
