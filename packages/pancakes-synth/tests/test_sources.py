@@ -4,6 +4,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from pancakes_data.errors import UserError
 from pancakes_synth import LabelMapSource, SetGenerator, TotalSegmentatorSource, parse_source
 from pancakes_synth import sources as src_mod
 
@@ -64,6 +65,15 @@ def test_parallel_cache_build_gives_the_same_bank(tmp_path, monkeypatch):
     assert parallel.names == serial.names
     assert np.array_equal(parallel.fields.numpy(), serial.fields.numpy())
     assert np.array_equal(parallel.extents.numpy(), serial.extents.numpy())
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5"])
+def test_a_bad_worker_count_is_one_clear_error(tmp_path, monkeypatch, value):
+    write_nifti(tmp_path / "atlases" / "a.nii.gz", ball(centre=(8, 8, 8), r=5).astype(np.int16))
+    write_nifti(tmp_path / "atlases" / "b.nii.gz", ball(centre=(9, 8, 8), r=4).astype(np.int16))
+    monkeypatch.setenv("PANCAKES_SYNTH_WORKERS", value)
+    with pytest.raises(UserError, match=f"PANCAKES_SYNTH_WORKERS must be a whole number >= 1, got '{value}'"):
+        LabelMapSource(tmp_path / "atlases", cache_dir=tmp_path / "c").bank(0)
 
 
 def test_bad_sources(tmp_path):

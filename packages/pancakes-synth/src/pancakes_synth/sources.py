@@ -14,6 +14,8 @@ import hashlib
 import json
 import multiprocessing
 import os
+import sys
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from pancakes_data.errors import UserError
 from pancakes_data.io import atomic_write, write_text
 from pancakes_eval.io import read_label_image
 from pancakes_synth.__about__ import __version__
@@ -36,6 +39,24 @@ __all__ = [
 ]
 
 DEFAULT_BANK = 384  # procedural structures per bank (``;bank=N`` in a spec, ``--bank-size``)
+
+
+def synth_workers() -> int:
+    """``PANCAKES_SYNTH_WORKERS`` as a count of processes (unset or empty: 1).
+
+    Raises:
+        UserError: the variable is not a whole number ≥ 1.
+    """
+    raw = os.environ.get("PANCAKES_SYNTH_WORKERS", "").strip()
+    if not raw:
+        return 1
+    try:
+        workers = int(raw)
+    except ValueError:
+        workers = 0
+    if workers < 1:
+        raise UserError(f"PANCAKES_SYNTH_WORKERS must be a whole number >= 1, got {raw!r}")
+    return workers
 
 
 @dataclass
@@ -183,16 +204,21 @@ class _CachedFileSource:
         every machine whose cache is empty — a lent GPU machine's first minute, with 16 cores idle.
         The children only write cache entries; the bank is then read from the cache as always.
         """
-        workers = int(os.environ.get("PANCAKES_SYNTH_WORKERS", "1") or 1)
+        workers = synth_workers()
         todo = [(self._cache_path(it, files_of(it)), build_of, it) for it in items]
         todo = [t for t in todo if not (t[0].is_file() and t[0].with_suffix(".json").is_file())]
         if workers <= 1 or len(todo) < 2:
             return
-        # fork: the children inherit the imported modules (no second torch import); they run numpy
-        # and scipy only, never CUDA, so a parent that has initialised a GPU is safe to fork
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=context) as pool:
-            list(pool.map(_build_into_cache, todo))
+        # fork on Linux: the children inherit the imported modules (no second torch import); they
+        # run numpy and scipy only, never CUDA or torch's thread pools, so a parent with threads
+        # (torch's, a GPU's) is safe to fork, and Python ≥ 3.12's warning about forking a threaded
+        # process is silenced for exactly this pool. Elsewhere (macOS, Windows) fork is not safe:
+        # spawn, paying one import per child.
+        method = "fork" if sys.platform.startswith("linux") else "spawn"
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", r".*use of fork\(\) may lead to deadlocks", DeprecationWarning)
+            with ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context(method)) as pool:
+                list(pool.map(_build_into_cache, todo))
 
     def _collect(self, items: list[Path], seed: int, files_of, build_of) -> StructureBank:
         rng = np.random.default_rng([seed, 0x5EED])
