@@ -27,6 +27,9 @@ class PancakesConfig:
     # label_caps[m]: protocol m offers at most this many labels whatever K is asked (the others K),
     # so some protocols are trained and used as coarse partitions beside fine ones; () = none
     label_caps: tuple[int, ...] = ()
+    # width of the set-context branch (network/context.py): the images of a set see a summary of
+    # the set; 0 = none (images of a set never interact)
+    set_context: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -47,6 +50,9 @@ class PancakesConfig:
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4096:
                 raise ValueError(f"model config label_caps entries must be integers in [1, 4096], got {value!r}")
         self.label_caps = tuple(caps)
+        value = self.set_context
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 4096:
+            raise ValueError(f"model config set_context must be an integer in [0, 4096], got {value!r}")
         for name in ("temperature", "bias_bound"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e4:

@@ -7,6 +7,9 @@ Shapes use the shared axis letters: B batch, S set, M protocols, K labels, C cha
                                                     ├─h─▶ logits (B, S, M, K, H, W) ─softmax_K─▶ probs
     (M, K) ──e──▶ v (M, K, 2J) ─────────────────────┘
 
+With ``config.set_context`` the images of a set also see one summary of the set
+(:class:`~pancakes_model.network.context.SetContext`), which modulates f's expanding path.
+
 Everything that depends on φ is computed once per image and everything that depends on (m, k)
 once per candidate (:class:`~pancakes_model.network.sampler.LogitFactors`); their combination is
 one batched product, so the per-(m, k) cost is a dot product per pixel.
@@ -14,6 +17,7 @@ one batched product, so the per-(m, k) cost is a dot product per pixel.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -25,6 +29,7 @@ from torch import nn
 
 from pancakes_data.geometry import Preprocess
 from pancakes_model.network.config import PancakesConfig
+from pancakes_model.network.context import SetContext
 from pancakes_model.network.embedding import ProtocolEmbedding, check_mk
 from pancakes_model.network.sampler import LogitFactors, Sampler
 from pancakes_model.network.unet import UNet
@@ -40,8 +45,10 @@ class Pancakes(nn.Module):
     """Multi-protocol, set-consistent segmentation.
 
     ``model(images, M=8, K=20)`` returns probabilities (B, S, M, K, H, W); softmax over K makes
-    every protocol m a full partition of every image. Deterministic: no noise is sampled. Images
-    of a set do not interact: consistency comes from the shared (m, k) embeddings.
+    every protocol m a full partition of every image. Deterministic: no noise is sampled.
+    Consistency comes from the shared (m, k) embeddings and, with ``config.set_context``, from a
+    summary of the set that every image's features see (:meth:`set_summary`); without it the
+    images of a set do not interact.
 
     Args:
         config: architecture; keyword arguments override its fields.
@@ -61,6 +68,9 @@ class Pancakes(nn.Module):
             temperature=cfg.temperature,
             bias_bound=cfg.bias_bound,
         )
+        self.context = (
+            SetContext(features=cfg.features, hidden=cfg.set_context, levels=cfg.levels) if cfg.set_context else None
+        )
         # channels_last: the layout mkldnn's convolutions are fastest in on CPUs (inference and the
         # bf16 training step); set_memory_format changes it
         self.memory_format = "channels_last"
@@ -69,7 +79,7 @@ class Pancakes(nn.Module):
         # dtype the featurizer computes in under autocast (None: float32). A training setting:
         # inference keeps float32 (exact, reproducible label maps).
         self.featurizer_dtype: torch.dtype | None = None
-        self._compiled_chunk = None  # set by compile_queries()
+        self._compiled: dict[str, Any] = {}  # set by compile_queries()
         self.preprocess = Preprocess()  # how inputs are prepared; the weights file carries it
         self.provenance: dict[str, Any] = {}
 
@@ -143,34 +153,119 @@ class Pancakes(nn.Module):
     def _queries_chunk(self, x: torch.Tensor) -> torch.Tensor:
         return self.sampler.queries(self._featurize(x))
 
+    def _contract_chunk(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        if self.featurizer_dtype is None:
+            return self.featurizer.contract(x)
+        with torch.autocast(x.device.type, dtype=self.featurizer_dtype):
+            return self.featurizer.contract(x)
+
+    def _expand_chunk(
+        self, bottleneck: torch.Tensor, skips: list[torch.Tensor], films: list[tuple[torch.Tensor, torch.Tensor]]
+    ) -> torch.Tensor:
+        if self.featurizer_dtype is None:
+            return self.sampler.queries(self.featurizer.expand(bottleneck, skips, films))
+        with torch.autocast(bottleneck.device.type, dtype=self.featurizer_dtype):
+            phi = self.featurizer.expand(bottleneck, skips, films)
+        return self.sampler.queries(phi.float())
+
     def compile_queries(self, **options: Any) -> Pancakes:
         """Run the per-chunk path (featurizer and query head) through ``torch.compile``.
 
         A training option: the training step's chunks always hold the same number of images, so
         one compiled graph (~1 min on 2 cores) serves the whole run and fuses the pointwise work
-        around the convolutions (measured 1.35× on that path). Inference stays eager.
+        around the convolutions (measured 1.35× on that path). Inference stays eager. With a
+        set-context branch the contracting and expanding paths are compiled apart (the set's
+        summary is taken between them).
         """
-        self._compiled_chunk = torch.compile(self._queries_chunk, **options)
+        if self.context is None:
+            self._compiled = {"queries": torch.compile(self._queries_chunk, **options)}
+        else:
+            self._compiled = {
+                "contract": torch.compile(self._contract_chunk, **options),
+                "expand": torch.compile(self._expand_chunk, **options),
+            }
         return self
 
-    def queries(self, images: torch.Tensor) -> torch.Tensor:
-        """images (B, S, C, H, W) → unit queries q (B·S, D, H, W) (featurizer and query head per chunk)."""
-        fn = self._compiled_chunk if self._compiled_chunk is not None and self.training else self._queries_chunk
-        parts = [fn(x) for x in self._chunks(self._prepare(images))]
+    def _fn(self, name: str):
+        compiled = self._compiled.get(name) if self.training else None
+        return compiled or getattr(self, f"_{name}_chunk")
+
+    def set_summary(self, images: torch.Tensor) -> torch.Tensor:
+        """Per-image descriptions for the set context: images (B, S, C, H, W) → (B, S, 2C).
+
+        A set's summary is the mean over its images (any subset order, any split into batches):
+        pass ``summary.mean(1)`` — or the mean over a set streamed batch by batch — to
+        :meth:`queries` as ``context``. Raises ValueError without a set-context branch.
+        """
+        if self.context is None:
+            raise ValueError("this model has no set-context branch (config.set_context = 0)")
+        b = images.shape[0] if isinstance(images, torch.Tensor) and images.ndim == 5 else 0
+        parts = [SetContext.describe(self._fn("contract")(x)[0]) for x in self._chunks(self._prepare(images))]
+        return rearrange(torch.cat(parts), "(B S) D -> B S D", B=b)
+
+    def queries(self, images: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """images (B, S, C, H, W) → unit queries q (B·S, D, H, W) (featurizer and query head per chunk).
+
+        Args:
+            images: (B, S, C, H, W).
+            context: (B, 2C) set summaries to use instead of the images' own (a set larger than
+                ``images``, summarised by :meth:`set_summary`); only with a set-context branch.
+        """
+        chunks = self._chunks(self._prepare(images))
+        if self.context is None:
+            if context is not None:
+                raise ValueError("context given, but this model has no set-context branch")
+            parts = [self._fn("queries")(x) for x in chunks]
+            return parts[0] if len(parts) == 1 else torch.cat(parts)
+        b, s = images.shape[:2]
+        contract, expand = self._fn("contract"), self._fn("expand")
+        encoded = None
+        if context is None:  # the set is the images given: contract them all, then summarise
+            encoded = [contract(x) for x in chunks]
+            described = torch.cat([SetContext.describe(bottleneck) for bottleneck, _ in encoded])
+            context = rearrange(described, "(B S) D -> B S D", B=b).mean(1)
+        if context.shape != (b, 2 * self.config.features):
+            raise ValueError(f"context must have shape {(b, 2 * self.config.features)}, got {tuple(context.shape)}")
+        films = [
+            tuple(t.repeat_interleave(s, dim=0) for t in pair) for pair in self.context.films(context.to(images.device))
+        ]
+        parts, start = [], 0
+        for i, x in enumerate(chunks):
+            n = x.shape[0]
+            bottleneck, skips = encoded[i] if encoded is not None else contract(x)
+            parts.append(expand(bottleneck, skips, [(g[start : start + n], t[start : start + n]) for g, t in films]))
+            start += n
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
-    def factors(self, images: torch.Tensor, M: int = 8, K: int = 20) -> LogitFactors:
+    def grow_set_context(self, hidden: int) -> Pancakes:
+        """This model with a set-context branch of width ``hidden`` added, zero-initialised so the
+        function is unchanged (a new module; this one is left as it is)."""
+        if self.context is not None:
+            raise ValueError("the model already has a set-context branch")
+        grown = Pancakes(dataclasses.replace(self.config, set_context=hidden))
+        missing, unexpected = grown.load_state_dict(self.state_dict(), strict=False)
+        if unexpected or any(not k.startswith("context.") for k in missing):
+            raise ValueError(f"cannot grow: missing {missing}, unexpected {unexpected}")
+        grown.preprocess, grown.provenance = self.preprocess, dict(self.provenance)
+        grown.featurizer_dtype, grown.cpu_chunk = self.featurizer_dtype, self.cpu_chunk
+        grown.set_memory_format(self.memory_format)
+        return grown.to(next(self.parameters()).device).train(self.training)
+
+    def factors(
+        self, images: torch.Tensor, M: int = 8, K: int = 20, *, context: torch.Tensor | None = None
+    ) -> LogitFactors:
         """The logits of every image and candidate in factored form (gradients flow if enabled).
 
         Args:
             images: (B, S, C, H, W) in [0, 1].
             M, K: protocols and labels per protocol.
+            context: (B, 2C) set summaries (:meth:`queries`); None: each set is the images given.
 
         Returns:
             :class:`LogitFactors` with q (B·S, D, H, W), key (M, K, D), bias (M, K); protocol m
             offers ``config.label_counts(M, K)[m]`` of the K labels.
         """
-        return self.candidates(self.queries(images), M, K)
+        return self.candidates(self.queries(images, context), M, K)
 
     def candidates(self, q: torch.Tensor, M: int = 8, K: int = 20) -> LogitFactors:
         """Queries q (N, D, H, W) from :meth:`queries` → :class:`LogitFactors` of M protocols of K

@@ -47,14 +47,33 @@ class UNet(nn.Module):
         self.decode = nn.ModuleList(ConvBlock(in_channels=2 * features, out_channels=features) for _ in range(levels))
         self.out = nn.Sequential(nn.Conv2d(features, features, 1), nn.PReLU(features))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C_in, H, W) → φ (N, features, H, W)."""
+    def contract(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The contracting path: (N, C_in, H, W) → the bottleneck (N, features, H/2^L, W/2^L) and the
+        skips, finest first."""
         skips = []
         for block in self.down:
             x = block(x)
             skips.append(x)
             x = F.max_pool2d(x, 2)
-        x = self.bottleneck(x)
-        for up, block, skip in zip(self.up, self.decode, reversed(skips)):
+        return self.bottleneck(x), skips
+
+    def expand(
+        self, x: torch.Tensor, skips: list[torch.Tensor], films: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+    ) -> torch.Tensor:
+        """Bottleneck and skips from :meth:`contract` (the expanding path) → φ (N, features, H, W).
+
+        ``films`` (from :class:`~pancakes_model.network.context.SetContext`): L + 1 pairs of
+        (N, features, 1, 1) scale and shift, applied as x·(1 + γ) + β to the bottleneck and to the
+        output of every decoder level.
+        """
+        if films is not None:
+            x = torch.addcmul(films[0][1], x, 1 + films[0][0])
+        for i, (up, block, skip) in enumerate(zip(self.up, self.decode, reversed(skips))):
             x = block(torch.cat([up(x), skip], dim=1))
+            if films is not None:
+                x = torch.addcmul(films[i + 1][1], x, 1 + films[i + 1][0])
         return self.out(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C_in, H, W) → φ (N, features, H, W)."""
+        return self.expand(*self.contract(x))

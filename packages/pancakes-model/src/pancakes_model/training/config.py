@@ -154,7 +154,8 @@ class OutConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     """The whole training configuration; ``model`` is the architecture of a model trained from scratch
-    (with ``train.init`` the weights bring theirs, and only a non-empty ``model.label_caps`` applies)."""
+    (with ``train.init`` the weights bring theirs; only a non-empty ``model.label_caps`` applies, and a
+    non-zero ``model.set_context`` grows that branch on weights without one)."""
 
     model: PancakesConfig = field(default_factory=PancakesConfig)
     train: TrainSection = field(default_factory=TrainSection)

@@ -155,6 +155,8 @@ class Trainer:
             model = Pancakes.from_pretrained(t.init).to(self.device).train()
             if self.cfg.model.label_caps:  # not architecture (no weight depends on it): [model] sets it here too
                 model.config = dataclasses.replace(model.config, label_caps=self.cfg.model.label_caps)
+            if self.cfg.model.set_context and model.context is None:  # grown zero-initialised: same function
+                model = model.grow_set_context(self.cfg.model.set_context)
         else:
             model = Pancakes(self.cfg.model).to(self.device).train()
         self.base_provenance = dict(model.provenance)
