@@ -23,17 +23,32 @@ def test_a_local_dask_cluster_writes_the_files_of_a_local_run(tmp_path):
         img = rng.normal(100, 10, (40 + i, 50)).clip(0, 255)
         img[10:25, 12:30] += 80
         Image.fromarray(img.astype(np.uint8)).save(src / f"s{i}.png")
+    import torch
+
+    from pancakes_model import Pancakes
+
+    torch.manual_seed(0)  # a set-context model: each input's share of the set summary is a task too
+    grown = Pancakes.from_pretrained("default").grow_set_context(16)
+    torch.nn.init.normal_(grown.context.mlp[-1].weight, std=0.3)
+    models = {"default": "default", "context": str(grown.save_pretrained(tmp_path / "ctx.safetensors"))}
     quiet = {"M": 3, "K": 4, "progress": False, "log": lambda m: None}
-    segment_collection([src], tmp_path / "local", **quiet)
+    for name, model in models.items():
+        segment_collection([src], tmp_path / f"local-{name}", model_path=model, **quiet)
     client = dask_client("local:2")
     try:
-        meta = segment_collection([src], tmp_path / "dask", client=client, **quiet)
+        metas = {
+            name: segment_collection([src], tmp_path / f"dask-{name}", client=client, model_path=model, **quiet)
+            for name, model in models.items()
+        }
     finally:
         close_client(client)
-    assert meta["M"] == 3 and (tmp_path / "dask" / "run.json").is_file()
-    names = sorted(p.name for p in (tmp_path / "local" / "labels").iterdir())
-    assert names == sorted(p.name for p in (tmp_path / "dask" / "labels").iterdir())
-    for name in names:
-        assert filecmp.cmp(tmp_path / "local" / "labels" / name, tmp_path / "dask" / "labels" / name, shallow=False)
-    assert (tmp_path / "local" / "stats.csv").read_bytes() == (tmp_path / "dask" / "stats.csv").read_bytes()
-    assert not (tmp_path / "dask" / ".partial").exists()
+    assert len(metas["context"]["set_context"]) == 64
+    for name, meta in metas.items():
+        local, dask = tmp_path / f"local-{name}", tmp_path / f"dask-{name}"
+        assert meta["M"] == 3 and (dask / "run.json").is_file()
+        names = sorted(p.name for p in (local / "labels").iterdir())
+        assert names == sorted(p.name for p in (dask / "labels").iterdir())
+        for label in names:
+            assert filecmp.cmp(local / "labels" / label, dask / "labels" / label, shallow=False)
+        assert (local / "stats.csv").read_bytes() == (dask / "stats.csv").read_bytes()
+        assert not (dask / ".partial").exists()

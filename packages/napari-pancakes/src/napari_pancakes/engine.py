@@ -24,7 +24,7 @@ from pancakes_data.io import GREY_WEIGHTS, ArrayInput
 from pancakes_data.palette import palette
 from pancakes_model.app.common import AXES
 from pancakes_model.app.segment import run_segment
-from pancakes_model.inference.predict import predict_array
+from pancakes_model.inference.predict import predict_array, summarize_array
 from pancakes_model.network import Pancakes
 
 __all__ = ["MODES", "SetImage", "export_set", "gather", "labels_layer", "segment_set"]
@@ -175,18 +175,33 @@ def segment_set(
 ) -> Iterator[tuple[int, np.ndarray]]:  # fmt: skip
     """(image index, labels (M, …) uint8/uint16) for every image of the set, one at a time.
 
-    2D images are segmented exactly as :func:`pancakes_model.segment` does (each on its own; the
-    same model gives the same labels); a volume as ``pancakes segment`` does, slice by slice along
+    2D images are segmented exactly as :func:`pancakes_model.segment` does (each on its own, with
+    the set's summary first for a model with a set-context branch; the same model gives the same
+    labels); a volume as ``pancakes segment`` does, slice by slice along
     its axis with the layer's scale as voxel size.
     """
-    for i, image in enumerate(images):
-        if cancelled():
-            return
+
+    def prepared(image: SetImage) -> tuple[np.ndarray, tuple[float, ...] | None]:
         arr = image.array()
         if not np.all(np.isfinite(arr)):
             arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
-        spacing = image.scale if image.volume else None
-        yield i, predict_array(model, arr, M=M, K=K, spacing=spacing, axis=image.axis, device=device)
+        return arr, image.scale if image.volume else None
+
+    context = None
+    if model.context is not None:  # a set-context model: the set's summary first, image by image
+        total, count = 0.0, 0
+        for image in images:
+            if cancelled():
+                return
+            arr, spacing = prepared(image)
+            share, n = summarize_array(model, arr, spacing=spacing, axis=image.axis, device=device)
+            total, count = total + share, count + n
+        context = total / count
+    for i, image in enumerate(images):
+        if cancelled():
+            return
+        arr, spacing = prepared(image)
+        yield i, predict_array(model, arr, M=M, K=K, spacing=spacing, axis=image.axis, device=device, context=context)
 
 
 def labels_layer(image: SetImage, labels: np.ndarray, K: int) -> tuple[np.ndarray, dict]:

@@ -187,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--like",
         type=Path,
         default=None,
-        help="earlier output (or its run.json) whose M, K and model this run must match",
+        help="earlier output (or its run.json) whose M, K and model this run must match (a model with a "
+        "set-context branch also reuses its set's summary: the new inputs join that set)",
     )
     s.add_argument("--series", action="append", default=None, metavar="UID", help="DICOM SeriesInstanceUID to segment")
     s.add_argument(

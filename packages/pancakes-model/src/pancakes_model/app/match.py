@@ -22,12 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pancakes_data.io import MAX_PIXELS, read_image, read_labels
+from pancakes_data.io import MAX_PIXELS, collect_inputs, read_image, read_labels
 from pancakes_model.app.common import AXES, InputError, check_device, check_mk_limits
+from pancakes_model.app.execution import set_context
 from pancakes_model.app.segment import run_segment
 from pancakes_model.app.work import Job, check_item, segment_one
 from pancakes_model.inference.matching import WARN_BELOW, MatchResult, rank_candidates
-from pancakes_model.network import Pancakes, resolve
+from pancakes_model.network import Pancakes, resolve, sha256
 from pancakes_model.network.weights import WeightsError
 
 __all__ = ["rank_examples", "read_mask", "run_match"]
@@ -55,11 +56,18 @@ def read_mask(path: str | Path, *, multi_label: bool, shape: tuple[int, ...]) ->
 def rank_examples(
     model: Pancakes, examples: Sequence[str | Path], masks: Sequence[str | Path], *, M: int, K: int,
     multi_label: bool, axis: str = "axial", device: str = "cpu", max_pixels: int = MAX_PIXELS, channel=None,
+    context: Sequence[float] | None = None,
 ) -> MatchResult:  # fmt: skip
-    """Segment the annotated examples and choose the candidate that matches their masks."""
+    """Segment the annotated examples and choose the candidate that matches their masks.
+
+    ``context``: the set's summary for a model with a set-context branch (the examples are then
+    segmented as members of that set, as the collection will be); None: each example on its own."""
     if not examples or len(examples) != len(masks):
         raise InputError(f"give as many --mask as --example (got {len(examples)} and {len(masks)})")
-    job = Job(M=M, K=K, keep=tuple(range(M)), axis=AXES[axis], device=device, batch=4, partial=Path())
+    job = Job(
+        M=M, K=K, keep=tuple(range(M)), axis=AXES[axis], device=device, batch=4, partial=Path(),
+        context=None if context is None else tuple(context),
+    )  # fmt: skip
     labels, targets = [], []
     for example, mask in zip(examples, masks):
         item = read_image(example, max_pixels=max_pixels, channel=channel)
@@ -105,14 +113,23 @@ def run_match(
         raise InputError(f"cannot load model {model_path}: {exc}") from exc
     if str(device) != "cpu":
         model = model.to(device)
+    context = None
+    if model.context is not None:  # the collection is the set: the examples are ranked as its members
+        weights = resolve(model_path)
+        job = Job(
+            M=M, K=K, keep=tuple(range(M)), axis=AXES[axis], device=device, batch=4, partial=Path(),
+            max_pixels=max_pixels, channel=channel, model_file=str(Path(weights).resolve()),
+            model_sha256=sha256(weights),
+        )  # fmt: skip
+        context = set_context(job, model, collect_inputs(inputs, log=lambda m: None), client)
     result = rank_examples(
         model, examples, masks, M=M, K=K, multi_label=multi_label, axis=axis, device=device,
-        max_pixels=max_pixels, channel=channel,
+        max_pixels=max_pixels, channel=channel, context=context,
     )  # fmt: skip
     if result.warning:
         log(f"warning: {result.warning}")
     return run_segment(
         inputs, out, M=M, K=K, model_path=model_path, axis=axis, device=device, force=force, resume=resume,
         protocols=[result.protocol], max_pixels=max_pixels, channel=channel, client=client, match=result,
-        examples=[*examples, *masks], progress=progress, log=log, model=model,
+        examples=[*examples, *masks], progress=progress, log=log, model=model, context=context,
     )  # fmt: skip

@@ -16,6 +16,7 @@ interrupted run continues with ``--resume`` where it stopped, writing the same b
     OUT/masks/<stem>.<ext>              with a match (``--match``, ``pancakes match``): the chosen structure
     OUT/match.json                      with a match: the choice, its ranking, model SHA-256, M, K
     OUT/run.json                        versions, model hash, M, K, protocols kept, inputs — written last
+                                        (and the set's summary, for a model with a set-context branch)
 
 Beyond ``MAX_SHOWN`` inputs, the overview and the report show that many, evenly spread over the
 inputs in their order; stats.csv covers every input.
@@ -24,6 +25,7 @@ inputs in their order; stats.csv covers every input.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib.metadata as md
 import io
 import json
@@ -54,7 +56,7 @@ from pancakes_model.app.common import (
     check_same_run,
     shown_indices,
 )
-from pancakes_model.app.execution import run_dask, run_local
+from pancakes_model.app.execution import run_dask, run_local, set_context
 from pancakes_model.app.matchfile import load_match, match_record
 from pancakes_model.app.outdir import OutputFolder
 from pancakes_model.app.report import render_report
@@ -68,7 +70,7 @@ from pancakes_model.render import assemble_grid, encode_png, itksnap_labels
 __all__ = ["run_segment"]
 
 
-def _check_like(like: str | Path, M: int, K: int, model_hash: str) -> None:
+def _check_like(like: str | Path, M: int, K: int, model_hash: str) -> dict:
     ref_path = Path(like) / "run.json" if Path(like).is_dir() else Path(like)
     if not ref_path.is_file():
         raise InputError(f"--like: no run.json at {ref_path}")
@@ -79,6 +81,7 @@ def _check_like(like: str | Path, M: int, K: int, model_hash: str) -> None:
     except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"--like: {ref_path} is not a pancakes run.json ({exc})") from exc
     check_same_run(ref, M=M, K=K, model_sha256=model_hash, flag="--like", source=ref_path)
+    return ref
 
 
 def _versions() -> dict:
@@ -112,6 +115,7 @@ def run_segment(
     match: str | Path | MatchResult | None = None,
     examples: Sequence[str | Path] = (),
     model: Pancakes | None = None,
+    context: Sequence[float] | None = None,
     progress: bool = True,
     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
 ) -> dict:
@@ -127,6 +131,9 @@ def run_segment(
             :class:`MatchResult` of ``pancakes match``; OUT gets its ``match.json``.
         examples: the annotated files behind ``match`` (recorded; OUT may not overlap them).
         model: the loaded weights of ``model_path`` when the caller has them already.
+        context: the set's summary when the caller has it (a model with a set-context branch;
+            otherwise it is gathered from the inputs first, or taken from ``like``'s run, so that
+            new inputs are segmented as part of that earlier set).
     """
     t_start = time.perf_counter()
     check_mk_limits(M, K)
@@ -144,8 +151,9 @@ def run_segment(
     except WeightsError as exc:
         raise InputError(f"cannot load model {model_path}: {exc}") from exc
     model_hash = sha256(weights)
+    earlier_context = None
     if like is not None:
-        _check_like(like, M, K, model_hash)
+        earlier_context = _check_like(like, M, K, model_hash).get("set_context")
     chosen = match_json = None
     if match is not None:
         found = match if isinstance(match, MatchResult) else load_match(match, M=M, K=K, model_sha256=model_hash)
@@ -194,6 +202,14 @@ def run_segment(
             model_sha256=model_hash,
             match=chosen,
         )
+        if model.context is not None:  # every input's share, done ones included: a resumed run gets the same
+            if earlier_context is not None and not _valid_context(earlier_context, 2 * model.config.features):
+                raise InputError(f"--like: the set_context of {like} is not {2 * model.config.features} finite numbers")
+            if context is None:
+                context = earlier_context
+            if context is None:
+                context = set_context(job, model, refs, client, parallel="3d" not in {peek_kind(r) for r in refs})
+            job = dataclasses.replace(job, context=tuple(float(v) for v in context))
         kinds = {row["input"]["kind"] for row in done.values()}
         bar = tqdm(total=len(refs), disable=not progress, unit="input", desc="segmenting", dynamic_ncols=True)
         bar.update(sum(1 for r in refs if _stem(r) in done))
@@ -219,6 +235,8 @@ def run_segment(
             folder, refs, set(job.shown), keep, M, K, str(model_path), weights, model_hash, axis, device, log,
             match_json,
         )  # fmt: skip
+        if job.context is not None:
+            meta["set_context"] = list(job.context)
         counts = model.config.label_counts(M, K)
         if any(c < K for c in counts):  # a model with coarse protocols (PancakesConfig.label_caps)
             meta["labels_per_protocol"] = [counts[m] for m in keep]
@@ -230,6 +248,14 @@ def run_segment(
         }
         folder.finish(meta)
     return meta
+
+
+def _valid_context(value, size: int) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == size
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in value)
+    )
 
 
 def _stem(ref) -> str:

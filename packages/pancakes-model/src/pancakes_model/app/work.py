@@ -19,11 +19,19 @@ import torch
 from pancakes_data import UserError
 from pancakes_data.io import MAX_PIXELS, ImageData, read_input, write_bytes, write_labels
 from pancakes_model.app.stats import STATS_COLUMNS, label_stats
-from pancakes_model.inference.predict import predict_array
+from pancakes_model.inference.predict import predict_array, summarize_array
 from pancakes_model.network import Pancakes, sha256
 from pancakes_model.render import column_tiles
 
-__all__ = ["Job", "WorkError", "load_model", "run_input", "run_input_on_worker"]
+__all__ = [
+    "Job",
+    "WorkError",
+    "load_model",
+    "run_input",
+    "run_input_on_worker",
+    "summarize_input",
+    "summarize_input_on_worker",
+]
 
 TILE = 128  # side of an input's tiles in the overview
 
@@ -49,6 +57,7 @@ class Job:
     model_file: str = ""
     model_sha256: str = ""
     match: tuple | None = None  # (protocol, ((value, labels), …)) of a match.json to apply
+    context: tuple[float, ...] | None = None  # the set's summary, for a model with a set-context branch
 
 
 _MODELS: dict[tuple[str, str], Pancakes] = {}
@@ -114,6 +123,7 @@ def segment_one(job: Job, model: Pancakes, item: ImageData) -> tuple[np.ndarray,
         batch=job.batch,
         device=job.device,
         normalized=norm,
+        context=None if job.context is None else np.asarray(job.context),
     )
     return labels, norm
 
@@ -162,6 +172,24 @@ def run_input(job: Job, model: Pancakes, index: int, ref) -> dict:
     check_item(item)
     labels, norm = segment_one(job, model, item)
     return write_one(job, item, labels, norm, show=index in job.shown)
+
+
+def summarize_input(job: Job, model: Pancakes, index: int, ref) -> dict:
+    """Input ``index``'s share of the set summary (model with a set-context branch): the float64 sum
+    of its slices' descriptions and their number (:func:`~pancakes_model.inference.predict.summarize_array`)."""
+    item = read_input(ref, max_pixels=job.max_pixels, channel=job.channel)
+    check_item(item)
+    norm = model.preprocess.normalize(item.data, modality=item.modality, inplace=True)
+    total, count = summarize_array(
+        model, item.data, spacing=item.spacing, axis=job.axis, batch=job.batch, device=job.device, normalized=norm
+    )
+    return {"index": index, "sum": total.tolist(), "count": count}
+
+
+def summarize_input_on_worker(job: Job, index: int, ref) -> dict:
+    """:func:`summarize_input` on a Dask worker (as :func:`run_input_on_worker`)."""
+    torch.set_num_threads(1)
+    return summarize_input(job, load_model(job.model_file, job.model_sha256), index, ref)
 
 
 def run_input_on_worker(job: Job, index: int, ref) -> dict:

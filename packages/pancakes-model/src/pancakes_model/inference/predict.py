@@ -1,10 +1,11 @@
 """Prediction for one input at a time: its slices prepared lazily, segmented in batches of its own
 slices only, and mapped back to its grid.
 
-An input's label maps never depend on the other inputs of a run: CPU kernels are not bit-identical
-across batch shapes, and resumed and distributed runs promise the same files as one local run, so
-batches never mix inputs. Memory is bounded per input: the normalised volume (float32), the label
-maps in their output dtype and one batch of slices.
+An input's label maps never depend on the other inputs of a run except, for a model with a
+set-context branch, through the set's summary (a (2C,) vector gathered input by input first): CPU
+kernels are not bit-identical across batch shapes, and resumed and distributed runs promise the
+same files as one local run, so batches never mix inputs. Memory is bounded per input: the
+normalised volume (float32), the label maps in their output dtype and one batch of slices.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pancakes_data.io import GREY_WEIGHTS
 from pancakes_model.inference.mapping import queries_to_labels
 from pancakes_model.network import Pancakes, check_mk
 
-__all__ = ["predict_array", "segment"]
+__all__ = ["predict_array", "segment", "summarize_array"]
 
 
 def _slices(norm: np.ndarray, axis: int | None):
@@ -30,6 +31,60 @@ def _slices(norm: np.ndarray, axis: int | None):
         return
     for i in range(norm.shape[axis]):
         yield i, np.take(norm, i, axis=axis)
+
+
+def _plane_spacing(data: np.ndarray, spacing: Sequence[float] | None, axis: int) -> tuple[float, ...] | None:
+    if spacing is None:
+        return None
+    return tuple(spacing[:2]) if data.ndim == 2 else tuple(spacing[a] for a in range(3) if a != axis)
+
+
+def _batches(norm: np.ndarray, axis: int, plane_spacing, size: int, batch: int):
+    """(plan, [(slice index, slice on the model grid), …]) in batches of ``batch`` slices of one input."""
+    pending: list[tuple[int, np.ndarray]] = []
+    plan: SlicePlan | None = None
+    for i, sl in _slices(norm, axis):
+        plan = plan or SlicePlan.for_slice(sl.shape, plane_spacing, size)
+        pending.append((i, plan.forward(sl)))
+        if len(pending) == batch:
+            yield plan, pending
+            pending = []
+    if pending:
+        yield plan, pending
+
+
+def _check_input(data: np.ndarray) -> None:
+    if data.ndim not in (2, 3):
+        raise ValueError(f"expected a 2D image or a 3D volume, got shape {data.shape}")
+
+
+@torch.inference_mode()
+def summarize_array(
+    model: Pancakes,
+    data: np.ndarray,
+    *,
+    spacing: Sequence[float] | None = None,
+    axis: int = 2,
+    modality: str = "mr",
+    batch: int = 4,
+    device: str | torch.device = "cpu",
+    normalized: np.ndarray | None = None,
+) -> tuple[np.ndarray, int]:
+    """One input's share of the set summary of a model with a set-context branch: the sum of its
+    slices' descriptions (float64, (2C,)) and their number. A set's summary is the total sum over
+    the total count, gathered input by input in any order (the sum is taken in float64 and each
+    input's share does not depend on the others, so a Dask run gets the local run's summary).
+    Arguments as :func:`predict_array`."""
+    _check_input(data)
+    pre = model.preprocess
+    norm = normalized if normalized is not None else pre.normalize(data, modality=modality)
+    dev = torch.device(device)
+    total, count = np.zeros(2 * model.config.features, np.float64), 0
+    for _plan, pending in _batches(norm, axis, _plane_spacing(data, spacing, axis), pre.size, batch):
+        x = torch.from_numpy(np.stack([im for _, im in pending]))[None, :, None].to(dev)
+        total += model.set_summary(x)[0].double().sum(0).cpu().numpy()
+        count += len(pending)
+    return total, count
 
 
 @torch.inference_mode()
@@ -46,6 +101,7 @@ def predict_array(
     device: str | torch.device = "cpu",
     progress: Callable[[int], None] | None = None,
     normalized: np.ndarray | None = None,
+    context: np.ndarray | None = None,
 ) -> np.ndarray:
     """Label maps of one 2D image (H, W) or 3D volume, on its own grid.
 
@@ -60,29 +116,27 @@ def predict_array(
         device: where the network runs.
         progress: called with the number of slices done after each batch.
         normalized: ``data`` already normalised (saves a second pass when the caller has it).
+        context: (2C,) the set's summary (:func:`summarize_array`, total / count) for a model with
+            a set-context branch; None there: the input is a set of its own (its slices).
 
     Returns:
         (M, *data.shape) uint8 labels (uint16 when K > 256).
     """
     check_mk(M, K)
-    if data.ndim not in (2, 3):
-        raise ValueError(f"expected a 2D image or a 3D volume, got shape {data.shape}")
+    _check_input(data)
     pre = model.preprocess
     norm = normalized if normalized is not None else pre.normalize(data, modality=modality)
+    if model.context is not None and context is None:
+        total, count = summarize_array(model, data, axis=axis, spacing=spacing, batch=batch, device=device,
+                                       normalized=norm)  # fmt: skip
+        context = total / count
+    dev = torch.device(device)
+    ctx = None if context is None else torch.as_tensor(np.asarray(context, np.float32))[None].to(dev)
     # a 2D image's maps are the mapping's own array (no second image-sized copy: 648 MB at 9000²)
     out = np.empty((M, *data.shape), np.uint8 if K <= 256 else np.uint16) if data.ndim == 3 else None
-    if data.ndim == 2:
-        plane_spacing = tuple(spacing[:2]) if spacing is not None else None
-    else:
-        plane_spacing = tuple(spacing[a] for a in range(3) if a != axis) if spacing is not None else None
-    dev = torch.device(device)
-    pending: list[tuple[int, np.ndarray]] = []
-    plan: SlicePlan | None = None
-
-    def flush() -> None:
-        nonlocal out
+    for plan, pending in _batches(norm, axis, _plane_spacing(data, spacing, axis), pre.size, batch):
         x = torch.from_numpy(np.stack([im for _, im in pending]))[None, :, None].to(dev)
-        f = model.factors(x, M, K)
+        f = model.factors(x, M, K, context=ctx)
         maps = queries_to_labels(f.q.float().cpu(), f.key.float().cpu(), f.bias.float().cpu(), plan)
         if data.ndim == 2:
             out = maps[0]
@@ -93,15 +147,6 @@ def predict_array(
                 out[tuple(idx)] = lab
         if progress:
             progress(len(pending))
-        pending.clear()
-
-    for i, sl in _slices(norm, axis):
-        plan = plan or SlicePlan.for_slice(sl.shape, plane_spacing, pre.size)
-        pending.append((i, plan.forward(sl)))
-        if len(pending) == batch:
-            flush()
-    if pending:
-        flush()
     return out
 
 
@@ -146,4 +191,8 @@ def segment(
             warnings.warn(f"image {n}: constant image; its label maps are not meaningful", stacklevel=2)
         arrays.append(arr)
     model = model or Pancakes.from_pretrained()
-    return [predict_array(model, arr, M=M, K=K).astype(np.int64) for arr in arrays]
+    context = None
+    if model.context is not None:  # the images are one set: its summary, gathered image by image
+        shares = [summarize_array(model, arr) for arr in arrays]
+        context = sum(t for t, _ in shares) / sum(c for _, c in shares)
+    return [predict_array(model, arr, M=M, K=K, context=context).astype(np.int64) for arr in arrays]
