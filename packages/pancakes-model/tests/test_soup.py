@@ -47,6 +47,22 @@ def test_other_architectures_are_refused(tmp_path):
         average_weights([(pa, 0.5), (pb, 0.5)])
 
 
+def test_a_grown_set_context_run_averages_with_its_start(tmp_path):
+    a, pa = _saved(tmp_path, "a", 1)
+    torch.manual_seed(3)
+    grown = a.grow_set_context(8)
+    torch.nn.init.normal_(grown.context.mlp[-1].weight, std=0.1)
+    pb = str(grown.save_pretrained(tmp_path / "grown.safetensors"))
+    soup = average_weights([(pa, 0.5), (pb, 0.5)])
+    assert soup.config.set_context == 8
+    # the start contributes a zero last layer: the branch's weights are halved, the rest averaged
+    last = "context.mlp.2.weight"
+    torch.testing.assert_close(soup.state_dict()[last], 0.5 * grown.state_dict()[last])
+    _, pc = _saved(tmp_path, "c", 2, set_context=4)
+    with pytest.raises(ValueError, match="another model config"):
+        average_weights([(pb, 0.5), (pc, 0.5)])
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

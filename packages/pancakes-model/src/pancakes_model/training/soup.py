@@ -64,6 +64,12 @@ def average_weights(ingredients: Sequence[tuple[str | Path, float]]) -> Pancakes
     if total <= 0:
         raise UserError(f"the ingredient weights sum to {total}; at least one must be > 0")
     models = [load_weights(Pancakes, path) for path, _ in ingredients]
+    # a run that grew a set-context branch averages with its start: the start gets the branch with
+    # its zero last layer, which is its own function (network/context.py)
+    widths = {m.config.set_context for m in models} - {0}
+    if len(widths) == 1:
+        width = widths.pop()
+        models = [m.grow_set_context(width) if m.context is None else m for m in models]
     first = models[0]
     for (path, _), model in zip(ingredients, models):
         # label caps only mask logits at inference; every other field changes what a parameter means
