@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -15,10 +16,15 @@ from pancakes_model.network.config import PancakesConfig
 
 
 def _context_model(seed: int = 0, hidden: int = 16) -> Pancakes:
-    """The shipped weights with a branch that is not the identity (grown, it starts at zero). A
-    random UNet's bottleneck barely depends on its input, so its set summary would not either."""
+    """Trained features (the shipped weights' UNet) with a fresh branch that is not the identity
+    (grown, it starts at zero). A random UNet's bottleneck barely depends on its input, so its set
+    summary would not either."""
     torch.manual_seed(seed)
-    model = Pancakes.from_pretrained("default").grow_set_context(hidden).eval()
+    shipped = Pancakes.from_pretrained("default")
+    plain = Pancakes(dataclasses.replace(shipped.config, set_context=0))
+    plain.load_state_dict({k: v for k, v in shipped.state_dict().items() if not k.startswith("context.")})
+    plain.preprocess = shipped.preprocess
+    model = plain.grow_set_context(hidden).eval()
     torch.nn.init.normal_(model.context.mlp[-1].weight, std=0.3)
     return model
 
@@ -151,3 +157,21 @@ def test_a_corrupt_like_summary_is_refused(pngs, tmp_path, capsys):
     run.write_text(json.dumps(meta))
     assert main(["segment", str(pngs), "--out", str(tmp_path / "b"), "--like", str(tmp_path / "a"), *base]) == 2
     assert "set_context" in capsys.readouterr().err
+
+
+def test_the_branch_can_learn_at_its_own_rate():
+    from types import SimpleNamespace
+
+    from pancakes_model.training.config import ConfigError, TrainSection, _check, load_config
+    from pancakes_model.training.trainer import Trainer
+
+    model = _context_model()
+    t = TrainSection(lr=1e-4, context_lr_scale=10.0)
+    groups = Trainer._param_groups(SimpleNamespace(model=model), t)
+    assert len(groups) == 2 and groups[1]["lr"] == pytest.approx(1e-3)
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in model.context.parameters()}
+    # the default keeps one group, so checkpoints of earlier runs resume
+    assert len(Trainer._param_groups(SimpleNamespace(model=model), TrainSection())) == 1
+    with pytest.raises(ConfigError, match="context_lr_scale"):
+        _check(dataclasses.replace(load_config(None), train=TrainSection(context_lr_scale=0.0)))

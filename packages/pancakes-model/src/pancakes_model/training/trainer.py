@@ -123,7 +123,7 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.objective = torch.nn.parallel.DistributedDataParallel(self.objective, device_ids=ids)
         fused = self.device.type in ("cpu", "cuda")
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay, fused=fused)
+        self.opt = torch.optim.AdamW(self._param_groups(t), lr=t.lr, weight_decay=t.weight_decay, fused=fused)
         self.scheduler = make_scheduler(self.opt, t)
         self.step, self.best, self.elapsed = 0, float("nan"), 0.0
         self.dev = load_dev(cfg.val.dev) if cfg.val.dev else None
@@ -149,6 +149,15 @@ class Trainer:
             torch.set_num_threads(t.threads)
         torch.set_flush_denormal(True)  # AdamW state sinks into denormals otherwise (200× slower step)
         return device
+
+    def _param_groups(self, t) -> list[dict]:
+        """One group, or two when the set-context branch learns at ``context_lr_scale`` × lr (the
+        schedule's LambdaLR scales each group's own base lr)."""
+        if t.context_lr_scale == 1.0 or self.model.context is None:
+            return [{"params": list(self.model.parameters())}]
+        branch = {id(p) for p in self.model.context.parameters()}
+        rest = [p for p in self.model.parameters() if id(p) not in branch]
+        return [{"params": rest}, {"params": list(self.model.context.parameters()), "lr": t.lr * t.context_lr_scale}]
 
     def _build_model(self, t) -> Pancakes:
         if t.init:  # continue existing weights (e.g. the shipped model on new data)
