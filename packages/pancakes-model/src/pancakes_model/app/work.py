@@ -1,7 +1,8 @@
 """One input's work: read it, segment it, write its files into the partial folder.
 
 The same function runs in this process (threads) and on Dask workers; an input is always segmented
-on its own, so where it runs never changes its files. Everything a worker needs travels in a
+on its own (its only link to the other inputs is the set's summary in ``Job.context``, for a model
+with a set-context branch), so where it runs never changes its files. Everything a worker needs travels in a
 :class:`Job` (plain data); the model is loaded once per process and checked by its SHA-256.
 """
 
