@@ -24,7 +24,7 @@ from pancakes_data.io import GREY_WEIGHTS, ArrayInput
 from pancakes_data.palette import palette
 from pancakes_model.app.common import AXES
 from pancakes_model.app.segment import run_segment
-from pancakes_model.inference.predict import predict_array, summarize_array
+from pancakes_model.inference.predict import combine_shares, predict_array, summarize_array
 from pancakes_model.network import Pancakes
 
 __all__ = ["MODES", "SetImage", "export_set", "gather", "labels_layer", "segment_set"]
@@ -189,14 +189,13 @@ def segment_set(
 
     context = None
     if model.context is not None:  # a set-context model: the set's summary first, image by image
-        total, count = 0.0, 0
+        shares = []
         for image in images:
             if cancelled():
                 return
             arr, spacing = prepared(image)
-            share, n = summarize_array(model, arr, spacing=spacing, axis=image.axis, device=device)
-            total, count = total + share, count + n
-        context = total / count
+            shares.append(summarize_array(model, arr, spacing=spacing, axis=image.axis, device=device))
+        context = combine_shares(shares)
     for i, image in enumerate(images):
         if cancelled():
             return

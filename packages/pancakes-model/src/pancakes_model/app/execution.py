@@ -17,11 +17,11 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import torch
 
 from pancakes_data.cluster import close_client, dask_client
 from pancakes_model.app.work import Job, run_input, run_input_on_worker, summarize_input, summarize_input_on_worker
+from pancakes_model.inference.predict import combine_shares
 from pancakes_model.network import Pancakes
 
 __all__ = ["close_client", "dask_client", "run_dask", "run_local", "set_context"]
@@ -100,8 +100,5 @@ def set_context(
         run_dask(job, client, todo, record, task=summarize_input_on_worker)
     else:
         run_local(job, model, todo, record, parallel=parallel, task=summarize_input)
-    total, count = np.zeros(2 * model.config.features, np.float64), 0
-    for i in range(len(refs)):
-        total += np.asarray(shares[i]["sum"], np.float64)
-        count += shares[i]["count"]
-    return tuple(float(v) for v in total / count)
+    summary = combine_shares((shares[i]["sum"], shares[i]["count"]) for i in range(len(refs)))
+    return tuple(float(v) for v in summary)

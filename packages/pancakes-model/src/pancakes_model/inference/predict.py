@@ -11,7 +11,7 @@ normalised volume (float32), the label maps in their output dtype and one batch 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from pancakes_data.io import GREY_WEIGHTS
 from pancakes_model.inference.mapping import queries_to_labels
 from pancakes_model.network import Pancakes, check_mk
 
-__all__ = ["predict_array", "segment", "summarize_array"]
+__all__ = ["combine_shares", "predict_array", "segment", "summarize_array"]
 
 
 def _slices(norm: np.ndarray, axis: int | None):
@@ -87,6 +87,18 @@ def summarize_array(
     return total, count
 
 
+def combine_shares(shares: Iterable[tuple[np.ndarray, int]]) -> np.ndarray:
+    """The set's summary from its inputs' shares (:func:`summarize_array`), added in the order
+    given, in float64 — the one place the summary is formed, so every route gets the same bits."""
+    total, count = None, 0
+    for share, n in shares:
+        total = np.asarray(share, np.float64) if total is None else total + np.asarray(share, np.float64)
+        count += n
+    if total is None or count == 0:
+        raise ValueError("the set is empty: no share to combine")
+    return total / count
+
+
 @torch.inference_mode()
 def predict_array(
     model: Pancakes,
@@ -127,9 +139,8 @@ def predict_array(
     pre = model.preprocess
     norm = normalized if normalized is not None else pre.normalize(data, modality=modality)
     if model.context is not None and context is None:
-        total, count = summarize_array(model, data, axis=axis, spacing=spacing, batch=batch, device=device,
-                                       normalized=norm)  # fmt: skip
-        context = total / count
+        share = summarize_array(model, data, axis=axis, spacing=spacing, batch=batch, device=device, normalized=norm)
+        context = combine_shares([share])
     dev = torch.device(device)
     ctx = None if context is None else torch.as_tensor(np.asarray(context, np.float32))[None].to(dev)
     # a 2D image's maps are the mapping's own array (no second image-sized copy: 648 MB at 9000²)
@@ -193,6 +204,5 @@ def segment(
     model = model or Pancakes.from_pretrained()
     context = None
     if model.context is not None:  # the images are one set: its summary, gathered image by image
-        shares = [summarize_array(model, arr) for arr in arrays]
-        context = sum(t for t, _ in shares) / sum(c for _, c in shares)
+        context = combine_shares(summarize_array(model, arr) for arr in arrays)
     return [predict_array(model, arr, M=M, K=K, context=context).astype(np.int64) for arr in arrays]
