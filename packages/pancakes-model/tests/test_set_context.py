@@ -175,3 +175,34 @@ def test_the_branch_can_learn_at_its_own_rate():
     assert len(Trainer._param_groups(SimpleNamespace(model=model), TrainSection())) == 1
     with pytest.raises(ConfigError, match="context_lr_scale"):
         _check(dataclasses.replace(load_config(None), train=TrainSection(context_lr_scale=0.0)))
+
+
+@pytest.mark.parametrize("flat", [False, True])
+def test_a_run_whose_branch_has_its_own_rate_resumes_with_each_moment_on_its_parameter(tmp_path, flat):
+    # Two groups number the parameters group by group, not in model order: a resume that read them
+    # in model order refused the checkpoint (stage 17's first resume) or could misplace the moments.
+    from types import SimpleNamespace
+
+    from pancakes_model.training import checkpoint
+    from pancakes_model.training.config import ConfigError, TrainSection
+    from pancakes_model.training.trainer import Trainer
+
+    def build(scale):
+        torch.manual_seed(0)
+        model = Pancakes(features=8, sampler_dims=8).grow_set_context(8)
+        groups = Trainer._param_groups(SimpleNamespace(model=model), TrainSection(lr=1e-3, context_lr_scale=scale))
+        return model, torch.optim.AdamW(groups, lr=1e-3)
+
+    model, opt = build(10.0)
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    opt.step()
+    where = checkpoint.save(tmp_path, step=1, model=model, optimizer=opt, state={}, provenance={}, flat=flat)
+    again, opt2 = build(10.0)
+    checkpoint.load(where, model=again, optimizer=opt2, device=torch.device("cpu"))
+    assert [g["lr"] for g in opt2.param_groups] == pytest.approx([1e-3, 1e-2])
+    for (name, p), q in zip(model.named_parameters(), again.parameters(), strict=True):
+        assert torch.equal(opt.state[p]["exp_avg"], opt2.state[q]["exp_avg"]), name
+    _, one_group = build(1.0)
+    with pytest.raises(ConfigError, match="optimizer group"):
+        checkpoint.load(where, model=build(1.0)[0], optimizer=one_group, device=torch.device("cpu"))

@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from pancakes_model.network import load_weights
 from pancakes_model.network.weights import user_mode
+from pancakes_model.training.config import ConfigError
 
 __all__ = ["FLAT", "latest", "load", "save"]
 
@@ -163,15 +164,26 @@ def load(path: Path, *, model, optimizer: torch.optim.Optimizer, device: torch.d
         model.load_state_dict(loaded.state_dict())
         state = json.loads((path / "state.json").read_text(encoding="utf-8"))
         tensors = load_file(str(path / "optimizer.safetensors"))
-    params = list(model.parameters())
+    # The saved state is indexed as torch numbers parameters: group by group, in group order (a
+    # set-context branch with its own learning rate is the second group), so the optimizer's own
+    # layout, not model.parameters(), maps an index back to its parameter.
+    current = optimizer.state_dict()["param_groups"]
+    sizes = [len(g["params"]) for g in current]
+    saved = state["param_groups"]
+    if len(saved) != len(current):
+        raise ConfigError(
+            f"--resume: the checkpoint at {path} has {len(saved)} optimizer group(s), this config builds "
+            f"{len(current)} (train.context_lr_scale changed?)"
+        )
     restored: dict[str, Any] = {"state": {}, "param_groups": []}
-    for i in range(len(params)):
+    for g, cur in zip(saved, current, strict=True):
+        restored["param_groups"].append({**g, "params": cur["params"]})
+    for i in range(sum(sizes)):
         keys = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(f"{i}.")}
         if keys:
             restored["state"][i] = {k: v.to(device) for k, v in keys.items()}
-    for g in state["param_groups"]:
-        restored["param_groups"].append({**g, "params": list(range(len(params)))})
     optimizer.load_state_dict(restored)
+    params = [p for g in optimizer.param_groups for p in g["params"]]
     for p in params:  # the files hold contiguous tensors; fused AdamW wants each state laid out as its param
         for key, val in optimizer.state.get(p, {}).items():
             if isinstance(val, torch.Tensor) and val.shape == p.shape and val.stride() != p.stride():
