@@ -15,17 +15,20 @@ from pancakes_model.app.cli import main
 from pancakes_model.network.config import PancakesConfig
 
 
-def _context_model(seed: int = 0, hidden: int = 16) -> Pancakes:
+def _context_model(seed: int = 0, hidden: int = 16, per_image: bool = False) -> Pancakes:
     """Trained features (the shipped weights' UNet) with a fresh branch that is not the identity
     (grown, it starts at zero). A random UNet's bottleneck barely depends on its input, so its set
-    summary would not either."""
+    summary would not either. ``per_image``: the branch also sees each image, with non-zero weights."""
     torch.manual_seed(seed)
     shipped = Pancakes.from_pretrained("default")
-    plain = Pancakes(dataclasses.replace(shipped.config, set_context=0))
+    plain = Pancakes(dataclasses.replace(shipped.config, set_context=0, context_per_image=False))
     plain.load_state_dict({k: v for k, v in shipped.state_dict().items() if not k.startswith("context.")})
     plain.preprocess = shipped.preprocess
     model = plain.grow_set_context(hidden).eval()
     torch.nn.init.normal_(model.context.mlp[-1].weight, std=0.3)
+    if per_image:
+        model = model.grow_per_image_context().eval()
+        torch.nn.init.normal_(model.context.mlp[0].weight[:, 4 * 16 :], std=0.3)  # the per-image inputs (C = 32)
     return model
 
 
@@ -45,8 +48,9 @@ def test_a_grown_branch_starts_as_the_model_it_grows_from():
         grown.grow_set_context(8)
 
 
-def test_the_set_summary_streams_image_by_image():
-    model = _context_model()
+@pytest.mark.parametrize("per_image", [False, True])
+def test_the_set_summary_streams_image_by_image(per_image):
+    model = _context_model(per_image=per_image)
     x = _images(1, 5)
     with torch.no_grad():
         whole = model.queries(x)
@@ -57,8 +61,9 @@ def test_the_set_summary_streams_image_by_image():
         model.queries(x, summary[:, :3])
 
 
-def test_images_of_a_set_see_each_other_and_the_order_does_not_matter():
-    model = _context_model()
+@pytest.mark.parametrize("per_image", [False, True])
+def test_images_of_a_set_see_each_other_and_the_order_does_not_matter(per_image):
+    model = _context_model(per_image=per_image)
     x = _images(1, 3)
     with torch.no_grad():
         q = model.queries(x)
@@ -82,17 +87,40 @@ def test_the_branch_learns_from_zero():
     assert model.context.mlp[-1].weight.grad.abs().sum() > 0
 
 
-def test_weights_round_trip_and_config_checks(tmp_path):
-    model = _context_model()
+@pytest.mark.parametrize("per_image", [False, True])
+def test_weights_round_trip_and_config_checks(tmp_path, per_image):
+    model = _context_model(per_image=per_image)
     path = model.save_pretrained(tmp_path / "ctx.safetensors")
     loaded = Pancakes.from_pretrained(path)
-    assert loaded.config.set_context == 16
+    assert loaded.config.set_context == 16 and loaded.config.context_per_image == per_image
     x = _images(1, 3)
     with torch.no_grad():
         assert torch.equal(loaded.factors(x, 2, 3).labels(), model.factors(x, 2, 3).labels())
     for bad in (-1, True, 2.5, 10**6):
         with pytest.raises(ValueError, match="set_context"):
             PancakesConfig(set_context=bad)
+    with pytest.raises(ValueError, match="context_per_image"):
+        PancakesConfig(context_per_image="yes", set_context=8)
+    with pytest.raises(ValueError, match="needs a set-context branch"):
+        PancakesConfig(context_per_image=True)
+
+
+def test_per_image_inputs_grow_at_zero_and_leave_a_set_of_one_as_the_shared_branch_does():
+    shared = _context_model()
+    grown = shared.grow_per_image_context().eval()
+    assert grown.config.context_per_image and not shared.config.context_per_image
+    x = _images(1, 4)
+    with torch.no_grad():
+        assert torch.equal(grown.factors(x, 3, 5).labels(), shared.factors(x, 3, 5).labels())
+        torch.nn.init.normal_(grown.context.mlp[0].weight[:, 64:], std=0.3)
+        # one image is its own set: its difference from the set is zero, whatever those weights are
+        torch.testing.assert_close(grown.queries(x[:, :1]), shared.queries(x[:, :1]), rtol=1e-4, atol=1e-5)
+        # in a set of four each image is modulated by how it differs from the others
+        assert not torch.allclose(grown.queries(x), shared.queries(x), atol=1e-3)
+    with pytest.raises(ValueError, match="already sees each image"):
+        grown.grow_per_image_context()
+    with pytest.raises(ValueError, match="no set-context branch"):
+        Pancakes(features=8, sampler_dims=8).grow_per_image_context()
 
 
 @pytest.fixture

@@ -61,6 +61,15 @@ def test_a_grown_set_context_run_averages_with_its_start(tmp_path):
     _, pc = _saved(tmp_path, "c", 2, set_context=4)
     with pytest.raises(ValueError, match="another model config"):
         average_weights([(pb, 0.5), (pc, 0.5)])
+    # one that grew per-image inputs (2C = 64 more columns) averages with a start without them
+    wide = grown.grow_per_image_context()
+    torch.nn.init.normal_(wide.context.mlp[0].weight[:, 64:], std=0.1)
+    pw = str(wide.save_pretrained(tmp_path / "wide.safetensors"))
+    soup = average_weights([(pb, 0.5), (pw, 0.5)])
+    assert soup.config.context_per_image
+    first = soup.state_dict()["context.mlp.0.weight"]
+    torch.testing.assert_close(first[:, :64], grown.state_dict()["context.mlp.0.weight"])
+    torch.testing.assert_close(first[:, 64:], 0.5 * wide.state_dict()["context.mlp.0.weight"][:, 64:])
 
 
 @pytest.mark.parametrize(

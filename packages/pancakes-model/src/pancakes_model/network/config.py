@@ -30,6 +30,9 @@ class PancakesConfig:
     # width of the set-context branch (network/context.py): the images of a set see a summary of
     # the set; 0 = none (images of a set never interact)
     set_context: int = 0
+    # the set-context branch also sees each image's own description relative to the set's, so the
+    # images of a set are modulated apart (network/context.py)
+    context_per_image: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -53,6 +56,10 @@ class PancakesConfig:
         value = self.set_context
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 4096:
             raise ValueError(f"model config set_context must be an integer in [0, 4096], got {value!r}")
+        if not isinstance(self.context_per_image, bool):
+            raise ValueError(f"model config context_per_image must be true or false, got {self.context_per_image!r}")
+        if self.context_per_image and not self.set_context:
+            raise ValueError("model config context_per_image needs a set-context branch (set_context > 0)")
         for name in ("temperature", "bias_bound"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e4:

@@ -13,6 +13,12 @@ the label maps of one image depend on the others only through that (2C,) vector.
 
 The last layer starts at zero: a branch grown on trained weights is the identity until training
 moves it, so the model it is grown from is where training starts.
+
+With ``per_image`` the MLP also sees how each image differs from the set (its own mean and standard
+deviation minus the set's), so the images of a set get their own scale and shift: one image of a
+set of five can learn that it is brighter than the others, where the shared summary alone tells
+all five the same. At S = 1 the difference is zero and the branch is the shared one. Grown on a
+branch without it (:meth:`SetContext.with_per_image`), the new inputs' weights start at zero.
 """
 
 from __future__ import annotations
@@ -31,15 +37,16 @@ class SetContext(nn.Module):
         features: channels of the UNet (C).
         hidden: width of the MLP.
         levels: UNet levels (L): the bottleneck and L decoder outputs are modulated.
+        per_image: the MLP also sees each image's own description relative to the set's.
     """
 
-    def __init__(self, *, features: int, hidden: int, levels: int) -> None:
+    def __init__(self, *, features: int, hidden: int, levels: int, per_image: bool = False) -> None:
         super().__init__()
         self.features = features
         self.levels = levels
-        self.mlp = nn.Sequential(
-            nn.Linear(2 * features, hidden), nn.PReLU(), nn.Linear(hidden, 2 * features * (levels + 1))
-        )
+        self.per_image = per_image
+        inputs = (4 if per_image else 2) * features
+        self.mlp = nn.Sequential(nn.Linear(inputs, hidden), nn.PReLU(), nn.Linear(hidden, 2 * features * (levels + 1)))
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
 
@@ -50,14 +57,39 @@ class SetContext(nn.Module):
         x = bottleneck.float()
         return torch.cat([x.mean(dim=(2, 3)), x.pow(2).mean(dim=(2, 3))], dim=1)
 
-    def films(self, summary: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    @staticmethod
+    def _moments(description: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, square = description.float().chunk(2, dim=1)
+        return mean, (square - mean.pow(2)).clamp_min(0).add(1e-6).sqrt()
+
+    def films(self, summary: torch.Tensor, own: torch.Tensor | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Set summaries (G, 2C) → L + 1 pairs (γ, β) of (G, C, 1, 1), bottleneck first.
 
         The MLP sees the set's mean and standard deviation per channel (the mean square alone
-        grows with the square of the features' scale).
+        grows with the square of the features' scale). With ``per_image``, row g of ``summary`` is
+        the summary of image g's set and ``own`` (G, 2C) image g's own description
+        (:meth:`describe`); the MLP also sees their difference.
         """
-        mean, square = summary.float().chunk(2, dim=1)
-        std = (square - mean.pow(2)).clamp_min(0).add(1e-6).sqrt()
-        out = self.mlp(torch.cat([mean, std], dim=1))
+        if self.per_image != (own is not None):
+            raise ValueError("a per-image branch needs each image's own description (and only it)")
+        mean, std = self._moments(summary)
+        parts = [mean, std]
+        if own is not None:
+            own_mean, own_std = self._moments(own)
+            parts += [own_mean - mean, own_std - std]
+        out = self.mlp(torch.cat(parts, dim=1))
         out = rearrange(out, "G (L two C) -> L two G C 1 1", L=self.levels + 1, two=2, C=self.features)
         return [(out[i, 0], out[i, 1]) for i in range(self.levels + 1)]
+
+    def with_per_image(self) -> SetContext:
+        """This branch with the per-image inputs added at zero weight: the same function (a new
+        module; this one is left as it is)."""
+        if self.per_image:
+            raise ValueError("the branch already sees each image's own description")
+        first, hidden = self.mlp[0], self.mlp[0].out_features
+        grown = SetContext(features=self.features, hidden=hidden, levels=self.levels, per_image=True)
+        grown.load_state_dict({k: v for k, v in self.state_dict().items() if k != "mlp.0.weight"}, strict=False)
+        with torch.no_grad():
+            grown.mlp[0].weight.zero_()
+            grown.mlp[0].weight[:, : first.in_features] = first.weight
+        return grown.to(first.weight.device)

@@ -69,7 +69,11 @@ class Pancakes(nn.Module):
             bias_bound=cfg.bias_bound,
         )
         self.context = (
-            SetContext(features=cfg.features, hidden=cfg.set_context, levels=cfg.levels) if cfg.set_context else None
+            SetContext(
+                features=cfg.features, hidden=cfg.set_context, levels=cfg.levels, per_image=cfg.context_per_image
+            )
+            if cfg.set_context
+            else None
         )
         # channels_last: the layout mkldnn's convolutions are fastest in on CPUs (inference and the
         # bf16 training step); set_memory_format changes it
@@ -226,14 +230,20 @@ class Pancakes(nn.Module):
             context = rearrange(described, "(B S) D -> B S D", B=b).mean(1)
         if context.shape != (b, 2 * self.config.features):
             raise ValueError(f"context must have shape {(b, 2 * self.config.features)}, got {tuple(context.shape)}")
-        films = [
-            tuple(t.repeat_interleave(s, dim=0) for t in pair) for pair in self.context.films(context.to(images.device))
-        ]
+        context = context.to(images.device)
+        if self.context.per_image:  # each image's own FiLM: its set's summary beside its own description
+            films, per_image = None, context.repeat_interleave(s, dim=0)
+        else:  # one FiLM per set, shared by its images
+            films = [tuple(t.repeat_interleave(s, dim=0) for t in pair) for pair in self.context.films(context)]
         parts, start = [], 0
         for i, x in enumerate(chunks):
             n = x.shape[0]
             bottleneck, skips = encoded[i] if encoded is not None else contract(x)
-            parts.append(expand(bottleneck, skips, [(g[start : start + n], t[start : start + n]) for g, t in films]))
+            if films is None:
+                mine = self.context.films(per_image[start : start + n], SetContext.describe(bottleneck))
+            else:
+                mine = [(g[start : start + n], t[start : start + n]) for g, t in films]
+            parts.append(expand(bottleneck, skips, mine))
             start += n
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
@@ -246,6 +256,24 @@ class Pancakes(nn.Module):
         missing, unexpected = grown.load_state_dict(self.state_dict(), strict=False)
         if unexpected or any(not k.startswith("context.") for k in missing):
             raise ValueError(f"cannot grow: missing {missing}, unexpected {unexpected}")
+        grown.preprocess, grown.provenance = self.preprocess, dict(self.provenance)
+        grown.featurizer_dtype, grown.cpu_chunk = self.featurizer_dtype, self.cpu_chunk
+        grown.set_memory_format(self.memory_format)
+        return grown.to(next(self.parameters()).device).train(self.training)
+
+    def grow_per_image_context(self) -> Pancakes:
+        """This model with its set-context branch also seeing each image's own description
+        (``config.context_per_image``); the new inputs start at zero weight, so the function is
+        unchanged (a new module; this one is left as it is)."""
+        if self.context is None:
+            raise ValueError("the model has no set-context branch to extend (grow_set_context first)")
+        if self.context.per_image:
+            raise ValueError("the model's set-context branch already sees each image")
+        grown = Pancakes(dataclasses.replace(self.config, context_per_image=True))
+        grown.load_state_dict(
+            {k: v for k, v in self.state_dict().items() if not k.startswith("context.")}, strict=False
+        )
+        grown.context = self.context.with_per_image()
         grown.preprocess, grown.provenance = self.preprocess, dict(self.provenance)
         grown.featurizer_dtype, grown.cpu_chunk = self.featurizer_dtype, self.cpu_chunk
         grown.set_memory_format(self.memory_format)

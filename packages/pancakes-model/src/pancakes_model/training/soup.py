@@ -70,6 +70,8 @@ def average_weights(ingredients: Sequence[tuple[str | Path, float]]) -> Pancakes
     if len(widths) == 1:
         width = widths.pop()
         models = [m.grow_set_context(width) if m.context is None else m for m in models]
+        if any(m.config.context_per_image for m in models):  # likewise a branch that grew per-image inputs
+            models = [m if m.config.context_per_image else m.grow_per_image_context() for m in models]
     first = models[0]
     for (path, _), model in zip(ingredients, models):
         # label caps only mask logits at inference; every other field changes what a parameter means

@@ -166,6 +166,8 @@ class Trainer:
                 model.config = dataclasses.replace(model.config, label_caps=self.cfg.model.label_caps)
             if self.cfg.model.set_context and model.context is None:  # grown zero-initialised: same function
                 model = model.grow_set_context(self.cfg.model.set_context)
+            if self.cfg.model.context_per_image and not model.config.context_per_image:  # also zero-initialised
+                model = model.grow_per_image_context()
         else:
             model = Pancakes(self.cfg.model).to(self.device).train()
         self.base_provenance = dict(model.provenance)
