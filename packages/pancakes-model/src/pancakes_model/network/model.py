@@ -247,6 +247,14 @@ class Pancakes(nn.Module):
             start += n
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
+    def _settled(self, grown: Pancakes) -> Pancakes:
+        """``grown`` (a grown copy of this model) given this model's preprocessing, provenance,
+        compute settings, device and mode."""
+        grown.preprocess, grown.provenance = self.preprocess, dict(self.provenance)
+        grown.featurizer_dtype, grown.cpu_chunk = self.featurizer_dtype, self.cpu_chunk
+        grown.set_memory_format(self.memory_format)
+        return grown.to(next(self.parameters()).device).train(self.training)
+
     def grow_set_context(self, hidden: int) -> Pancakes:
         """This model with a set-context branch of width ``hidden`` added, zero-initialised so the
         function is unchanged (a new module; this one is left as it is)."""
@@ -256,10 +264,7 @@ class Pancakes(nn.Module):
         missing, unexpected = grown.load_state_dict(self.state_dict(), strict=False)
         if unexpected or any(not k.startswith("context.") for k in missing):
             raise ValueError(f"cannot grow: missing {missing}, unexpected {unexpected}")
-        grown.preprocess, grown.provenance = self.preprocess, dict(self.provenance)
-        grown.featurizer_dtype, grown.cpu_chunk = self.featurizer_dtype, self.cpu_chunk
-        grown.set_memory_format(self.memory_format)
-        return grown.to(next(self.parameters()).device).train(self.training)
+        return self._settled(grown)
 
     def grow_per_image_context(self) -> Pancakes:
         """This model with its set-context branch also seeing each image's own description
@@ -274,10 +279,7 @@ class Pancakes(nn.Module):
             {k: v for k, v in self.state_dict().items() if not k.startswith("context.")}, strict=False
         )
         grown.context = self.context.with_per_image()
-        grown.preprocess, grown.provenance = self.preprocess, dict(self.provenance)
-        grown.featurizer_dtype, grown.cpu_chunk = self.featurizer_dtype, self.cpu_chunk
-        grown.set_memory_format(self.memory_format)
-        return grown.to(next(self.parameters()).device).train(self.training)
+        return self._settled(grown)
 
     def factors(
         self, images: torch.Tensor, M: int = 8, K: int = 20, *, context: torch.Tensor | None = None
