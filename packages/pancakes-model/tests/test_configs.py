@@ -41,3 +41,44 @@ def test_the_dev_config_holds_the_losing_case_and_enough_sets():
     assert dev.sets >= 100
     assert ("heldout:spots", "foreground") in {(f.spec, f.target) for f in dev.families}
     assert any(f.spec.startswith("store:") for f in dev.families)
+
+
+def test_a_config_extends_another_and_says_only_what_differs(tmp_path):
+    (tmp_path / "base.toml").write_text(
+        "[train]\nsteps = 100\nseed = 1\nS = [2, 5]\n[model]\nset_context = 8\n"
+        '[[data.sources]]\nspec = "procedural"\nweight = 1.0\n'
+        '[[data.sources]]\nspec = "procedural:blob"\nweight = 2.0\n'
+    )
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "next.toml").write_text(
+        'extends = "../base.toml"\n[train]\nseed = 2\nS = [3, 3]\n[[data.sources]]\nspec = "procedural:voronoi"\n'
+    )
+    cfg = load_config(tmp_path / "sub" / "next.toml")
+    assert (cfg.train.steps, cfg.train.seed, tuple(cfg.train.S)) == (100, 2, (3, 3))  # tables merge, values replace
+    assert cfg.model.set_context == 8
+    assert [s.spec for s in cfg.data.sources] == ["procedural:voronoi"]  # a list is replaced whole
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"a.toml": 'extends = "a.toml"\n'}, "leads back to itself"),
+        ({"a.toml": 'extends = "b.toml"\n', "b.toml": 'extends = "a.toml"\n'}, "leads back to itself"),
+        ({"a.toml": 'extends = "missing.toml"\n'}, "not a file"),
+        ({"a.toml": "extends = 3\n"}, "extends must be"),
+    ],
+)
+def test_a_broken_extends_chain_is_one_config_error(tmp_path, files, message):
+    from pancakes_model.training.config import ConfigError
+
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(tmp_path / "a.toml")
+
+
+def test_stage_18_is_stage_17_with_its_arm():
+    s17, s18 = load_config(ROOT / "configs" / "stage17-cpu.toml"), load_config(ROOT / "configs" / "stage18-cpu.toml")
+    assert s18.model.context_per_image and not s17.model.context_per_image
+    assert (s18.train.seed, s18.out.dir) == (19, "runs/stage18")
+    assert s18.data == s17.data and s18.train.context_lr_scale == s17.train.context_lr_scale == 10.0

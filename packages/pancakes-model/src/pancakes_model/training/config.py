@@ -12,6 +12,11 @@ A TOML file (``configs/*.toml``) and ``--set section.key=value`` overrides are a
     weight = 2.0
     target_mix = { structure = 0.6, foreground = 0.4 }   # optional: this source's own target kinds
 
+A config may start from another: ``extends = "stage17-cpu.toml"`` (a path relative to the file)
+reads that one first and lays this one over it — tables merge key by key, anything else (numbers,
+lists, the list of ``[[data.sources]]``) is replaced whole — so a stage's file says only how it
+differs from the stage before.
+
 A training source may never name or read a development family (``configs/dev.toml``): the check
 runs when the trainer opens the sources (:func:`~pancakes_model.training.data.training_sources`),
 and a test runs it over every config in the repository.
@@ -307,19 +312,42 @@ def _check(cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 
-def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
-    """Defaults ← TOML file ← ``section.key=value`` overrides; validated (see module docstring)."""
+def _layered(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``top`` laid over ``base``: tables merge key by key, any other value replaces."""
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _layered(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def read_toml(path: Path, *, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file's content with its ``extends`` chain resolved (module docstring)."""
     tomllib = toml()
+    if not path.is_file():
+        if _chain:
+            raise ConfigError(f"{_chain[-1]}: extends {path}, which is not a file")
+        raise ConfigNotFound(f"config file not found: {path}")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML ({exc})") from exc
+    if "extends" not in data:
+        return data
+    parent = data.pop("extends")
+    if not isinstance(parent, str) or not parent:
+        raise ConfigError(f"{path}: extends must be the path of another config file, got {parent!r}")
+    base_path = (path.parent / parent).resolve()
+    if base_path in _chain or base_path == path.resolve():
+        raise ConfigError(f"{path}: extends {parent!r} leads back to itself")
+    return _layered(read_toml(base_path, _chain=(*_chain, path.resolve())), data)
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Defaults ← TOML file (its ``extends`` chain first) ← ``section.key=value`` overrides;
+    validated (see module docstring)."""
     cfg = TrainConfig()
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigNotFound(f"config file not found: {p}")
-        try:
-            data = tomllib.loads(p.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{p}: invalid TOML ({exc})") from exc
-        cfg = _build(cfg, data, "")
+        cfg = _build(cfg, read_toml(Path(path)), "")
     for item in overrides:
         cfg = _override(cfg, item)
     return _check(cfg)
