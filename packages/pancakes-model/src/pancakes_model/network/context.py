@@ -18,7 +18,8 @@ With ``per_image`` the MLP also sees how each image differs from the set (its ow
 deviation minus the set's), so the images of a set get their own scale and shift: one image of a
 set of five can learn that it is brighter than the others, where the shared summary alone tells
 all five the same. At S = 1 the difference is zero and the branch is the shared one. Grown on a
-branch without it (:meth:`SetContext.with_per_image`), the new inputs' weights start at zero.
+branch without it (:meth:`~pancakes_model.network.model.Pancakes.grow_per_image_context`), the
+new inputs' weights start at zero.
 """
 
 from __future__ import annotations
@@ -80,16 +81,3 @@ class SetContext(nn.Module):
         out = self.mlp(torch.cat(parts, dim=1))
         out = rearrange(out, "G (L two C) -> L two G C 1 1", L=self.levels + 1, two=2, C=self.features)
         return [(out[i, 0], out[i, 1]) for i in range(self.levels + 1)]
-
-    def with_per_image(self) -> SetContext:
-        """This branch with the per-image inputs added at zero weight: the same function (a new
-        module; this one is left as it is)."""
-        if self.per_image:
-            raise ValueError("the branch already sees each image's own description")
-        first, hidden = self.mlp[0], self.mlp[0].out_features
-        grown = SetContext(features=self.features, hidden=hidden, levels=self.levels, per_image=True)
-        grown.load_state_dict({k: v for k, v in self.state_dict().items() if k != "mlp.0.weight"}, strict=False)
-        with torch.no_grad():
-            grown.mlp[0].weight.zero_()
-            grown.mlp[0].weight[:, : first.in_features] = first.weight
-        return grown.to(first.weight.device)

@@ -275,10 +275,14 @@ class Pancakes(nn.Module):
         if self.context.per_image:
             raise ValueError("the model's set-context branch already sees each image")
         grown = Pancakes(dataclasses.replace(self.config, context_per_image=True))
-        grown.load_state_dict(
-            {k: v for k, v in self.state_dict().items() if not k.startswith("context.")}, strict=False
-        )
-        grown.context = self.context.with_per_image()
+        state = self.state_dict()
+        first = state.pop("context.mlp.0.weight")  # (hidden, 2C): the shared inputs' columns
+        missing, unexpected = grown.load_state_dict(state, strict=False)
+        if unexpected or missing != ["context.mlp.0.weight"]:
+            raise ValueError(f"cannot grow: missing {missing}, unexpected {unexpected}")
+        with torch.no_grad():
+            weight = grown.context.mlp[0].weight.zero_()
+            weight[:, : first.shape[1]] = first
         return self._settled(grown)
 
     def factors(

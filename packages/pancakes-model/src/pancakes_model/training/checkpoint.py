@@ -168,7 +168,6 @@ def load(path: Path, *, model, optimizer: torch.optim.Optimizer, device: torch.d
     # set-context branch with its own learning rate is the second group), so the optimizer's own
     # layout, not model.parameters(), maps an index back to its parameter.
     current = optimizer.state_dict()["param_groups"]
-    sizes = [len(g["params"]) for g in current]
     saved = state["param_groups"]
     if len(saved) != len(current):
         raise ConfigError(
@@ -178,7 +177,7 @@ def load(path: Path, *, model, optimizer: torch.optim.Optimizer, device: torch.d
     restored: dict[str, Any] = {"state": {}, "param_groups": []}
     for g, cur in zip(saved, current, strict=True):
         restored["param_groups"].append({**g, "params": cur["params"]})
-    for i in range(sum(sizes)):
+    for i in range(sum(len(g["params"]) for g in current)):
         keys = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(f"{i}.")}
         if keys:
             restored["state"][i] = {k: v.to(device) for k, v in keys.items()}

@@ -336,10 +336,10 @@ def read_toml(path: Path, *, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     parent = data.pop("extends")
     if not isinstance(parent, str) or not parent:
         raise ConfigError(f"{path}: extends must be the path of another config file, got {parent!r}")
-    base_path = (path.parent / parent).resolve()
-    if base_path in _chain or base_path == path.resolve():
+    chain, base_path = (*_chain, path.resolve()), (path.parent / parent).resolve()
+    if base_path in chain:
         raise ConfigError(f"{path}: extends {parent!r} leads back to itself")
-    return _layered(read_toml(base_path, _chain=(*_chain, path.resolve())), data)
+    return _layered(read_toml(base_path, _chain=chain), data)
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
