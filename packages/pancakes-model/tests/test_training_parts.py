@@ -151,3 +151,16 @@ def test_the_m_k_grid_from_one_featurizer_pass_equals_one_prediction_per_shape()
     for m, k in shapes:
         np.testing.assert_array_equal(grid[m, k], predict_labels(model, images, m, k))
     assert grid[5, 9][:, 0].max() <= 1 and grid[5, 9][:, 1].max() <= 2 and grid[5, 9][:, 2:].max() > 2
+
+
+def test_the_report_refuses_a_missing_or_malformed_results_file_in_one_line(tmp_path, capsys):
+    from pancakes_model.training.report import main
+
+    (tmp_path / "list.json").write_text("[1, 2]")
+    assert main(["--reference", str(tmp_path / "list.json"), f"a={tmp_path / 'list.json'}"]) == 2
+    assert capsys.readouterr().err.strip().endswith("is not a results.json of `pancakes evaluate` (a list)")
+    assert main(["--reference", str(tmp_path / "list.json"), f"a={tmp_path / 'missing.json'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("report: error: cannot read results") and "missing.json" in err and "\n" not in err
+    assert main(["--reference", str(tmp_path / "list.json"), "no-separator"]) == 2
+    assert "NAME=results.json" in capsys.readouterr().err

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from pancakes_model.training.stagerule import (
@@ -178,6 +179,17 @@ def candidates_markdown(runs: dict[str, dict], reference: dict, *, s: str = "3")
     return "\n".join(lines) + "\n"
 
 
+def _read_results(path: Path) -> dict:
+    """A ``results.json`` of ``pancakes evaluate``; ValueError naming the file if it cannot be one."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read results {str(path)!r}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{str(path)!r} is not a results.json of `pancakes evaluate` (a {type(data).__name__})")
+    return data
+
+
 def main(argv=None) -> int:
     """``python -m pancakes_model.training.report --reference R.json NAME=RESULTS.json ...``"""
     ap = argparse.ArgumentParser(prog="python -m pancakes_model.training.report")
@@ -186,11 +198,17 @@ def main(argv=None) -> int:
     ap.add_argument("--write", type=Path, default=None, help="Markdown file with a <!-- MARKER:start/end --> block")
     ap.add_argument("--marker", default="candidates", help="the block's name (one block per round of candidates)")
     args = ap.parse_args(argv)
-    runs = {}
-    for item in args.runs:
-        name, _, path = item.partition("=")
-        runs[name] = json.loads(Path(path).read_text(encoding="utf-8"))
-    text = candidates_markdown(runs, json.loads(args.reference.read_text(encoding="utf-8")))
+    try:
+        runs = {}
+        for item in args.runs:
+            name, sep, path = item.partition("=")
+            if not sep or not name:
+                raise ValueError(f"a run must be NAME=results.json, got {item!r}")
+            runs[name] = _read_results(Path(path))
+        text = candidates_markdown(runs, _read_results(args.reference))
+    except ValueError as exc:
+        print(f"report: error: {exc}", file=sys.stderr)
+        return 2
     if args.write:
         write_block(args.write, text, marker=args.marker)
     else:
