@@ -164,3 +164,17 @@ def test_the_report_refuses_a_missing_or_malformed_results_file_in_one_line(tmp_
     assert err.startswith("report: error: cannot read results") and "missing.json" in err and "\n" not in err
     assert main(["--reference", str(tmp_path / "list.json"), "no-separator"]) == 2
     assert "NAME=results.json" in capsys.readouterr().err
+
+
+def test_the_report_refuses_a_card_without_the_named_block(tmp_path, capsys):
+    from pancakes_model.training.report import main
+
+    dice = {"mean": 0.5, "values": [0.4, 0.5, 0.6]}
+    results = {"sources": {"spots": {"3": {"pancakes": {"set_dice": dice}}}}}
+    (tmp_path / "r.json").write_text(__import__("json").dumps(results))
+    card = tmp_path / "CARD.md"
+    card.write_text("no block here\n")
+    code = main(["--reference", str(tmp_path / "r.json"), f"a={tmp_path / 'r.json'}", "--write", str(card)])
+    assert code == 2
+    assert "has no <!-- candidates:start -->" in capsys.readouterr().err
+    assert card.read_text() == "no block here\n"

@@ -206,13 +206,13 @@ def main(argv=None) -> int:
                 raise ValueError(f"a run must be NAME=results.json, got {item!r}")
             runs[name] = _read_results(Path(path))
         text = candidates_markdown(runs, _read_results(args.reference))
-    except ValueError as exc:
+        if args.write:
+            write_block(args.write, text, marker=args.marker)  # ValueError: the file lacks the block
+        else:
+            print(text)
+    except (ValueError, OSError) as exc:
         print(f"report: error: {exc}", file=sys.stderr)
         return 2
-    if args.write:
-        write_block(args.write, text, marker=args.marker)
-    else:
-        print(text)
     return 0
 
 
