@@ -157,3 +157,25 @@ def test_gaussian_blur_equals_reflect_padded_convolution(shape, sigma, radius):
     ref = F.conv2d(F.pad(x[None], (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
     ref = F.conv2d(F.pad(ref, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)[0]
     torch.testing.assert_close(_gauss(x, sigma, radius=radius), ref, rtol=1e-5, atol=1e-6)
+
+
+def _polarities(intensity_flip: str, sets: int = 30, s: int = 4, size: int = 32) -> list[set[bool]]:
+    """Per set, the polarities its images come out with: a flat dark image (0.15) stays below 0.5
+    in the median under every other transform (brightness ±0.1 twice, noise, the affine's zero
+    padding at the edges) and lands above it when inverted."""
+    img, tgt = torch.full((s, 1, size, size), 0.15), torch.zeros(s, 0, size, size)
+    aug = SetAugmentation(
+        paper_across_set(size, intensity_flip=intensity_flip), paper_within_set(size, intensity_flip=intensity_flip)
+    )
+    return [{bool(x.median() > 0.5) for x in aug(img, tgt, np.random.default_rng(i))[0]} for i in range(sets)]
+
+
+def test_intensity_flip_per_image_or_per_set():
+    per_image, per_set = _polarities("image"), _polarities("set")
+    assert any(len(p) == 2 for p in per_image)  # Table 3: images of one set inverted on their own
+    assert all(len(p) == 1 for p in per_set)  # a set keeps one polarity ...
+    assert {next(iter(p)) for p in per_set} == {True, False}  # ... and whole sets are inverted
+    assert sum(isinstance(t, IntensityFlip) for t in paper_within_set(intensity_flip="set")) == 0
+    assert sum(isinstance(t, IntensityFlip) for t in paper_across_set(intensity_flip="image")) == 0
+    with pytest.raises(ValueError, match="intensity_flip must be one of .*'volume'"):
+        paper_within_set(intensity_flip="volume")

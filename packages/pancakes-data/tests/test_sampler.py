@@ -77,6 +77,8 @@ def test_bad_configs(toy):
         SetSampler([toy], config=SamplerConfig(set_size=(0, 2)))
     with pytest.raises(ValueError, match=r"targets \(T\) must be 1 or 2"):
         SetSampler([toy], config=SamplerConfig(targets=3))
+    with pytest.raises(ValueError, match="intensity_flip must be one of .*got 'pixel'"):
+        SetSampler([toy], config=SamplerConfig(intensity_flip="pixel"))
     with pytest.raises(ValueError, match="nothing to sample"):
         SetSampler([])
     with pytest.raises(ValueError, match="weight must be a finite number"):

@@ -9,7 +9,8 @@ import torch
 from pancakes_model.network import Pancakes
 from pancakes_model.render import grid_tile_origin, palette, protocol_grid
 from pancakes_model.training.baselines import felzenszwalb_protocols, kmeans_protocols
-from pancakes_model.training.config import TrainSection
+from pancakes_model.training.config import TrainSection, load_config
+from pancakes_model.training.data import sampler_config
 from pancakes_model.training.schedule import lr_factor, make_scheduler, size_at
 from pancakes_model.training.validation import predict_label_grid, predict_labels
 
@@ -178,3 +179,11 @@ def test_the_report_refuses_a_card_without_the_named_block(tmp_path, capsys):
     assert code == 2
     assert "has no <!-- candidates:start -->" in capsys.readouterr().err
     assert card.read_text() == "no block here\n"
+
+
+def test_intensity_flip_reaches_the_sampler():
+    """``data.intensity_flip`` (default: the paper's per image) is what the set sampler is given."""
+    assert sampler_config(load_config(None, [])).intensity_flip == "image"
+    assert sampler_config(load_config(None, ['data.intensity_flip="set"'])).intensity_flip == "set"
+    with pytest.raises(ValueError, match="data.intensity_flip must be 'image' or 'set', got 'slice'"):
+        load_config(None, ['data.intensity_flip="slice"'])

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from pancakes_data.preprocess import normalize_intensity
-from pancakes_data.set_augment import SetAugmentation, join_params, paper_across_set, paper_within_set
+from pancakes_data.set_augment import INTENSITY_FLIPS, SetAugmentation, join_params, paper_across_set, paper_within_set
 from pancakes_data.store import Dataset
 from pancakes_data.targets import TargetMix, draw_levels, draw_target
 
@@ -82,6 +82,8 @@ class SamplerConfig:
         targets: T targets per set from the same protocol (1, or 2 for appendix D: two structures).
         split: subject split of the real datasets ("train", "val", "test", "all").
         augment: apply the Table-3 augmentations.
+        intensity_flip: where they invert intensities (p = 0.5): ``"image"`` — each image of a
+            set on its own (Table 3), or ``"set"`` — whole sets, so a set keeps one polarity.
         defer_augmentation: only draw their parameters (``batch["augment"]``) and leave applying
             them to :meth:`SetAugmentation.apply_batch` where the batch is used (e.g. on a GPU);
             the same draws as applying at once, so both routes see the same sets.
@@ -96,6 +98,7 @@ class SamplerConfig:
     targets: int = 1
     split: str = "train"
     augment: bool = True
+    intensity_flip: str = "image"
     defer_augmentation: bool = False
     min_pixels: int = 10
     target_mix: TargetMix = field(default_factory=TargetMix)
@@ -180,7 +183,14 @@ class SetSampler(torch.utils.data.IterableDataset):
                             f"it has {s.data.protocol_names}"
                         )
                 self._protocols[s.name] = names
-        self.augmentation = SetAugmentation(paper_across_set(), paper_within_set()) if cfg.augment else None
+        if cfg.intensity_flip not in INTENSITY_FLIPS:
+            raise ValueError(f"intensity_flip must be one of {INTENSITY_FLIPS}, got {cfg.intensity_flip!r}")
+        flip = cfg.intensity_flip
+        self.augmentation = (
+            SetAugmentation(paper_across_set(intensity_flip=flip), paper_within_set(intensity_flip=flip))
+            if cfg.augment
+            else None
+        )
 
     # ------------------------------------------------------------------ one set
     def _mix(self, src: Source) -> TargetMix:

@@ -136,6 +136,9 @@ class DataConfig:
         }
     )
     augment: bool = True
+    # where the augmentations invert intensities: "image" (each image of a set on its own, the
+    # paper's Table 3) or "set" (whole sets: a set keeps one polarity, as a user's images do)
+    intensity_flip: str = "image"
     # "workers": the DataLoader workers augment; "device": they only draw the parameters and the
     # training device applies them to the whole batch (GPU runs: keeps the workers ahead)
     augment_on: str = "workers"
@@ -293,6 +296,8 @@ def _check(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"train.checkpoint_layout must be 'folders' or 'flat', got {t.checkpoint_layout!r}")
     if t.precision not in ("auto", "bf16", "fp32"):
         raise ConfigError(f"train.precision must be 'auto', 'bf16' or 'fp32', got {t.precision!r}")
+    if cfg.data.intensity_flip not in ("image", "set"):
+        raise ConfigError(f"data.intensity_flip must be 'image' or 'set', got {cfg.data.intensity_flip!r}")
     if cfg.data.augment_on not in ("workers", "device"):
         raise ConfigError(f"data.augment_on must be 'workers' or 'device', got {cfg.data.augment_on!r}")
     if not cfg.data.sources:

@@ -63,6 +63,7 @@ def sampler_config(cfg: TrainConfig) -> SamplerConfig:
         targets=t.targets,
         split="train",
         augment=d.augment,
+        intensity_flip=d.intensity_flip,
         defer_augmentation=d.augment and d.augment_on == "device",
         target_mix=TargetMix.from_dict(d.target_mix),
         seed=t.seed,
