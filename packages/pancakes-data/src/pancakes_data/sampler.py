@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from pancakes_data.preprocess import normalize_intensity
-from pancakes_data.set_augment import INTENSITY_FLIPS, SetAugmentation, join_params, paper_across_set, paper_within_set
+from pancakes_data.set_augment import SetAugmentation, join_params, paper_across_set, paper_within_set
 from pancakes_data.store import Dataset
 from pancakes_data.targets import TargetMix, draw_levels, draw_target
 
@@ -183,14 +183,9 @@ class SetSampler(torch.utils.data.IterableDataset):
                             f"it has {s.data.protocol_names}"
                         )
                 self._protocols[s.name] = names
-        if cfg.intensity_flip not in INTENSITY_FLIPS:
-            raise ValueError(f"intensity_flip must be one of {INTENSITY_FLIPS}, got {cfg.intensity_flip!r}")
-        flip = cfg.intensity_flip
-        self.augmentation = (
-            SetAugmentation(paper_across_set(intensity_flip=flip), paper_within_set(intensity_flip=flip))
-            if cfg.augment
-            else None
-        )
+        flip = cfg.intensity_flip  # checked by the transform lists, with augment off too
+        augmentation = SetAugmentation(paper_across_set(intensity_flip=flip), paper_within_set(intensity_flip=flip))
+        self.augmentation = augmentation if cfg.augment else None
 
     # ------------------------------------------------------------------ one set
     def _mix(self, src: Source) -> TargetMix:
