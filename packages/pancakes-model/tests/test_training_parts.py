@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -172,7 +174,7 @@ def test_the_report_refuses_a_card_without_the_named_block(tmp_path, capsys):
 
     dice = {"mean": 0.5, "values": [0.4, 0.5, 0.6]}
     results = {"sources": {"spots": {"3": {"pancakes": {"set_dice": dice}}}}}
-    (tmp_path / "r.json").write_text(__import__("json").dumps(results))
+    (tmp_path / "r.json").write_text(json.dumps(results))
     card = tmp_path / "CARD.md"
     card.write_text("no block here\n")
     code = main(["--reference", str(tmp_path / "r.json"), f"a={tmp_path / 'r.json'}", "--write", str(card)])
