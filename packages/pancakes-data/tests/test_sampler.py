@@ -96,6 +96,39 @@ def test_bad_configs(toy):
         next(iter(sampler))
 
 
+class _DarkSets:
+    """A set source of dark images with one bright square (label 1): the median pixel tells
+    an image's polarity after every other augmentation."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def get(self, index: int):
+        labels = np.zeros((4, 32, 32), np.int64)
+        labels[:, 8:20, 8:20] = 1
+        images = np.where(labels == 1, 1.0, 0.1).astype(np.float32)
+        return type("Set", (), {"images": images, "labels": labels, "classes": None})()
+
+
+def test_sources_keep_their_own_intensity_flip():
+    cfg = SamplerConfig(set_size=(4, 4), split="all", intensity_flip="image", seed=5)
+    sources = [Source("per-image", _DarkSets(), 1.0), Source("per-set", _DarkSets(), 1.0, intensity_flip="set")]
+    sampler = SetSampler(sources, config=cfg)
+    polarities: dict[str, list[set[bool]]] = {"per-image": [], "per-set": []}
+    for i in range(40):
+        batch = sampler.batch(i)
+        flips = {bool(x.median() > 0.5) for x in batch["images"][0]}
+        polarities[batch["meta"][0]["source"]].append(flips)
+    assert any(len(p) == 2 for p in polarities["per-image"])  # the sampler's mode: images on their own
+    assert all(len(p) == 1 for p in polarities["per-set"])  # the source's mode: whole sets
+    assert {next(iter(p)) for p in polarities["per-set"]} == {True, False}
+    # deferred parameters are applied by one transform list per batch: mixed modes are refused
+    with pytest.raises(ValueError, match=r"different intensity_flip modes \['image', 'set'\]"):
+        SetSampler(sources, config=SamplerConfig(defer_augmentation=True))
+    with pytest.raises(ValueError, match="intensity_flip must be one of .* got 'slice'"):
+        Source("bad", _DarkSets(), intensity_flip="slice")
+
+
 def test_sets_of_a_batch_are_drawn_on_their_own(toy):
     """Set i of batch t depends on (seed, t, i) only: a rank can make its share of a batch."""
     cfg = SamplerConfig(set_size=(2, 3), batch_size=4, split="all", seed=1)

@@ -29,7 +29,13 @@ import numpy as np
 import torch
 
 from pancakes_data.preprocess import normalize_intensity
-from pancakes_data.set_augment import SetAugmentation, join_params, paper_across_set, paper_within_set
+from pancakes_data.set_augment import (
+    INTENSITY_FLIPS,
+    SetAugmentation,
+    join_params,
+    paper_across_set,
+    paper_within_set,
+)
 from pancakes_data.store import Dataset
 from pancakes_data.targets import TargetMix, draw_levels, draw_target
 
@@ -58,18 +64,26 @@ class Source:
         data: a store :class:`Dataset` or a :class:`SetSource`.
         weight: relative probability that a set comes from here.
         target_mix: the target kinds of this source's sets; ``None``: the sampler's.
+        intensity_flip: where this source's sets are inverted (``"image"`` or ``"set"``, see
+            :class:`SamplerConfig`); ``None``: the sampler's.
     """
 
     name: str
     data: Any
     weight: float = 1.0
     target_mix: TargetMix | None = None
+    intensity_flip: str | None = None
 
     def __post_init__(self) -> None:
         if not (self.weight >= 0 and np.isfinite(self.weight)):
             raise ValueError(f"source {self.name!r}: weight must be a finite number >= 0, got {self.weight}")
         if not isinstance(self.data, Dataset) and not isinstance(self.data, SetSource):
             raise TypeError(f"source {self.name!r}: {type(self.data).__name__} is neither a Dataset nor a SetSource")
+        if self.intensity_flip is not None and self.intensity_flip not in INTENSITY_FLIPS:
+            raise ValueError(
+                f"source {self.name!r}: intensity_flip must be one of {INTENSITY_FLIPS} or None, "
+                f"got {self.intensity_flip!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -183,9 +197,19 @@ class SetSampler(torch.utils.data.IterableDataset):
                             f"it has {s.data.protocol_names}"
                         )
                 self._protocols[s.name] = names
-        flip = cfg.intensity_flip  # checked by the transform lists, with augment off too
-        augmentation = SetAugmentation(paper_across_set(intensity_flip=flip), paper_within_set(intensity_flip=flip))
-        self.augmentation = augmentation if cfg.augment else None
+        flips = {cfg.intensity_flip} | {s.intensity_flip for s in self.sources if s.intensity_flip is not None}
+        # one augmentation per flip mode in use; the lists check the mode, with augment off too
+        self._augmentations = {
+            flip: SetAugmentation(paper_across_set(intensity_flip=flip), paper_within_set(intensity_flip=flip))
+            for flip in sorted(flips)
+        }
+        if cfg.augment and cfg.defer_augmentation and len(flips) > 1:
+            # deferred parameters of one batch are joined and applied by one transform list
+            raise ValueError(
+                f"sources with different intensity_flip modes {sorted(flips)} need the augmentations "
+                "applied where the sets are drawn (defer_augmentation=False)"
+            )
+        self.augmentation = self._augmentations[cfg.intensity_flip] if cfg.augment else None
 
     # ------------------------------------------------------------------ one set
     def _mix(self, src: Source) -> TargetMix:
@@ -193,6 +217,12 @@ class SetSampler(torch.utils.data.IterableDataset):
         if self.config.targets == 2:
             return TargetMix.only("structure")
         return src.target_mix if src.target_mix is not None else self.config.target_mix
+
+    def _augmentation(self, src: Source) -> SetAugmentation | None:
+        """The augmentation of this source's sets (its own intensity-flip mode, else the sampler's)."""
+        if self.augmentation is None or src.intensity_flip is None:
+            return self.augmentation
+        return self._augmentations[src.intensity_flip]
 
     def _second(self, rng: np.random.Generator, maps: np.ndarray, first: list[int]) -> int | None:
         counts = np.stack([np.bincount(m.ravel(), minlength=int(maps.max()) + 1) for m in maps])
@@ -274,11 +304,11 @@ class SetSampler(torch.utils.data.IterableDataset):
             raise ValueError(f"could not find a label present in S={s} images after 100 tries; lower set_size")
         images = torch.from_numpy(raw["images"])[:, None]
         targets = torch.stack([torch.from_numpy(np.isin(raw["maps"], g)) for g in groups], dim=1).float()
-        deferred = None
-        if self.augmentation is not None and self.config.defer_augmentation:
-            deferred = self.augmentation.sample(rng, images.shape[0])
-        elif self.augmentation is not None:
-            images, targets = self.augmentation(images, targets, rng)
+        deferred, augmentation = None, self._augmentation(src)
+        if augmentation is not None and self.config.defer_augmentation:
+            deferred = augmentation.sample(rng, images.shape[0])
+        elif augmentation is not None:
+            images, targets = augmentation(images, targets, rng)
         meta = {
             **raw["meta"],
             "target": raw["kind"],

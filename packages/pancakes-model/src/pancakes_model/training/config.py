@@ -70,11 +70,12 @@ def toml():
 class SourceEntry:
     """One training source: ``spec`` (``store:NAME`` or a pancakes-synth spec), its weight and,
     optionally, its own ``target_mix`` (e.g. ``small`` targets from the atlas sources only; empty:
-    ``data.target_mix``)."""
+    ``data.target_mix``) and its own ``intensity_flip`` (empty: ``data.intensity_flip``)."""
 
     spec: str
     weight: float = 1.0
     target_mix: dict[str, float] = field(default_factory=dict)
+    intensity_flip: str = ""
 
 
 @dataclass(frozen=True)
@@ -305,6 +306,16 @@ def _check(cfg: TrainConfig) -> TrainConfig:
     for s in cfg.data.sources:
         if not s.spec or s.weight < 0:
             raise ConfigError(f"data.sources: each entry needs a spec and a weight >= 0, got {s}")
+        if s.intensity_flip not in ("", "image", "set"):
+            raise ConfigError(
+                f"data.sources ({s.spec}): intensity_flip must be 'image', 'set' or empty, got {s.intensity_flip!r}"
+            )
+    flips = {cfg.data.intensity_flip} | {s.intensity_flip for s in cfg.data.sources if s.intensity_flip}
+    if cfg.data.augment and cfg.data.augment_on == "device" and len(flips) > 1:
+        raise ConfigError(
+            f"data.sources: intensity_flip modes {sorted(flips)} in one run need data.augment_on = 'workers', "
+            "got 'device'"
+        )
     if sum(s.weight for s in cfg.data.sources) <= 0:
         raise ConfigError("data.sources: the weights must have a positive sum")
     mixes = [("data.target_mix", cfg.data.target_mix)]

@@ -50,7 +50,8 @@ def training_sources(cfg: TrainConfig, dev: DevConfig | None) -> list[Source]:
             cache_dir=cfg.data.cache_dir,
         )  # fmt: skip
         mix = TargetMix.from_dict(entry.target_mix) if entry.target_mix else None
-        out.append(Source(entry.spec, data, entry.weight, target_mix=mix))
+        flip = entry.intensity_flip or None  # None: the sampler's (data.intensity_flip)
+        out.append(Source(entry.spec, data, entry.weight, target_mix=mix, intensity_flip=flip))
     return out
 
 
