@@ -57,6 +57,10 @@ class ConfigNotFound(ConfigError, FileNotFoundError):
     """A configuration file (or a file it names) that does not exist."""
 
 
+# pancakes_data.set_augment.INTENSITY_FLIPS, repeated so that loading a config imports no torch
+INTENSITY_FLIPS = ("image", "set")
+
+
 def toml():
     """tomllib (Python ≥ 3.11) or its backport."""
     try:
@@ -297,7 +301,7 @@ def _check(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"train.checkpoint_layout must be 'folders' or 'flat', got {t.checkpoint_layout!r}")
     if t.precision not in ("auto", "bf16", "fp32"):
         raise ConfigError(f"train.precision must be 'auto', 'bf16' or 'fp32', got {t.precision!r}")
-    if cfg.data.intensity_flip not in ("image", "set"):
+    if cfg.data.intensity_flip not in INTENSITY_FLIPS:
         raise ConfigError(f"data.intensity_flip must be 'image' or 'set', got {cfg.data.intensity_flip!r}")
     if cfg.data.augment_on not in ("workers", "device"):
         raise ConfigError(f"data.augment_on must be 'workers' or 'device', got {cfg.data.augment_on!r}")
@@ -306,7 +310,7 @@ def _check(cfg: TrainConfig) -> TrainConfig:
     for s in cfg.data.sources:
         if not s.spec or s.weight < 0:
             raise ConfigError(f"data.sources: each entry needs a spec and a weight >= 0, got {s}")
-        if s.intensity_flip not in ("", "image", "set"):
+        if s.intensity_flip and s.intensity_flip not in INTENSITY_FLIPS:
             raise ConfigError(
                 f"data.sources ({s.spec}): intensity_flip must be 'image', 'set' or empty, got {s.intensity_flip!r}"
             )
