@@ -175,7 +175,20 @@ def test_intensity_flip_per_image_or_per_set():
     assert any(len(p) == 2 for p in per_image)  # Table 3: images of one set inverted on their own
     assert all(len(p) == 1 for p in per_set)  # a set keeps one polarity ...
     assert {next(iter(p)) for p in per_set} == {True, False}  # ... and whole sets are inverted
-    assert sum(isinstance(t, IntensityFlip) for t in paper_within_set(intensity_flip="set")) == 0
-    assert sum(isinstance(t, IntensityFlip) for t in paper_across_set(intensity_flip="image")) == 0
+    # both modes keep one flip slot in both lists (p = 0 where unused): one parameter layout
+    for lists in (paper_across_set, paper_within_set):
+        image, whole = lists(intensity_flip="image"), lists(intensity_flip="set")
+        assert [type(t) for t in image] == [type(t) for t in whole]
+        assert sorted(t.p for t in image + whole if isinstance(t, IntensityFlip)) == [0.0, 0.5]
+
+
+def test_a_transform_with_p_zero_draws_nothing():
+    """A p = 0 slot leaves the generator where it was, so adding one changes no later draw."""
+    rng = np.random.default_rng(4)
+    noise = GaussianNoise(mean=(0.0, 0.05), std=(0.0, 0.05), p=0.0, size=8)
+    for params in (noise.sample(rng, 3), noise.sample_shared(rng, 3), IntensityFlip(p=0.0).sample(rng, 3)):
+        assert not params["apply"].any() and len(params["apply"]) == 3
+    assert set(noise.sample(rng, 3)) == {"mu", "sd", "z", "apply"}  # the layout of a drawn one
+    assert rng.random() == np.random.default_rng(4).random()
     with pytest.raises(ValueError, match="intensity_flip must be one of .*'volume'"):
         paper_within_set(intensity_flip="volume")

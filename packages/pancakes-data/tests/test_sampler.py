@@ -122,11 +122,28 @@ def test_sources_keep_their_own_intensity_flip():
     assert any(len(p) == 2 for p in polarities["per-image"])  # the sampler's mode: images on their own
     assert all(len(p) == 1 for p in polarities["per-set"])  # the source's mode: whole sets
     assert {next(iter(p)) for p in polarities["per-set"]} == {True, False}
-    # deferred parameters are applied by one transform list per batch: mixed modes are refused
-    with pytest.raises(ValueError, match=r"different intensity_flip modes \['image', 'set'\]"):
-        SetSampler(sources, config=SamplerConfig(defer_augmentation=True))
     with pytest.raises(ValueError, match="intensity_flip must be one of .* got 'slice'"):
         Source("bad", _DarkSets(), intensity_flip="slice")
+
+
+def test_deferred_batches_may_mix_intensity_flip_modes():
+    """Sets of sources with different flip modes in one deferred batch (``augment_on = "device"``):
+    one transform list applies them all and gives what each set's own mode gives at once."""
+    sources = [Source("per-image", _DarkSets(), 1.0), Source("per-set", _DarkSets(), 1.0, intensity_flip="set")]
+    at_once = SamplerConfig(set_size=(4, 4), batch_size=6, split="all", intensity_flip="image", seed=3)
+    later = SamplerConfig(**{**at_once.__dict__, "defer_augmentation": True})
+    ref, deferred = SetSampler(sources, config=at_once), SetSampler(sources, config=later)
+    seen = set()
+    for index in range(4):
+        batch, want = deferred.batch(index), ref.batch(index)
+        images, targets = deferred.augmentation.apply_batch(batch["images"], batch["targets"], batch["augment"])
+        assert torch.allclose(images, want["images"], atol=1e-5)
+        assert (targets != want["targets"]).float().mean() < 1e-4
+        seen |= {m["source"] for m in batch["meta"]}
+        for x, m in zip(images, batch["meta"]):  # the per-set source's sets keep one polarity
+            if m["source"] == "per-set":
+                assert len({bool(im.median() > 0.5) for im in x}) == 1
+    assert seen == {"per-image", "per-set"}
 
 
 def test_sets_of_a_batch_are_drawn_on_their_own(toy):

@@ -192,15 +192,15 @@ def test_intensity_flip_reaches_the_sampler():
 
 
 def test_a_source_can_keep_its_own_intensity_flip(tmp_path):
-    """``data.sources[].intensity_flip`` overrides ``data.intensity_flip`` for that source only;
-    mixed modes need the augmentations applied by the workers."""
+    """``data.sources[].intensity_flip`` overrides ``data.intensity_flip`` for that source only,
+    on either augmentation route."""
     body = 'data.intensity_flip = "set"\n[[data.sources]]\nspec = "procedural"\nintensity_flip = "image"\n'
     body += '[[data.sources]]\nspec = "scenes:regions"\n'
     (tmp_path / "a.toml").write_text(body)
     cfg = load_config(tmp_path / "a.toml")
     assert [s.intensity_flip for s in cfg.data.sources] == ["image", ""]
-    with pytest.raises(ValueError, match="need data.augment_on = 'workers', got 'device'"):
-        load_config(tmp_path / "a.toml", ['data.augment_on="device"'])
+    on_device = sampler_config(load_config(tmp_path / "a.toml", ['data.augment_on="device"']))
+    assert on_device.defer_augmentation and on_device.intensity_flip == "set"
     (tmp_path / "b.toml").write_text(body.replace('intensity_flip = "image"', 'intensity_flip = "pixel"'))
     with pytest.raises(ValueError, match=r"data.sources \(procedural\): intensity_flip must be .*got 'pixel'"):
         load_config(tmp_path / "b.toml")

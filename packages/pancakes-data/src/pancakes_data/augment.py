@@ -78,6 +78,10 @@ class Transform:
         self.p = p
 
     def sample(self, rng: np.random.Generator, n: int) -> Params:
+        """Parameters of ``n`` draws; a transform with p = 0 draws nothing from ``rng`` (a slot
+        kept for the layout, :func:`~pancakes_data.set_augment.flip_slot`, changes no later draw)."""
+        if self.p == 0.0:
+            return {**self._sample(np.random.default_rng(0), n), "apply": np.zeros(n, dtype=bool)}
         params = self._sample(rng, n)
         params["apply"] = rng.random(n) < self.p
         return params
@@ -319,7 +323,8 @@ class GaussianNoise(Transform):
     def sample_shared(self, rng: np.random.Generator, n: int) -> Params:
         # μ, σ and whether to apply are shared by the set; the noise itself is drawn per image.
         params = super().sample_shared(rng, n)
-        params["z"] = rng.standard_normal((n, 1, self.size, self.size), dtype=np.float32)
+        shape = (n, 1, self.size, self.size)
+        params["z"] = rng.standard_normal(shape, dtype=np.float32) if self.p > 0 else np.zeros(shape, np.float32)
         return params
 
     def _apply(self, images, targets, params):

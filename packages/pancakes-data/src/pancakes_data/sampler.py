@@ -198,17 +198,13 @@ class SetSampler(torch.utils.data.IterableDataset):
                         )
                 self._protocols[s.name] = names
         flips = {cfg.intensity_flip} | {s.intensity_flip for s in self.sources if s.intensity_flip is not None}
-        # one augmentation per flip mode in use; the lists check the mode, with augment off too
+        # one augmentation per flip mode in use; the lists check the mode, with augment off too.
+        # Every mode's lists have the same layout (set_augment.flip_slot), so deferred parameters
+        # of a batch mixing modes are applied by any one of them (:attr:`augmentation`).
         self._augmentations = {
             flip: SetAugmentation(paper_across_set(intensity_flip=flip), paper_within_set(intensity_flip=flip))
             for flip in sorted(flips)
         }
-        if cfg.augment and cfg.defer_augmentation and len(flips) > 1:
-            # deferred parameters of one batch are joined and applied by one transform list
-            raise ValueError(
-                f"sources with different intensity_flip modes {sorted(flips)} need the augmentations "
-                "applied where the sets are drawn (defer_augmentation=False)"
-            )
         self.augmentation = self._augmentations[cfg.intensity_flip] if cfg.augment else None
 
     # ------------------------------------------------------------------ one set

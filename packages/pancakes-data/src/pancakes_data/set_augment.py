@@ -30,7 +30,15 @@ from pancakes_data.augment import (
     Transform,
 )
 
-__all__ = ["INTENSITY_FLIPS", "JoinedParams", "SetAugmentation", "join_params", "paper_across_set", "paper_within_set"]
+__all__ = [
+    "INTENSITY_FLIPS",
+    "JoinedParams",
+    "SetAugmentation",
+    "flip_slot",
+    "join_params",
+    "paper_across_set",
+    "paper_within_set",
+]
 
 
 @dataclass(frozen=True)
@@ -117,6 +125,17 @@ class SetAugmentation:
 INTENSITY_FLIPS = ("image", "set")
 
 
+def flip_slot(used: bool) -> IntensityFlip:
+    """The intensity flip's place in a transform list: p = 0.5 where the mode inverts, else p = 0.
+
+    Both modes keep a slot in both lists, so every mode's parameters have one layout and a batch
+    whose sets come from sources of different modes is applied by one list
+    (:meth:`SetAugmentation.apply_batch`, ``data.augment_on = "device"``). A p = 0 transform draws
+    nothing (:meth:`~pancakes_data.augment.Transform.sample`), so the slot changes no set.
+    """
+    return IntensityFlip(p=0.5 if used else 0.0)
+
+
 def _check_flip(intensity_flip: str) -> None:
     if intensity_flip not in INTENSITY_FLIPS:
         raise ValueError(f"intensity_flip must be one of {INTENSITY_FLIPS}, got {intensity_flip!r}")
@@ -128,16 +147,16 @@ def paper_within_set(size: int = 128, *, intensity_flip: str = "image") -> list[
     Args:
         size: image side (for the noise and elastic fields).
         intensity_flip: ``"image"`` (Table 3): each image of a set is inverted on its own with
-            p = 0.5; ``"set"``: not here — :func:`paper_across_set` inverts whole sets instead.
+            p = 0.5; ``"set"``: not here (the slot stays, at p = 0: :func:`flip_slot`) —
+            :func:`paper_across_set` inverts whole sets instead.
     """
     _check_flip(intensity_flip)
-    flip = [IntensityFlip(p=0.5)] if intensity_flip == "image" else []
     return [
         Affine(rotation=(-25, 25), translate=0.1, scale=(0.9, 1.1), p=0.25),
         BrightnessContrast(brightness=(-0.1, 0.1), contrast=(0.5, 1.5), p=0.5),
         Elastic(alpha=(1.0, 2.5), sigma=(7.0, 9.0), p=0.8, size=size),
         Sharpness(factor=3.0, p=0.25),
-        *flip,
+        flip_slot(intensity_flip == "image"),
         GaussianBlur(sigma=(0.1, 1.0), kernel=5, p=0.25),
         GaussianNoise(mean=(0.0, 0.05), std=(0.0, 0.05), p=0.25, size=size),
     ]
@@ -149,11 +168,11 @@ def paper_across_set(size: int = 128, *, intensity_flip: str = "image") -> list[
     Args:
         size: image side (for the noise and elastic fields).
         intensity_flip: ``"set"``: a whole set is inverted together with p = 0.5 (its images keep
-            one polarity, as the images a user brings do); ``"image"`` (Table 3): not here —
-            :func:`paper_within_set` inverts each image on its own.
+            one polarity, as the images a user brings do); ``"image"`` (Table 3): not here (the
+            slot stays, at p = 0: :func:`flip_slot`) — :func:`paper_within_set` inverts each image
+            on its own.
     """
     _check_flip(intensity_flip)
-    flip = [IntensityFlip(p=0.5)] if intensity_flip == "set" else []
     return [
         Affine(rotation=(0, 360), translate=0.2, scale=(0.8, 1.1), p=0.5),
         BrightnessContrast(brightness=(-0.1, 0.1), contrast=(0.8, 1.2), p=0.5),
@@ -163,5 +182,5 @@ def paper_across_set(size: int = 128, *, intensity_flip: str = "image") -> list[
         Sharpness(factor=5.0, p=0.5),
         Flip(axis="horizontal", p=0.5),
         Flip(axis="vertical", p=0.5),
-        *flip,
+        flip_slot(intensity_flip == "set"),
     ]

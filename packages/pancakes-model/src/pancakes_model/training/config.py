@@ -314,12 +314,6 @@ def _check(cfg: TrainConfig) -> TrainConfig:
             raise ConfigError(
                 f"data.sources ({s.spec}): intensity_flip must be 'image', 'set' or empty, got {s.intensity_flip!r}"
             )
-    flips = {cfg.data.intensity_flip} | {s.intensity_flip for s in cfg.data.sources if s.intensity_flip}
-    if cfg.data.augment and cfg.data.augment_on == "device" and len(flips) > 1:
-        raise ConfigError(
-            f"data.sources: intensity_flip modes {sorted(flips)} in one run need data.augment_on = 'workers', "
-            "got 'device'"
-        )
     if sum(s.weight for s in cfg.data.sources) <= 0:
         raise ConfigError("data.sources: the weights must have a positive sum")
     mixes = [("data.target_mix", cfg.data.target_mix)]
