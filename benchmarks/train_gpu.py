@@ -17,7 +17,7 @@ What it does, in order, within ``--minutes`` of wall time:
    path and of the full forward at S = 1 and S = 3, 128², M = 8, K = 20 (medians, synchronised),
    against the paper's Table 1 (0.10 s and 0.12 s on their GPU); ``pancakes segment`` throughput
    for 1,000 PNGs of 256²; written to ``OUT/gpu.json`` at once.
-2. **Training** from the shipped weights with ``configs/gpu.toml`` (the shipped model's stage-11
+2. **Training** from the shipped weights with ``configs/gpu.toml`` (the shipped model's own
    recipe, batch 32, DataLoader workers on all but two cores, not niced): the loader alone is timed
    for up to 15 s (what the workers make with nothing training), a one-minute probe measures steps/s,
    then the schedule's cosine is fitted to the steps the time left holds (``Trainer.set_steps``);

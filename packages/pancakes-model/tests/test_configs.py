@@ -1,11 +1,15 @@
-"""Every training config of the repository loads, and none names a development family."""
+"""Every training config of the repository loads, none names a development family, and the GPU
+sitting's config trains the shipped recipe."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
+from pancakes_model import Pancakes
 from pancakes_model.training.config import load_config
 from pancakes_model.training.devset import check_training_sources, load_dev
 
@@ -82,3 +86,16 @@ def test_stage_18_is_stage_17_with_its_arm():
     assert s18.model.context_per_image and not s17.model.context_per_image
     assert (s18.train.seed, s18.out.dir) == (19, "runs/stage18")
     assert s18.data == s17.data and s18.train.context_lr_scale == s17.train.context_lr_scale == 10.0
+
+
+def test_the_gpu_config_trains_the_shipped_recipe():
+    """A GPU sitting continues the shipped weights with the data and targets they were trained on
+    (their provenance): only how it trains (batch, lr, device, checkpoints) is the GPU's own."""
+    shipped = Pancakes.from_pretrained().provenance["config"]
+    gpu = json.loads(json.dumps(asdict(load_config(ROOT / "configs" / "gpu.toml"))))
+    assert gpu["train"]["init"] == "default"
+    assert gpu["data"]["augment_on"] == "device"
+    for key in ("sources", "intensity_flip", "target_mix", "augment"):
+        assert gpu["data"][key] == shipped["data"][key], key
+    for key in ("M", "K", "S"):
+        assert gpu["train"][key] == shipped["train"][key], key
