@@ -180,6 +180,8 @@ def test_intensity_flip_per_image_or_per_set():
         image, whole = lists(intensity_flip="image"), lists(intensity_flip="set")
         assert [type(t) for t in image] == [type(t) for t in whole]
         assert sorted(t.p for t in image + whole if isinstance(t, IntensityFlip)) == [0.0, 0.5]
+    with pytest.raises(ValueError, match="intensity_flip must be one of .*'volume'"):
+        paper_within_set(intensity_flip="volume")
 
 
 def test_a_transform_with_p_zero_draws_nothing():
@@ -190,5 +192,3 @@ def test_a_transform_with_p_zero_draws_nothing():
         assert not params["apply"].any() and len(params["apply"]) == 3
     assert set(noise.sample(rng, 3)) == {"mu", "sd", "z", "apply"}  # the layout of a drawn one
     assert rng.random() == np.random.default_rng(4).random()
-    with pytest.raises(ValueError, match="intensity_flip must be one of .*'volume'"):
-        paper_within_set(intensity_flip="volume")

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -131,7 +133,7 @@ def test_deferred_batches_may_mix_intensity_flip_modes():
     one transform list applies them all and gives what each set's own mode gives at once."""
     sources = [Source("per-image", _DarkSets(), 1.0), Source("per-set", _DarkSets(), 1.0, intensity_flip="set")]
     at_once = SamplerConfig(set_size=(4, 4), batch_size=6, split="all", intensity_flip="image", seed=3)
-    later = SamplerConfig(**{**at_once.__dict__, "defer_augmentation": True})
+    later = dataclasses.replace(at_once, defer_augmentation=True)
     ref, deferred = SetSampler(sources, config=at_once), SetSampler(sources, config=later)
     seen = set()
     for index in range(4):
