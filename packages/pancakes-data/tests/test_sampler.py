@@ -74,6 +74,27 @@ def test_batches_do_not_depend_on_workers_and_resume_exactly(toy):
     assert torch.equal(resumed["targets"], got[3]["targets"])
 
 
+class _DenormalProbe(SetSampler):
+    """Reports whether the process making the batch keeps denormal numbers."""
+
+    def batch(self, index, sets=None):
+        tiny = np.array([5e-324])  # the smallest float64 denormal; flush-to-zero reads it as 0
+        return {"denormals_kept": bool((tiny * 1.0)[0] != 0)}
+
+
+def test_workers_make_sets_with_ieee_arithmetic_whatever_the_parent_flushes(toy):
+    # A trainer flushes denormals for its optimizer and a forked worker inherits that; the
+    # worker must switch it off, or its sets differ from those any other process makes.
+    probe = _DenormalProbe([toy], config=SamplerConfig(set_size=(2, 2), split="all"))
+    assert torch.set_flush_denormal(True), "this CPU cannot flush denormals"
+    try:
+        assert not next(iter(probe))["denormals_kept"]  # the parent does flush (the probe can fail)
+        loader = torch.utils.data.DataLoader(probe, batch_size=None, num_workers=1)
+        assert next(iter(loader))["denormals_kept"]
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def test_bad_configs(toy):
     with pytest.raises(ValueError, match="set_size"):
         SetSampler([toy], config=SamplerConfig(set_size=(0, 2)))
