@@ -12,7 +12,7 @@ from pancakes_model.network import Pancakes
 from pancakes_model.render import grid_tile_origin, palette, protocol_grid
 from pancakes_model.training.baselines import felzenszwalb_protocols, kmeans_protocols
 from pancakes_model.training.config import TrainSection, load_config
-from pancakes_model.training.data import ieee_arithmetic, make_loader, sampler_config
+from pancakes_model.training.data import sampler_config
 from pancakes_model.training.schedule import lr_factor, make_scheduler, size_at
 from pancakes_model.training.validation import predict_label_grid, predict_labels
 
@@ -204,25 +204,3 @@ def test_a_source_can_keep_its_own_intensity_flip(tmp_path):
     (tmp_path / "b.toml").write_text(body.replace('intensity_flip = "image"', 'intensity_flip = "pixel"'))
     with pytest.raises(ValueError, match=r"data.sources \(procedural\): intensity_flip must be .*got 'pixel'"):
         load_config(tmp_path / "b.toml")
-
-
-def test_the_training_process_makes_data_without_its_flush_to_zero():
-    # the trainer flushes denormals for AdamW; sets made in its own process (workers = 0) must
-    # still see IEEE arithmetic, as in a worker, and the step gets the flush back after each batch
-    def kept() -> bool:
-        return bool((np.array([5e-324]) * 1.0)[0] != 0)  # flush-to-zero reads the denormal as 0
-
-    class Probe(torch.utils.data.IterableDataset):
-        def __iter__(self):
-            while True:
-                yield {"kept": kept()}
-
-    assert torch.set_flush_denormal(True), "this CPU cannot flush denormals"
-    try:
-        batches = make_loader(Probe(), workers=0, pin_memory=False)
-        assert next(batches)["kept"] and not kept()
-        with ieee_arithmetic():
-            assert kept()
-        assert not kept()
-    finally:
-        torch.set_flush_denormal(False)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -191,3 +194,24 @@ def test_polylines_paint_exactly_what_one_segment_at_a_time_paints():
         paint_polyline(ours, 2, pts, widths)
         one_at_a_time(ref, 2, pts, widths)
         np.testing.assert_array_equal(ours, ref)
+
+
+# A cells layout of a training run (stage 28, batch 1,345): seeds clipped onto the border, on
+# which scipy's compacting k-d tree build recursed until the stack overflowed under the
+# flush-to-zero that the trainer sets for its optimizer.
+_BORDER_CELLS = """
+import numpy as np, torch
+from pancakes_synth.scenes.populations import Cells
+torch.set_flush_denormal(True)
+rng = np.random.default_rng()
+rng.bit_generator.state = {"bit_generator": "PCG64", "has_uint32": 0, "uinteger": 0, "state": {
+    "state": 31595819458209287289773586457469510855, "inc": 149152782856010351658028086654639060765}}
+exp = {"radius": 6.0228191831239855, "confluence": 0.8561098019124598, "nucleus": 0.42271608997385834,
+       "p_nucleus": 0.6205485498237926, "membrane": 1.2786629730706318, "wobble": 2.487081407386416}
+Cells().layout(rng, exp, 128)
+"""
+
+
+def test_cells_layout_survives_a_flush_to_zero():
+    run = subprocess.run([sys.executable, "-c", _BORDER_CELLS], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, f"exit {run.returncode}: {run.stderr[-500:]}"

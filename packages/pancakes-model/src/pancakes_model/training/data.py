@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
 
 import torch
@@ -21,7 +20,6 @@ from pancakes_synth import open_source
 __all__ = [
     "STOP_SIGNALS",
     "close_loader",
-    "ieee_arithmetic",
     "make_loader",
     "open_training_source",
     "sampler_config",
@@ -96,30 +94,9 @@ def _init_worker(worker_id: int) -> None:
             os.nice(nice)
 
 
-@contextmanager
-def ieee_arithmetic() -> Iterator[None]:
-    """Inside the training process, which flushes denormals for its optimizer (the trainer turns
-    that on at set-up), data is made with IEEE arithmetic as in any other process (and in the
-    DataLoader's workers, see :meth:`pancakes_data.SetSampler.__iter__`); the flush is back on
-    after."""
-    torch.set_flush_denormal(False)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(True)
-
-
-def _in_process(batches: Iterator[dict]) -> Iterator[dict]:
-    while True:
-        with ieee_arithmetic():
-            batch = next(batches)
-        yield batch
-
-
-def make_loader(sampler: SetSampler, *, workers: int, pin_memory: bool) -> Iterator[dict]:
-    """An iterator over ``sampler``'s batches in order; stop it with :func:`close_loader`. With
-    ``workers = 0`` the training process makes them itself, under :func:`ieee_arithmetic`."""
-    batches = iter(
+def make_loader(sampler: SetSampler, *, workers: int, pin_memory: bool):
+    """An iterator over ``sampler``'s batches in order; stop it with :func:`close_loader`."""
+    return iter(
         torch.utils.data.DataLoader(
             sampler,
             batch_size=None,
@@ -130,7 +107,6 @@ def make_loader(sampler: SetSampler, *, workers: int, pin_memory: bool) -> Itera
             worker_init_fn=_init_worker if workers else None,
         )
     )
-    return batches if workers else _in_process(batches)
 
 
 def close_loader(loader) -> None:

@@ -41,7 +41,6 @@ from pancakes_model.training.curve import draw_curve
 from pancakes_model.training.data import (
     STOP_SIGNALS,
     close_loader,
-    ieee_arithmetic,
     make_loader,
     sampler_config,
     training_sources,
@@ -128,10 +127,9 @@ class Trainer:
         self.scheduler = make_scheduler(self.opt, t)
         self.step, self.best, self.elapsed = 0, float("nan"), 0.0
         self.dev = load_dev(cfg.val.dev) if cfg.val.dev else None
-        with ieee_arithmetic():
-            self.sources = training_sources(cfg, self.dev)
-            self.sampler = SetSampler(self.sources, config=sampler_config(cfg))
-            self.val_sets = validation_sets(cfg, self.dev) if self.dev is not None and self.rank == 0 else {}
+        self.sources = training_sources(cfg, self.dev)
+        self.sampler = SetSampler(self.sources, config=sampler_config(cfg))
+        self.val_sets = validation_sets(cfg, self.dev) if self.dev is not None and self.rank == 0 else {}
         if resume:
             self._resume()
         elif (self.out / "checkpoints").exists() or any(self.out.glob("*.safetensors")):  # flat: checkpoint.safetensors
@@ -149,8 +147,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = True  # few distinct shapes (one per S): tuning pays off
         if t.threads:
             torch.set_num_threads(t.threads)
-        # AdamW state sinks into denormals otherwise (200× slower step); data is made without it
-        torch.set_flush_denormal(True)  # (.data.ieee_arithmetic, and in the DataLoader's workers)
+        torch.set_flush_denormal(True)  # AdamW state sinks into denormals otherwise (200× slower step)
         return device
 
     def _param_groups(self, t) -> list[dict]:

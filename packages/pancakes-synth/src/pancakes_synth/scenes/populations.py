@@ -103,9 +103,12 @@ class Cells(Family):
         warp = exp["wobble"] * smooth_field(rng, 2, size, coarse=8)
         py, px = yy + warp[0], xx + warp[1]
         # The two nearest seeds of every pixel from a k-d tree instead of argsorting a full
-        # (seeds, H, W) distance stack: the same owners, and a 128² layout ~2x faster.
+        # (seeds, H, W) distance stack: the same owners, and a 128² layout ~2x faster. Not
+        # compacted: under a flush-to-zero (a trainer's, for its optimizer) the compacting build
+        # recursed without end on seeds clipped onto the border (a stack overflow, test_scenes);
+        # the neighbours found are the same.
         pts = np.stack([py.ravel(), px.ravel()], axis=1)
-        dist, idx = cKDTree(seeds).query(pts, k=2)
+        dist, idx = cKDTree(seeds, compact_nodes=False).query(pts, k=2)
         nearest, second = (dist[:, j].reshape(size, size).astype(np.float32) for j in (0, 1))
         owner = idx[:, 0].reshape(size, size)
         cell = nearest < 1.25 * r  # confluent where seeds are dense, gaps elsewhere
