@@ -340,9 +340,9 @@ class SetSampler(torch.utils.data.IterableDataset):
         if info is not None:
             torch.set_num_threads(1)  # one worker per core; intra-op threads only contend
             # A forked worker inherits the parent's flush-to-zero (a trainer sets it for its
-            # optimizer). Sets are made with IEEE arithmetic, as in any other process: under it
-            # some layouts draw differently, and scipy's cKDTree recursed until the worker's stack
-            # overflowed (a segmentation fault that stopped training at one fixed batch).
+            # optimizer). Sets are made with IEEE arithmetic, as in a process that made them
+            # alone: under the flush, scipy's cKDTree recursed until a worker's stack overflowed
+            # (a segmentation fault that stopped training at one fixed batch).
             torch.set_flush_denormal(False)
         i = self.start + wid
         while True:
