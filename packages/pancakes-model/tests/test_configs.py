@@ -63,6 +63,40 @@ def test_a_config_extends_another_and_says_only_what_differs(tmp_path):
     assert [s.spec for s in cfg.data.sources] == ["procedural:voronoi"]  # a list is replaced whole
 
 
+def test_source_weights_change_only_the_named_sources_weights(tmp_path):
+    (tmp_path / "base.toml").write_text(
+        '[[data.sources]]\nspec = "procedural"\nweight = 1.0\n'
+        '[[data.sources]]\nspec = "procedural:blob"\nweight = 2.0\ntarget_mix = { foreground = 1.0 }\n'
+    )
+    (tmp_path / "next.toml").write_text('extends = "base.toml"\n[data.source_weights]\n"procedural:blob" = 0.5\n')
+    cfg = load_config(tmp_path / "next.toml")
+    assert [(s.spec, s.weight) for s in cfg.data.sources] == [("procedural", 1.0), ("procedural:blob", 0.5)]
+    assert cfg.data.sources[1].target_mix == {"foreground": 1.0}  # the rest of the entry is kept
+    assert cfg.data.source_weights == {}  # folded in: a saved config holds each weight once
+    # a stage after it extends the table key by key; an override replaces it
+    (tmp_path / "last.toml").write_text('extends = "next.toml"\n[data.source_weights]\n"procedural" = 3\n')
+    cfg = load_config(tmp_path / "last.toml")
+    assert [s.weight for s in cfg.data.sources] == [3.0, 0.5]
+    cfg = load_config(tmp_path / "last.toml", ["data.source_weights={ procedural = 0 }"])
+    assert [s.weight for s in cfg.data.sources] == [0.0, 2.0]
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('"procedural:voronoi" = 1.0', r"names no entry of data.sources: \['procedural:voronoi'\]"),
+        ('"procedural" = -1.0', r"data.source_weights\['procedural'\] must be a number >= 0, got -1.0"),
+        ('"procedural" = "heavy"', "must be a number >= 0, got 'heavy'"),
+    ],
+)
+def test_a_wrong_source_weight_is_one_config_error(tmp_path, table, message):
+    from pancakes_model.training.config import ConfigError
+
+    (tmp_path / "a.toml").write_text(f'[[data.sources]]\nspec = "procedural"\n[data.source_weights]\n{table}\n')
+    with pytest.raises(ConfigError, match=message):
+        load_config(tmp_path / "a.toml")
+
+
 @pytest.mark.parametrize(
     ("files", "message"),
     [

@@ -15,7 +15,12 @@ A TOML file (``configs/*.toml``) and ``--set section.key=value`` overrides are a
 A config may start from another: ``extends = "stage17-cpu.toml"`` (a path relative to the file)
 reads that one first and lays this one over it — tables merge key by key, anything else (numbers,
 lists, the list of ``[[data.sources]]``) is replaced whole — so a stage's file says only how it
-differs from the stage before.
+differs from the stage before. To change the weights of some sources without restating the list,
+name them by spec in a table (applied after the chain and the overrides, then folded into
+``data.sources``, so a saved config holds the weights once):
+
+    [data.source_weights]
+    "store:brain-deepmriprep" = 4.5
 
 A training source may never name or read a development family (``configs/dev.toml``): the check
 runs when the trainer opens the sources (:func:`~pancakes_model.training.data.training_sources`),
@@ -148,6 +153,8 @@ class DataConfig:
     # training device applies them to the whole batch (GPU runs: keeps the workers ahead)
     augment_on: str = "workers"
     cache_dir: str = ""  # synth caches (default ~/.cache/pancakes-synth)
+    # spec → weight for entries of ``sources`` (every entry with that spec); empty once loaded
+    source_weights: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -364,4 +371,20 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         cfg = _build(cfg, read_toml(Path(path)), "")
     for item in overrides:
         cfg = _override(cfg, item)
-    return _check(cfg)
+    return _check(_reweighted(cfg))
+
+
+def _reweighted(cfg: TrainConfig) -> TrainConfig:
+    """``data.source_weights`` folded into ``data.sources`` (module docstring)."""
+    weights = cfg.data.source_weights
+    if not weights:
+        return cfg
+    specs = [s.spec for s in cfg.data.sources]
+    unknown = sorted(set(weights) - set(specs))
+    if unknown:
+        raise ConfigError(f"data.source_weights names no entry of data.sources: {unknown}; the sources: {specs}")
+    for spec, weight in weights.items():
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+            raise ConfigError(f"data.source_weights[{spec!r}] must be a number >= 0, got {weight!r}")
+    sources = tuple(dataclasses.replace(s, weight=float(weights.get(s.spec, s.weight))) for s in cfg.data.sources)
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, sources=sources, source_weights={}))
