@@ -137,11 +137,14 @@ def test_the_report_states_the_set_size_bar_per_family():
         "steady": {"1": {"pancakes": entry(0.80)}, "5": {"pancakes": entry(0.79)}},
         "drifts": {"1": {"pancakes": entry(0.80)}, "5": {"pancakes": entry(0.74)}},
         "one-size": {"3": {"pancakes": entry(0.50)}},
+        "edge": {"1": {"pancakes": entry(0.928)}, "5": {"pancakes": entry(0.8975)}},
     }
     text = render_markdown({"n_sets": 4, "M": 8, "K": 20, "sources": sources})
-    assert "S=5 − S=1 (Pancakes Set Dice): -0.010 (within 0.03)" in text
-    assert "S=5 − S=1 (Pancakes Set Dice): -0.060 (NOT within 0.03)" in text
-    assert text.count("S=5 − S=1") == 2
+    assert "S=5 − S=1 (Pancakes Set Dice): -0.0100 (within 0.03)" in text
+    assert "S=5 − S=1 (Pancakes Set Dice): -0.0600 (NOT within 0.03)" in text
+    # a drift just past the bar must not print as the bar itself
+    assert "S=5 − S=1 (Pancakes Set Dice): -0.0305 (NOT within 0.03)" in text
+    assert text.count("S=5 − S=1") == 3
 
 
 def test_the_m_k_grid_from_one_featurizer_pass_equals_one_prediction_per_shape():

@@ -80,7 +80,8 @@ def render_markdown(results: dict, *, provenance: dict | None = None) -> str:
         if "1" in by_s and "5" in by_s and "pancakes" in by_s["1"] and "pancakes" in by_s["5"]:
             s1, s5 = by_s["1"]["pancakes"]["set_dice"]["mean"], by_s["5"]["pancakes"]["set_dice"]["mean"]
             verdicts.append(
-                f"  S=5 − S=1 (Pancakes Set Dice): {s5 - s1:+.3f} "
+                # Four decimals: at three, a drift of -0.0305 printed as "-0.030 (NOT within 0.03)".
+                f"  S=5 − S=1 (Pancakes Set Dice): {s5 - s1:+.4f} "
                 f"({'within' if meets_size_drift(s1, s5) else 'NOT within'} {SIZE_DRIFT})."
             )
         paired = results.get("consistency", {}).get(fam)
@@ -89,7 +90,7 @@ def render_markdown(results: dict, *, provenance: dict | None = None) -> str:
             verdicts.append(
                 f"  Paired on the same S={paired['S']} sets (each image scored alone, "
                 f"{paired['each_image_alone']:.3f}, vs the whole set, {paired['whole_set']:.3f}): "
-                f"gap {g['mean']:+.3f} [{g['low']:+.3f}, {g['high']:+.3f}] "
+                f"gap {g['mean']:+.4f} [{g['low']:+.4f}, {g['high']:+.4f}] "
                 f"({'within' if meets_gap(g) else 'NOT within'} {GAP})."
             )
     lines += ["", "Quality bars:", *verdicts, ""]
