@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from pancakes_model import Pancakes
 from pancakes_model.training.config import load_config
@@ -105,6 +106,30 @@ def test_resume_reproduces_the_next_loss(tmp_path):
     row = trainer.train_step(next(loader))
     assert row["step"] == 3
     assert row["loss"] == pytest.approx(losses[3], rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_a_run_with_an_average_writes_it_validates_it_and_resumes_it_exactly(tmp_path):
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    for folder in (whole, split):
+        folder.mkdir()
+    fp32 = '"fp32"'  # bfloat16 on a CPU with native bf16: the comparison wants one arithmetic
+    Trainer(tiny_config(whole, ema=0.5, precision=fp32), progress=False).run()
+    stopped = Trainer(tiny_config(split, ema=0.5, precision=fp32), progress=False).run(max_minutes=1e-9)
+    assert stopped["step"] == 1  # cut off after its first step, with a checkpoint
+    Trainer(tiny_config(split, ema=0.5, precision=fp32), resume=True, progress=False).run()
+    a = load_file(str(whole / "run" / "ema.safetensors"))
+    b = load_file(str(split / "run" / "ema.safetensors"))
+    last = load_file(str(whole / "run" / "last.safetensors"))
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name  # a resumed average is the uninterrupted one
+    assert any(not torch.equal(a[n], last[n]) for n in a)  # the average is not the last step
+    averaged = Pancakes.from_pretrained(whole / "run" / "ema.safetensors")
+    assert averaged.provenance["ema_decay"] == 0.5
+    rows = [json.loads(x) for x in (whole / "run" / "log.jsonl").read_text().splitlines()]
+    val = [r for r in rows if r["kind"] == "val"]
+    assert val and all("val_ema_set_dice" in r and "val_ema_toy-dev" in r for r in val)
 
 
 def test_set_steps_moves_the_end_of_the_schedule_and_keeps_its_position(tmp_path):

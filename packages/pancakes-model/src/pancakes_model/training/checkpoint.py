@@ -2,15 +2,17 @@
 
 A checkpoint is a folder ``OUT/checkpoints/step-NNNNNNNN/`` holding ``model.safetensors`` (weights,
 config, provenance), ``optimizer.safetensors`` (optimizer tensors and the RNG state) and
-``state.json`` (step, scheduler, best score, elapsed time). It is written under a temporary name
-and renamed into place, so a kill at any moment leaves either the complete folder or none; resume
-takes the newest complete one. The ``keep`` newest are kept (2 by default).
+``state.json`` (step, scheduler, best score, elapsed time); a run with a moving average of its
+weights (:mod:`.ema`) keeps it in the optimizer file under ``ema.<name>``. It is written under a
+temporary name and renamed into place, so a kill at any moment leaves either the complete folder or
+none; resume takes the newest complete one. The ``keep`` newest are kept (2 by default).
 
 The *flat* layout (``train.checkpoint_layout = "flat"``, the GPU run's) is one file,
 ``OUT/checkpoint.safetensors``: the weights under ``model.``, the optimizer tensors under ``opt.``,
-the RNG, and the state JSON in the file's metadata. One file is replaced by one rename, so it is
-either the old checkpoint or the new one, and a run whose outputs are copied back by a file count
-(the lent GPU machine brings back at most 8 files) carries the whole checkpoint in one.
+the moving average under ``ema.``, the RNG, and the state JSON in the file's metadata. One file is
+replaced by one rename, so it is either the old checkpoint or the new one, and a run whose outputs
+are copied back by a file count (the lent GPU machine brings back at most 8 files) carries the whole
+checkpoint in one.
 """
 
 from __future__ import annotations
@@ -69,11 +71,16 @@ def save(
     provenance: dict,
     keep: int = KEEP,
     flat: bool = False,
+    ema: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write checkpoint ``step`` atomically, under ``root/checkpoints`` (``keep`` newest kept) or, when
-    ``flat``, as ``root/checkpoint.safetensors``; returns its path."""
+    ``flat``, as ``root/checkpoint.safetensors``; returns its path. ``ema``: the weights' moving
+    average by name, when the run keeps one."""
+    extra = {f"ema.{k}": v for k, v in (ema or {}).items()}
     if flat:
-        return _save_flat(root, step=step, model=model, optimizer=optimizer, state=state, provenance=provenance)
+        return _save_flat(
+            root, step=step, model=model, optimizer=optimizer, state=state, provenance=provenance, extra=extra
+        )
     base = root / "checkpoints"
     base.mkdir(parents=True, exist_ok=True)
     final = base / f"step-{step:08d}"
@@ -83,6 +90,7 @@ def save(
     model.save_pretrained(tmp / "model.safetensors", provenance=provenance)
     tensors, groups = _optimizer_tensors(optimizer)
     tensors["torch_rng"] = torch.get_rng_state()
+    tensors.update(extra)  # "ema.*" never collides with the optimizer's "<index>.<key>"
     save_file(tensors, str(tmp / "optimizer.safetensors"))
     user_mode(tmp / "optimizer.safetensors")
     (tmp / "state.json").write_text(json.dumps({**state, "step": step, "param_groups": groups}), encoding="utf-8")
@@ -101,13 +109,16 @@ def save(
     return final
 
 
-def _save_flat(root: Path, *, step: int, model, optimizer, state: dict[str, Any], provenance: dict) -> Path:
+def _save_flat(
+    root: Path, *, step: int, model, optimizer, state: dict[str, Any], provenance: dict, extra: dict
+) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     final = root / FLAT
     tmp = root / f".{FLAT}.{os.getpid()}.tmp"
     opt, groups = _optimizer_tensors(optimizer)
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tensors.update({f"opt.{k}": v for k, v in opt.items()})
+    tensors.update(extra)
     tensors["torch_rng"] = torch.get_rng_state()
     meta = {"state": json.dumps({**state, "step": step, "param_groups": groups}, default=str)}
     meta["provenance"] = json.dumps(provenance, sort_keys=True, default=str)
@@ -149,15 +160,18 @@ def latest(root: Path) -> Path | None:
     return max(found, key=lambda f: f[0])[1] if found else None
 
 
-def load(path: Path, *, model, optimizer: torch.optim.Optimizer, device: torch.device) -> dict[str, Any]:
+def load(path: Path, *, model, optimizer: torch.optim.Optimizer, device: torch.device, ema=None) -> dict[str, Any]:
     """Restore weights, optimizer and RNG from the checkpoint at ``path`` (a folder or the flat file);
-    returns its state (state.json's content)."""
+    returns its state (state.json's content). ``ema`` (a :class:`.ema.WeightAverage`) is restored
+    too when the checkpoint holds one; a checkpoint of a run without it leaves ``ema`` at its start
+    (the restored weights), and ``state["ema_restored"]`` says which."""
     if path.is_file():
         everything = load_file(str(path))
         with safe_open(str(path), framework="pt") as fh:
             state = json.loads(fh.metadata()["state"])
         model.load_state_dict({k.removeprefix("model."): v for k, v in everything.items() if k.startswith("model.")})
         tensors = {k.removeprefix("opt."): v for k, v in everything.items() if k.startswith("opt.")}
+        tensors.update({k: v for k, v in everything.items() if k.startswith("ema.")})
         tensors["torch_rng"] = everything["torch_rng"]
     else:
         loaded = load_weights(type(model), path / "model.safetensors", map_location=str(device))
@@ -188,4 +202,12 @@ def load(path: Path, *, model, optimizer: torch.optim.Optimizer, device: torch.d
             if isinstance(val, torch.Tensor) and val.shape == p.shape and val.stride() != p.stride():
                 optimizer.state[p][key] = torch.empty_like(p).copy_(val)
     torch.set_rng_state(tensors["torch_rng"])
+    averaged = {k.removeprefix("ema."): v for k, v in tensors.items() if k.startswith("ema.")}
+    state["ema_restored"] = False
+    if ema is not None:
+        if averaged:
+            ema.load_state_dict(averaged)
+            state["ema_restored"] = True
+        else:
+            ema.load_state_dict({k: v.detach() for k, v in model.state_dict().items() if k in ema.tensors})
     return state

@@ -101,6 +101,9 @@ class TrainSection:
     warmup: int = 300
     min_lr_ratio: float = 0.05
     clip: float = 1.0
+    # a moving average of the weights written as OUT/ema.safetensors (0 = none; d weighs the last
+    # ~1 / (1 − d) steps): the soups of earlier stages, kept continuously (:mod:`.ema`)
+    ema: float = 0.0
     M: tuple[int, int] = (5, 15)
     K: tuple[int, int] = (5, 40)
     S: tuple[int, int] = (2, 5)
@@ -288,6 +291,8 @@ def _check(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(
             f"train.lr must be > 0, warmup >= 0, min_lr_ratio in [0, 1]; got {t.lr}, {t.warmup}, {t.min_lr_ratio}"
         )
+    if not 0 <= t.ema < 1:
+        raise ConfigError(f"train.ema must be in [0, 1) (0 = no moving average), got {t.ema}")
     if not 0 < t.context_lr_scale <= 1000:
         raise ConfigError(f"train.context_lr_scale must be in (0, 1000], got {t.context_lr_scale}")
     if t.targets not in (1, 2):

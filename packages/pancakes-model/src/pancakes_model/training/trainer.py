@@ -5,12 +5,14 @@ from the weighted ``[[data.sources]]`` (:mod:`.data`) with targets at every gran
 Table-3 augmentations; the loss is the min-(m, k) set soft-Dice loss (winner-only gradients). AdamW
 with warm-up and cosine decay (``LambdaLR``), gradient clipping, an optional resolution curriculum.
 
-Around the steps: validation on the dev families (:mod:`.validation`, the best checkpoint kept),
-the run log (:mod:`.runlog`), checkpoints (:mod:`.checkpoint`) and the provenance written into
-every weights file (:mod:`.provenance`). Outputs in ``out.dir``: ``best.safetensors``,
-``last.safetensors``, ``checkpoints/step-N/`` (or one ``checkpoint.safetensors`` in the flat layout),
-``log.jsonl``, ``metrics.csv``, ``curve.png``. Checkpoints are written every ``checkpoint_every``
-steps and, with ``checkpoint_minutes``, whenever that much time passed since the last one.
+Around the steps: validation on the dev families (:mod:`.validation`, the best checkpoint kept), the
+run log (:mod:`.runlog`), checkpoints (:mod:`.checkpoint`) and the provenance written into every
+weights file (:mod:`.provenance`). Outputs in ``out.dir``: ``best.safetensors``,
+``last.safetensors``, ``checkpoints/step-N/`` (or one ``checkpoint.safetensors`` in the flat
+layout), ``log.jsonl``, ``metrics.csv``, ``curve.png``, and with ``train.ema`` the moving average of
+the weights as ``ema.safetensors`` (:mod:`.ema`; validated beside the live weights). Checkpoints are
+written every ``checkpoint_every`` steps and, with ``checkpoint_minutes``, whenever that much time
+passed since the last one.
 
 Distributed (torchrun): ``batch_size`` is the global batch; set i of step t is drawn from
 (seed, t, i) and rank r makes the sets with i ≡ r (mod N), so the data stream does not depend on
@@ -47,6 +49,7 @@ from pancakes_model.training.data import (
     validation_sets,
 )
 from pancakes_model.training.devset import load_dev
+from pancakes_model.training.ema import WeightAverage
 from pancakes_model.training.provenance import run_provenance
 from pancakes_model.training.runlog import RunLog
 from pancakes_model.training.schedule import make_scheduler, size_at
@@ -125,6 +128,7 @@ class Trainer:
         fused = self.device.type in ("cpu", "cuda")
         self.opt = torch.optim.AdamW(self._param_groups(t), lr=t.lr, weight_decay=t.weight_decay, fused=fused)
         self.scheduler = make_scheduler(self.opt, t)
+        self.ema = WeightAverage(self.model, decay=t.ema) if t.ema else None
         self.step, self.best, self.elapsed = 0, float("nan"), 0.0
         self.dev = load_dev(cfg.val.dev) if cfg.val.dev else None
         self.sources = training_sources(cfg, self.dev)
@@ -256,6 +260,8 @@ class Trainer:
             mk=draw_mk(t.seed, self.step, t.M, t.K), size=size_at(self.step, t), clip=t.clip, device=self.device,
             augmentation=self.sampler.augmentation,
         )  # fmt: skip
+        if self.ema is not None:
+            self.ema.update(self.model)
         self.step += 1
         return row
 
@@ -263,6 +269,10 @@ class Trainer:
         """Score the dev families' validation sets, log them, keep the best weights."""
         v = self.cfg.val
         row = validate(self.model, self.val_sets, M=v.M, K=v.K, step=self.step)
+        if self.ema is not None:  # the average's own scores, under val_ema_*; "best" stays the live weights'
+            with self.ema.applied(self.model):
+                averaged = validate(self.model, self.val_sets, M=v.M, K=v.K, step=self.step)
+            row.update({f"val_ema_{k[4:]}": x for k, x in averaged.items() if k.startswith("val_")})
         self.log.append(row)
         if np.isnan(self.best) or row["val_set_dice"] > self.best:
             self.best = row["val_set_dice"]
@@ -298,8 +308,13 @@ class Trainer:
         t = self.cfg.train
         state = {"best": self.best, "elapsed": self.elapsed, "scheduler": self.scheduler.state_dict()}
         layout = {"keep": t.keep_checkpoints, "flat": t.checkpoint_layout == "flat", "provenance": prov}
-        checkpoint.save(self.out, step=self.step, model=self.model, optimizer=self.opt, state=state, **layout)
+        ema = self.ema.state_dict() if self.ema is not None else None
+        checkpoint.save(self.out, step=self.step, model=self.model, optimizer=self.opt, state=state, ema=ema, **layout)
         self.model.save_pretrained(self.out / "last.safetensors", provenance=prov)
+        if self.ema is not None:
+            with self.ema.applied(self.model):
+                averaged = {**prov, "ema_decay": self.ema.decay}
+                self.model.save_pretrained(self.out / "ema.safetensors", provenance=averaged)
         self._saved_at, self._saved_step = time.perf_counter(), self.step
         self.log.append({"kind": "checkpoint", "step": self.step, "elapsed": round(self.elapsed, 2)})
 
@@ -307,7 +322,7 @@ class Trainer:
         folder = checkpoint.latest(self.out)
         if folder is None:
             raise ConfigError(f"--resume: no complete checkpoint under {self.out}")
-        state = checkpoint.load(folder, model=self.model, optimizer=self.opt, device=self.device)
+        state = checkpoint.load(folder, model=self.model, optimizer=self.opt, device=self.device, ema=self.ema)
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.best, self.elapsed = int(state["step"]), float(state["best"]), float(state["elapsed"])
         self.log.truncate(self.step)
