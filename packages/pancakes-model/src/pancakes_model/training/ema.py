@@ -1,14 +1,13 @@
 """An exponential moving average of the weights during training (Polyak averaging).
 
-Every model this project shipped from item 16 to item 40 but one was a weight average — a stage's
-end with its start, or stages with each other (MODEL_CARD.md, "model soups" in
-:mod:`.soup`). ``train.ema = d`` keeps that average continuously: after every optimizer step
-``avg ← d·avg + (1 − d)·w`` for every floating-point tensor of the model, which weighs the last
-~1 / (1 − d) steps. The average starts at the run's initial weights, lives in float32 beside the
-model (a bf16 featurizer's weights are float32 too), is saved in every checkpoint and restored on
-resume (a resumed run's average equals an uninterrupted one's), and is written as
-``OUT/ema.safetensors`` next to ``last.safetensors``: an ordinary weights file for ``pancakes
-evaluate --model``.
+Four of the models this project shipped were weight averages of stage ends (MODEL_CARD.md items 8,
+16, 23 and 27; "model soups", :mod:`.soup`), and the last one trained from such an average (item
+40). ``train.ema = d`` keeps an average continuously: after every optimizer step ``avg ← d·avg + (1
+− d)·w`` for every floating-point tensor of the model, which weighs the last ~1 / (1 − d) steps. The
+average starts at the run's initial weights, lives in float32 beside the model (a bf16 featurizer's
+weights are float32 too), is saved in every checkpoint and restored on resume (a resumed run's
+average equals an uninterrupted one's), and is written as ``OUT/ema.safetensors`` next to
+``last.safetensors``: an ordinary weights file for ``pancakes evaluate --model``.
 """
 
 from __future__ import annotations
