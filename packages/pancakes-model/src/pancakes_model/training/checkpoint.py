@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from pancakes_model.network import load_weights
 from pancakes_model.network.weights import user_mode
 from pancakes_model.training.config import ConfigError
+from pancakes_model.training.ema import WeightAverage
 
 __all__ = ["FLAT", "latest", "load", "save"]
 
@@ -160,9 +161,11 @@ def latest(root: Path) -> Path | None:
     return max(found, key=lambda f: f[0])[1] if found else None
 
 
-def load(path: Path, *, model, optimizer: torch.optim.Optimizer, device: torch.device, ema=None) -> dict[str, Any]:
+def load(
+    path: Path, *, model, optimizer: torch.optim.Optimizer, device: torch.device, ema: WeightAverage | None = None
+) -> dict[str, Any]:
     """Restore weights, optimizer and RNG from the checkpoint at ``path`` (a folder or the flat file);
-    returns its state (state.json's content). ``ema`` (a :class:`.ema.WeightAverage`) is restored
+    returns its state (state.json's content). ``ema`` is restored
     too when the checkpoint holds one; a checkpoint of a run without it leaves ``ema`` at its start
     (the restored weights), and ``state["ema_restored"]`` says which."""
     if path.is_file():
