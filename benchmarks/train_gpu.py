@@ -28,9 +28,10 @@ What it does, in order, within ``--minutes`` of wall time:
 3. Training's figures (median steps/s, data wait, peak memory, steps) are added to ``gpu.json``.
 
 Files in OUT (the lent machine returns at most 8): ``checkpoint.safetensors``, ``last.safetensors``,
-``best.safetensors``, ``log.jsonl``, ``metrics.csv``, ``curve.png``, ``gpu.json``. Back here,
+``best.safetensors``, ``ema.safetensors`` (the moving average of the weights: the shipped recipe
+sets ``train.ema``), ``log.jsonl``, ``metrics.csv``, ``curve.png``, ``gpu.json``. Back here,
 ``python benchmarks/train_gpu.py --report OUT/gpu.json`` writes the figures into the pancakes-model
-README; the weights are judged by the stage rule (``pancakes evaluate --model OUT/best.safetensors
+README; the average is judged by the stage rule (``pancakes evaluate --model OUT/ema.safetensors
 --compare default``) like every candidate.
 """
 
