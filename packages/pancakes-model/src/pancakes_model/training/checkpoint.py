@@ -165,9 +165,9 @@ def load(
     path: Path, *, model, optimizer: torch.optim.Optimizer, device: torch.device, ema: WeightAverage | None = None
 ) -> dict[str, Any]:
     """Restore weights, optimizer and RNG from the checkpoint at ``path`` (a folder or the flat file);
-    returns its state (state.json's content). ``ema`` is restored
-    too when the checkpoint holds one; a checkpoint of a run without it leaves ``ema`` at its start
-    (the restored weights), and ``state["ema_restored"]`` says which."""
+    returns its state (state.json's content). ``ema`` is restored too when the checkpoint holds
+    one; a checkpoint of a run without it leaves ``ema`` at its start (the restored weights), and
+    ``state["ema_restored"]`` says which."""
     if path.is_file():
         everything = load_file(str(path))
         with safe_open(str(path), framework="pt") as fh:
