@@ -7,6 +7,7 @@ refuses (:class:`~pancakes_model.training.config.ConfigError`) is one line and e
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import signal
@@ -26,10 +27,11 @@ __all__ = ["main", "run_from_args"]
 
 def run_from_args(args: argparse.Namespace) -> int:
     """Train as the parsed arguments say; 0 when done, 128 + N when stopped by signal N."""
-    finished = False
+    finished, trainer = False, None
     try:
         cfg = load_config(args.config, args.overrides)
-        result = Trainer(cfg, resume=args.resume, progress=not args.quiet).run(max_minutes=args.max_minutes)
+        trainer = Trainer(cfg, resume=args.resume, progress=not args.quiet)
+        result = trainer.run(max_minutes=args.max_minutes)
         finished = True
     finally:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -38,6 +40,11 @@ def run_from_args(args: argparse.Namespace) -> int:
             # exception"). After a failure there is no barrier: the other ranks may never reach it.
             if finished:
                 torch.distributed.barrier()
+            # DistributedDataParallel's reducer keeps the process group and its last gloo work
+            # alive; freed only at interpreter shutdown, their C++ threads can abort the process
+            # after training succeeded (seen once in CI). Free them while Python still runs.
+            trainer = None
+            gc.collect()
             torch.distributed.destroy_process_group()
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(result, indent=1, default=str))
