@@ -165,6 +165,19 @@ def test_init_from_existing_weights(tmp_path):
     assert trainer.model.config.features == ref.config.features == 32
 
 
+@pytest.mark.slow
+def test_a_wider_model_section_widens_the_init_weights(tmp_path):
+    torch.manual_seed(3)
+    start = Pancakes(features=8, sampler_dims=8).save_pretrained(tmp_path / "start.safetensors")
+    cfg = tiny_config(tmp_path, steps=1, init=f'"{start}"', seed=7)
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, features=12))
+    trainer = Trainer(cfg, progress=False)
+    grown = Pancakes.from_pretrained(start).grow_features(12, seed=7)
+    assert trainer.model.config.features == 12
+    for key, value in grown.state_dict().items():
+        assert torch.equal(trainer.model.state_dict()[key].cpu(), value), key
+
+
 def test_config_errors(tmp_path):
     with pytest.raises(ValueError, match=r"unknown config key\(s\) \['train.nope'\]"):
         load_config(None, ["train.nope=1"])

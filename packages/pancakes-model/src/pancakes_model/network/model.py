@@ -31,6 +31,7 @@ from pancakes_data.geometry import Preprocess
 from pancakes_model.network.config import PancakesConfig
 from pancakes_model.network.context import SetContext
 from pancakes_model.network.embedding import ProtocolEmbedding, check_mk
+from pancakes_model.network.grow import widen_state
 from pancakes_model.network.sampler import LogitFactors, Sampler
 from pancakes_model.network.unet import UNet
 from pancakes_model.network.weights import load_weights, save_weights
@@ -283,6 +284,23 @@ class Pancakes(nn.Module):
         with torch.no_grad():
             weight = grown.context.mlp[0].weight.zero_()
             weight[:, : first.shape[1]] = first
+        return self._settled(grown)
+
+    def grow_features(self, features: int, *, noise: float = 0.01, seed: int = 0) -> Pancakes:
+        """This model with ``features`` UNet channels computing the same function but for ``noise``
+        on the new channels (Net2WiderNet: :mod:`~pancakes_model.network.grow`; ``seed`` draws the
+        copied channels, the splits and the noise). A new module; this one is left as it is."""
+        if features <= self.config.features:
+            raise ValueError(f"the model has {self.config.features} features; it can only grow wider, not {features}")
+        grown = Pancakes(dataclasses.replace(self.config, features=features))
+        state = widen_state(
+            self.state_dict(),
+            features=self.config.features,
+            wider=features,
+            noise=noise,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        grown.load_state_dict(state)
         return self._settled(grown)
 
     def factors(

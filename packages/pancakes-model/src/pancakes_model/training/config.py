@@ -181,8 +181,9 @@ class OutConfig:
 class TrainConfig:
     """The whole training configuration; ``model`` is the architecture of a model trained from scratch
     (with ``train.init`` the weights bring theirs; only a non-empty ``model.label_caps`` applies, and a
-    non-zero ``model.set_context`` grows that branch on weights without one, and
-    ``model.context_per_image`` its per-image inputs)."""
+    non-zero ``model.set_context`` grows that branch on weights without one,
+    ``model.context_per_image`` its per-image inputs, and a ``model.features`` above the weights'
+    widens their UNet, seeded by ``train.seed``)."""
 
     model: PancakesConfig = field(default_factory=PancakesConfig)
     train: TrainSection = field(default_factory=TrainSection)

@@ -172,6 +172,8 @@ class Trainer:
                 model = model.grow_set_context(self.cfg.model.set_context)
             if self.cfg.model.context_per_image and not model.config.context_per_image:  # also zero-initialised
                 model = model.grow_per_image_context()
+            if self.cfg.model.features > model.config.features:  # widened: the same function, seeded
+                model = model.grow_features(self.cfg.model.features, seed=t.seed)
         else:
             model = Pancakes(self.cfg.model).to(self.device).train()
         self.base_provenance = dict(model.provenance)
