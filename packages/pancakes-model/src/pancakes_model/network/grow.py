@@ -2,7 +2,7 @@
 ICLR 2016).
 
 Why: every CPU stage since the set-context branch traded one dev family against another (the
-nuclei against the fine parcels and the mosaic), the mark of a network at its capacity, and
+nuclei against the fine parcels and the mosaic), as a network at its capacity would, and
 training a wider one from scratch costs more CPU time than the project has. Widened this way the
 model starts as the shipped function and training only adds.
 
