@@ -155,7 +155,8 @@ def test_init_from_existing_weights(tmp_path):
     torch.manual_seed(3)
     start = Pancakes().save_pretrained(tmp_path / "start.safetensors")
     cfg = tiny_config(tmp_path, steps=1, init=f'"{start}"')
-    # [model] is the architecture of a run from scratch; with init only label_caps applies
+    # [model] is the architecture of a run from scratch; with init only label_caps applies here
+    # (features = 16 is below the weights' 32: a narrower model section never shrinks them)
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, label_caps=(2,), features=16))
     trainer = Trainer(cfg, progress=False)
     ref = Pancakes.from_pretrained(start)
