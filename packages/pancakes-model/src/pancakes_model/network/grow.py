@@ -78,7 +78,7 @@ def widen_state(
     Args:
         state: the model's ``state_dict()`` (not modified).
         features: its UNet width (``config.features``).
-        wider: the new width, ≥ ``features``.
+        wider: the new width, > ``features``.
         noise: standard deviation of the noise on the copies' incoming convolution weights,
             relative to each layer's (0: exactly the same function).
         generator: draws which channels are copied and the split fractions (seed it: the same seed
@@ -88,10 +88,10 @@ def widen_state(
         The widened state dict (new tensors), to load into a model of ``features = wider``.
 
     Raises:
-        ValueError: ``wider < features``, or a tensor whose channel axis is not a multiple of
+        ValueError: ``wider ≤ features``, or a tensor whose channel axis is not a multiple of
             ``features`` (not a state dict of that width).
     """
-    if wider < features:
+    if wider <= features:
         raise ValueError(f"a model can only grow wider: {features} → {wider} features")
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     src, frac = _plan(features, wider, gen)

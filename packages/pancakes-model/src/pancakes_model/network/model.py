@@ -290,16 +290,14 @@ class Pancakes(nn.Module):
         """This model with ``features`` UNet channels computing the same function but for ``noise``
         on the new channels (Net2WiderNet: :mod:`~pancakes_model.network.grow`; ``seed`` draws the
         copied channels, the splits and the noise). A new module; this one is left as it is."""
-        if features <= self.config.features:
-            raise ValueError(f"the model has {self.config.features} features; it can only grow wider, not {features}")
-        grown = Pancakes(dataclasses.replace(self.config, features=features))
-        state = widen_state(
+        state = widen_state(  # ValueError unless wider: before a model of that width is built
             self.state_dict(),
             features=self.config.features,
             wider=features,
             noise=noise,
             generator=torch.Generator().manual_seed(seed),
         )
+        grown = Pancakes(dataclasses.replace(self.config, features=features))
         grown.load_state_dict(state)
         return self._settled(grown)
 
