@@ -3,6 +3,7 @@ the labels of pancakes_model.segment."""
 
 from __future__ import annotations
 
+import os
 import zipfile
 
 import numpy as np
@@ -50,6 +51,21 @@ def test_the_exported_package_validates_and_reproduces_segment(tmp_path, capsys)
     for s in range(x.shape[1]):
         assert (probs[0, s].argmax(axis=1) == labels[s]).mean() > 0.999
     assert main(["export", "--bioimageio", str(out)]) == 2 and "exists" in capsys.readouterr().err
+
+
+def test_bioimageio_core_runs_the_package(tmp_path):
+    """What bioimage.io runs on a submission (`bioimageio test`): bioimageio.core rebuilds the
+    architecture from the package alone, reproduces its test outputs and runs its inputs at several
+    batch and set sizes. `nox -s tests` installs bioimageio.core in an environment of its own (it pins
+    an older bioimageio.spec than the model suite validates with) and requires this test there."""
+    if os.environ.get("PANCAKES_REQUIRE_BIOIMAGEIO_CORE"):
+        import bioimageio.core as core
+    else:
+        core = pytest.importorskip("bioimageio.core")
+    out = tmp_path / "pancakes.zip"
+    assert main(["export", "--bioimageio", str(out), "-M", "4", "-K", "6"]) == 0
+    summary = core.test_model(out)
+    assert summary.status == "passed", summary.format()
 
 
 def test_export_needs_a_zip_name(tmp_path, capsys):
