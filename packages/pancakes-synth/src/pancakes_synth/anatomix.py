@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from pancakes_synth.recipe import ElementParams, GeneratorConfig, SynthSet, TemplateParams
+from pancakes_synth.recipe import ElementParams, Generator, GeneratorConfig, SynthSet, TemplateParams
 from pancakes_synth.smooth import upsample as _upsample
 from pancakes_synth.sources import ProceduralSource, StructureBank
 from pancakes_synth.warp import warp_labels, warps_for
@@ -68,7 +68,7 @@ def _lattice(start: int, stop: int, count: int, size: int) -> np.ndarray:
     return ((2 * (start + step * np.arange(count, dtype=np.float64)) + 1) / size - 1).astype(np.float32)
 
 
-class SetGenerator:
+class SetGenerator(Generator):
     """Generate synthetic sets from a label source.
 
     Args:
@@ -111,12 +111,6 @@ class SetGenerator:
 
     def parameters(self) -> dict:
         return asdict(self.config)
-
-    def __len__(self) -> int:
-        return 2**62  # endless: any index is a set
-
-    def get(self, index: int) -> SynthSet:
-        return self.generate(index)
 
     @property
     def bank(self) -> StructureBank:

@@ -1,9 +1,9 @@
 """Held-out synthetic families for development evaluation only — never a training source.
 
 They share no shape or appearance code with the training families (this module imports nothing
-from the rest of pancakes-synth but the :class:`SynthSet` container of ``pancakes_synth.recipe``),
-so a model that scores well on them has learnt something that transfers, not the generator's
-habits. A test fails if a training configuration names them.
+from the rest of pancakes-synth but the :class:`SynthSet` container and the :class:`Generator`
+interface of ``pancakes_synth.recipe``), so a model that scores well on them has learnt something
+that transfers, not the generator's habits. A test fails if a training configuration names them.
 
 * ``spots`` — today's losing case: many similar bright objects of varying brightness on a dark
   background (fluorescent nuclei, spots, puncta), uneven illumination, blur, shot noise. Images of
@@ -22,7 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from pancakes_synth.heldout_nuclei import nuclei_set
-from pancakes_synth.recipe import SynthSet
+from pancakes_synth.recipe import Generator, SynthSet
 
 __all__ = ["HELD_OUT", "HeldOutGenerator"]
 
@@ -106,7 +106,7 @@ def _mosaic(rng: np.random.Generator, s: int, size: int) -> tuple[np.ndarray, np
     return np.stack(images), np.stack(labels), {"levels": n_levels}
 
 
-class HeldOutGenerator:
+class HeldOutGenerator(Generator):
     """Sets of a held-out family (same interface as the training generators).
 
     Args:
@@ -121,23 +121,18 @@ class HeldOutGenerator:
             raise ValueError(f"unknown held-out family {family!r}; known: {list(HELD_OUT)}")
         if set_size < 1:
             raise ValueError(f"set_size must be >= 1, got {set_size}")
-        self.family, self.set_size, self.seed, self.size = family, set_size, int(seed), size
+        self.family, self.set_size, self.seed, self._size = family, set_size, int(seed), size
+
+    @property
+    def size(self) -> int:
+        return self._size
 
     @property
     def spec(self) -> str:
         return f"heldout:{self.family}"
 
-    def prepare(self) -> None:
-        """Nothing to build."""
-
     def parameters(self) -> dict:
         return {"family": self.family}
-
-    def __len__(self) -> int:
-        return 2**62
-
-    def get(self, index: int) -> SynthSet:
-        return self.generate(index)
 
     def generate(self, index: int) -> SynthSet:
         rng = np.random.default_rng([self.seed, int(index), 0xD3F])

@@ -98,6 +98,9 @@ class Generator(Protocol):
     """What every synthetic generator offers (the Anatomix, scene and held-out ones): endless sets
     by index, a pure function of (seed, index); writers and the set sampler rely on nothing else.
 
+    The generators subclass it for its defaults: endless length, ``get`` as ``generate`` and
+    nothing to ``prepare``; they implement ``size``, ``spec``, ``generate`` and ``parameters``.
+
     Attributes:
         set_size: S, images per set.
         size: side of the square images.
@@ -112,14 +115,17 @@ class Generator(Protocol):
     @property
     def spec(self) -> str: ...
 
-    def __len__(self) -> int: ...
+    def __len__(self) -> int:
+        return 2**62  # endless: any index is a set
 
-    def get(self, index: int) -> SynthSet: ...
+    def get(self, index: int) -> SynthSet:
+        return self.generate(index)
 
     def generate(self, index: int) -> SynthSet: ...
 
     def prepare(self) -> None:
-        """Build or load what every set draws from (structure banks, textures), once per process."""
+        """Build or load what every set draws from (structure banks, textures), once per process;
+        by default there is nothing to build."""
 
     def parameters(self) -> dict[str, Any]:
         """The recipe's ranges, recorded in a generated dataset's manifest."""

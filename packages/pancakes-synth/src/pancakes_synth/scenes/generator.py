@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from pancakes_synth.recipe import SynthSet
+from pancakes_synth.recipe import Generator, SynthSet
 from pancakes_synth.scenes.appearance import APPEARANCES
 from pancakes_synth.scenes.layout import Family, Layout
 from pancakes_synth.scenes.populations import Bacteria, Cells, Glands, Nuclei, Vesicles
@@ -114,7 +114,7 @@ def make_twins(
     return params, tex_choice, twin_of
 
 
-class SceneGenerator:
+class SceneGenerator(Generator):
     """Generate scene sets (same interface as :class:`~pancakes_synth.SetGenerator`).
 
     Args:
@@ -168,17 +168,8 @@ class SceneGenerator:
     def size(self) -> int:
         return self.config.size
 
-    def prepare(self) -> None:
-        """Nothing to build: textures load when the generator is made."""
-
     def parameters(self) -> dict:
         return asdict(self.config)
-
-    def __len__(self) -> int:
-        return 2**62  # endless: any index is a set
-
-    def get(self, index: int) -> SynthSet:
-        return self.generate(index)
 
     def _appearance(self, rng: np.random.Generator, family: Family) -> str:
         if self.appearance is not None:
