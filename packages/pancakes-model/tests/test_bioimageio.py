@@ -9,12 +9,14 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from pancakes_data.preprocess import normalize_intensity
 from pancakes_model import Pancakes, segment
 from pancakes_model.app.bioimageio import demo_slices
 from pancakes_model.app.cli import main
 from pancakes_model.network.bioimageio import PancakesBioImageIO, normalize_images
+from pancakes_model.render import PALETTE
 
 spec = pytest.importorskip("bioimageio.spec")
 # bioimageio.spec leaves the files it hashes open until its caches are collected (a third-party leak)
@@ -38,7 +40,13 @@ def test_the_exported_package_validates_and_reproduces_segment(tmp_path, capsys)
         state = torch.load(zf.open("weights.pt"), weights_only=True)
         x = np.load(zf.open("test_input.npy"))
         y = np.load(zf.open("test_output.npy"))
+        sample_in = np.asarray(Image.open(zf.open("sample_input.png")))
+        sample_out = np.asarray(Image.open(zf.open("sample_output.png")))
     assert x.max() > 1.0  # raw intensities: the architecture normalises them itself
+    # the pictures people see in the zoo are the test tensors: image 0 and its protocol 0's labels
+    assert descr.inputs[0].sample_tensor is not None and descr.outputs[0].sample_tensor is not None
+    np.testing.assert_array_equal(sample_in, x[0, 0, 0].astype(np.uint8))
+    np.testing.assert_array_equal(sample_out, PALETTE[y[0, 0, 0].argmax(axis=0)])
     # no scale_range declared: a runner would take its percentiles over every pixel, not pancakes' > 0
     assert all(p.id == "ensure_dtype" for p in descr.inputs[0].preprocessing or [])
     net = PancakesBioImageIO(**arch.kwargs)

@@ -4,7 +4,8 @@ The package holds the weights as a PyTorch state dict with a reference to the ar
 (:class:`pancakes_model.network.bioimageio.PancakesBioImageIO`, importable from pancakes-model),
 the input and output tensors with their axes, test tensors made by the shipped weights on the raw
 demo slices (the intensity normalisation is inside the architecture, see
-:mod:`pancakes_model.network.bioimageio`), a cover picture of their protocols, the licence
+:mod:`pancakes_model.network.bioimageio`), sample PNGs of the first test image and its first
+protocol for people browsing the zoo, a cover picture of their protocols, the licence
 and the method's citation. It is validated with ``bioimageio.spec`` before it is written.
 
     input  images     (batch, set, channel = 1, y, x) float32 — a set of S raw images of one size
@@ -29,7 +30,7 @@ from pancakes_model.__about__ import __version__
 from pancakes_model.inference.predict import predict_array
 from pancakes_model.network import Pancakes, resolve, sha256
 from pancakes_model.network.bioimageio import PancakesBioImageIO
-from pancakes_model.render import protocol_grid, save_png
+from pancakes_model.render import PALETTE, protocol_grid, save_png
 from pancakes_model.samples import demo_inputs
 
 __all__ = ["SIDE", "example_tensors", "export_bioimageio"]
@@ -58,6 +59,14 @@ def example_tensors(model: Pancakes, *, M: int, K: int, S: int = 2, side: int = 
     with torch.inference_mode():
         y = PancakesBioImageIO.wrap(model, M=M, K=K)(torch.from_numpy(x)).numpy()
     return x, y
+
+
+def _samples(x: np.ndarray, y: np.ndarray, root: Path) -> None:
+    """The sample tensors bioimage.io shows people (the .npy test tensors are for machines): the
+    first test image as grey PNG and its protocol 0 as a label map in the reports' colours."""
+    save_png(np.clip(x[0, 0, 0], 0, 255).astype(np.uint8), root / "sample_input.png")
+    labels = y[0, 0, 0].argmax(axis=0)
+    save_png(np.take(PALETTE, labels, axis=0, mode="wrap").astype(np.uint8), root / "sample_output.png")
 
 
 def _cover(model: Pancakes, path: Path) -> None:
@@ -98,6 +107,7 @@ def export_bioimageio(
         np.save(root / "test_input.npy", x)
         np.save(root / "test_output.npy", y)
         torch.save(net.state_dict(), root / "weights.pt")
+        _samples(x, y, root)
         _cover(net, root / "cover.png")
         (root / "README.md").write_text(_documentation(M, K, sha256(weights)), encoding="utf-8")
         pre = net.preprocess
@@ -121,6 +131,7 @@ def export_bioimageio(
                 bio.SpaceInputAxis(id=bio.AxisId("x"), size=bio.ParameterizedSize(min=16, step=16)),
             ],
             test_tensor=bio.FileDescr(source=root / "test_input.npy"),
+            sample_tensor=bio.FileDescr(source=root / "sample_input.png"),
         )
 
         def same(axis: str) -> bio.SizeReference:
@@ -138,6 +149,7 @@ def export_bioimageio(
                 bio.SpaceOutputAxis(id=bio.AxisId("x"), size=same("x")),
             ],
             test_tensor=bio.FileDescr(source=root / "test_output.npy"),
+            sample_tensor=bio.FileDescr(source=root / "sample_output.png"),
         )
         descr = bio.ModelDescr(
             name="Pancakes multi-protocol set segmentation",
