@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pancakes_model.network import Pancakes
-from pancakes_model.render import grid_tile_origin, palette, protocol_grid
+from pancakes_model.render import PALETTE, colour_labels, grid_tile_origin, palette, protocol_grid
 from pancakes_model.training.baselines import felzenszwalb_protocols, kmeans_protocols
 from pancakes_model.training.config import TrainSection, load_config
 from pancakes_model.training.data import sampler_config
@@ -67,6 +67,14 @@ def test_protocol_grid_places_tiles_where_the_report_expects_them():
     expected = (palette(2)[1] * 0.45).astype(np.uint8)
     np.testing.assert_allclose(grid[y + 64, x + 64], expected, atol=2)
     assert (palette(10)[:4] == palette(4)).all()  # one colour per label whatever K is
+
+
+def test_label_colours_come_from_the_palette_and_wrap_past_its_end():
+    labels = np.array([[0, 1], [2, len(PALETTE) + 1]])
+    rgb = colour_labels(labels)
+    assert rgb.shape == (2, 2, 3) and rgb.dtype == np.uint8
+    np.testing.assert_array_equal(rgb[0], palette(2))
+    np.testing.assert_array_equal(rgb[1, 1], rgb[0, 1])  # label 4097 wraps to label 1
 
 
 def test_one_label_reader_serves_every_package(tmp_path):

@@ -16,6 +16,7 @@ from pancakes_data.palette import palette
 __all__ = [
     "PALETTE",
     "assemble_grid",
+    "colour_labels",
     "column_tiles",
     "encode_png",
     "grid_tile_origin",
@@ -30,10 +31,15 @@ __all__ = [
 PALETTE = palette(4096)  # overlays wrap around it; ITK-SNAP tables use palette(K)
 
 
+def colour_labels(labels: np.ndarray) -> np.ndarray:
+    """RGB uint8 (..., 3): each label's palette colour (labels past the palette wrap around)."""
+    return np.take(PALETTE, np.asarray(labels, dtype=np.int64), axis=0, mode="wrap").astype(np.uint8)
+
+
 def overlay(image: np.ndarray, labels: np.ndarray, *, alpha: float = 0.45) -> np.ndarray:
     """RGB uint8 (H, W, 3): a grey image in [0, 1] with the label map's colours blended on top."""
     grey = np.repeat((np.clip(image, 0, 1) * 255).astype(np.float32)[..., None], 3, axis=2)
-    colour = np.take(PALETTE, np.asarray(labels, dtype=np.int64), axis=0, mode="wrap").astype(np.float32)
+    colour = colour_labels(labels).astype(np.float32)
     return (grey * (1 - alpha) + colour * alpha).astype(np.uint8)
 
 

@@ -30,7 +30,7 @@ from pancakes_model.__about__ import __version__
 from pancakes_model.inference.predict import predict_array
 from pancakes_model.network import Pancakes, resolve, sha256
 from pancakes_model.network.bioimageio import PancakesBioImageIO
-from pancakes_model.render import PALETTE, protocol_grid, save_png
+from pancakes_model.render import colour_labels, protocol_grid, save_png
 from pancakes_model.samples import demo_inputs
 
 __all__ = ["SIDE", "example_tensors", "export_bioimageio"]
@@ -66,7 +66,7 @@ def _samples(x: np.ndarray, y: np.ndarray, root: Path) -> None:
     first test image as grey PNG and its protocol 0 as a label map in the reports' colours."""
     save_png(np.clip(x[0, 0, 0], 0, 255).astype(np.uint8), root / "sample_input.png")
     labels = y[0, 0, 0].argmax(axis=0)
-    save_png(np.take(PALETTE, labels, axis=0, mode="wrap").astype(np.uint8), root / "sample_output.png")
+    save_png(colour_labels(labels), root / "sample_output.png")
 
 
 def _cover(model: Pancakes, path: Path) -> None:
