@@ -81,6 +81,14 @@ def test_source_weights_change_only_the_named_sources_weights(tmp_path):
     assert [s.weight for s in cfg.data.sources] == [0.0, 2.0]
 
 
+def test_a_decay_start_past_the_last_step_is_one_config_error(tmp_path):
+    from pancakes_model.training.config import ConfigError
+
+    (tmp_path / "a.toml").write_text("[train]\nsteps = 100\ndecay_start = 100\n")
+    with pytest.raises(ConfigError, match=r"train.decay_start must be in \[0, train.steps\), got 100 \(steps 100\)"):
+        load_config(tmp_path / "a.toml")
+
+
 @pytest.mark.parametrize(
     ("table", "message"),
     [

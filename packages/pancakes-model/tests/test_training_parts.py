@@ -33,6 +33,15 @@ def test_lr_warms_up_then_decays_to_the_floor_and_lambdalr_follows():
     assert seen == pytest.approx([2.0 * lr_factor(i, t) for i in range(12)])
 
 
+def test_decay_start_holds_the_rate_then_cools_down_to_the_floor():
+    t = TrainSection(steps=100, warmup=10, min_lr_ratio=0.0, lr=1.0, decay_start=60)
+    assert [lr_factor(s, t) for s in (10, 59, 60)] == pytest.approx([1.0, 1.0, 1.0])
+    assert lr_factor(80, t) == pytest.approx(0.5) and lr_factor(100, t) == pytest.approx(0.0)
+    early = TrainSection(steps=100, warmup=10, decay_start=5)  # inside the warm-up: the plain schedule
+    plain = TrainSection(steps=100, warmup=10)
+    assert [lr_factor(s, early) for s in range(100)] == [lr_factor(s, plain) for s in range(100)]
+
+
 def test_curriculum_sizes():
     t = TrainSection(steps=100, curriculum=((0.6, 64), (1.0, 128)))
     assert [size_at(s, t) for s in (0, 59, 60, 99, 150)] == [64, 64, 128, 128, 128]

@@ -100,6 +100,9 @@ class TrainSection:
     context_lr_scale: float = 1.0
     warmup: int = 300
     min_lr_ratio: float = 0.05
+    # the step the cosine decay starts from (0 = right after the warm-up); until then the rate stays
+    # at lr: a warm-up/stable/decay schedule, the cooldown that ends a constant-rate walk
+    decay_start: int = 0
     clip: float = 1.0
     # a moving average of the weights written as OUT/ema.safetensors (0 = none; d weighs the last
     # ~1 / (1 − d) steps): the soups of earlier stages, kept continuously (:mod:`.ema`)
@@ -292,6 +295,8 @@ def _check(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(
             f"train.lr must be > 0, warmup >= 0, min_lr_ratio in [0, 1]; got {t.lr}, {t.warmup}, {t.min_lr_ratio}"
         )
+    if not 0 <= t.decay_start < t.steps:
+        raise ConfigError(f"train.decay_start must be in [0, train.steps), got {t.decay_start} (steps {t.steps})")
     if not 0 <= t.ema < 1:
         raise ConfigError(f"train.ema must be in [0, 1) (0 = no moving average), got {t.ema}")
     if not 0 < t.context_lr_scale <= 1000:

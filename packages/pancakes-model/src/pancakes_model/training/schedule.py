@@ -13,10 +13,14 @@ __all__ = ["lr_factor", "make_scheduler", "size_at"]
 
 def lr_factor(step: int, t: TrainSection) -> float:
     """Multiplier of the base learning rate at ``step`` (0-based): (step + 1) / warmup during the
-    warm-up, then a cosine from 1 down to ``min_lr_ratio`` at ``steps``."""
+    warm-up, 1 until ``decay_start`` (when it is past the warm-up), then a cosine from 1 down to
+    ``min_lr_ratio`` at ``steps``."""
     if step < t.warmup:
         return (step + 1) / t.warmup
-    progress = (step - t.warmup) / max(1, t.steps - t.warmup)
+    start = max(t.warmup, t.decay_start)
+    if step < start:
+        return 1.0
+    progress = (step - start) / max(1, t.steps - start)
     return t.min_lr_ratio + (1 - t.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
