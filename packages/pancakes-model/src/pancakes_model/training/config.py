@@ -100,9 +100,7 @@ class TrainSection:
     context_lr_scale: float = 1.0
     warmup: int = 300
     min_lr_ratio: float = 0.05
-    # the step the cosine decay starts from (0 = right after the warm-up); until then the rate stays
-    # at lr: a warm-up/stable/decay schedule, the cooldown that ends a constant-rate walk
-    decay_start: int = 0
+    decay_start: int = 0  # the cosine decay's first step (0 = after the warm-up): lr holds until then
     clip: float = 1.0
     # a moving average of the weights written as OUT/ema.safetensors (0 = none; d weighs the last
     # ~1 / (1 − d) steps): the soups of earlier stages, kept continuously (:mod:`.ema`)
