@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import nibabel as nib
 import numpy as np
@@ -216,6 +218,18 @@ def test_cli_import_and_list(tmp_path, capsys):
     assert main(["import", "nnunet", str(root), "--store", str(tmp_path / "s")]) == 2
     assert "already exists" in capsys.readouterr().err
     assert main(["import", "nnunet", str(tmp_path / "nope"), "--store", str(tmp_path / "s")]) == 2
+
+
+def test_cli_list_into_a_closed_pipe_ends_quietly(tmp_path):
+    # `pancakes-data list | head -1`: the reader is gone before the listing is written
+    write_store(tmp_path / "s", n=4, size=16)
+    cmd = [sys.executable, "-m", "pancakes_data.cli", "list", "--store", str(tmp_path / "s")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # closed long before the child has imported anything, so its first print fails
+    with proc.stderr:
+        err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141
+    assert err == ""
 
 
 def test_dataset_open_errors(tmp_path):

@@ -12,6 +12,7 @@ pancakes-data list --store DIR
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -202,6 +203,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, KeyError) as exc:
         print(f"pancakes-data: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `pancakes-data list ... | head`: the reader left; stop quietly
+        # Python flushes stdout again at exit; point it at devnull so that flush cannot raise too
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # the shell's code for a process ended by SIGPIPE (128 + 13)
     except OSError as exc:  # a full disk, a read-only or forbidden folder: one line, not a traceback
         if (line := write_failure(exc)) is None:
             raise
