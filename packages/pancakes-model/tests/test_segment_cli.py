@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 
 import nibabel as nib
 import numpy as np
@@ -194,6 +196,19 @@ def test_bad_inputs_exit_2_without_traceback(pngs, tmp_path, capsys):
     (out / "keep.txt").write_text("mine")
     assert "not empty" in run(pngs / "img0.png", "--out", out)[1]
     assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_a_closed_output_pipe_ends_quietly_after_the_results_are_written(pngs, tmp_path):
+    # `pancakes segment ... | head -c 0`: the reader is gone before the summary is printed
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "pancakes_model", "segment", str(pngs / "img0.png"), "--out", str(out), "-M", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    with proc.stderr:
+        err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    assert (out / "labels" / "img0_m01.png").is_file() and (out / "stats.csv").is_file()
 
 
 def test_constant_and_nan_images_warn_but_output(tmp_path, capsys):

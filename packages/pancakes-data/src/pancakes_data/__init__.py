@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pancakes_data.__about__ import __version__
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on first use
-    from pancakes_data.errors import UserError, write_failure
+    from pancakes_data.errors import UserError, stdout_closed, write_failure
     from pancakes_data.geometry import DEFAULT_PREPROCESS, Preprocess, SlicePlan
     from pancakes_data.importers import (
         import_body_packages,
@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
 # public name → module
 _LAZY = {
     "UserError": "pancakes_data.errors",
+    "stdout_closed": "pancakes_data.errors",
     "write_failure": "pancakes_data.errors",
     "DEFAULT_PREPROCESS": "pancakes_data.geometry",
     "Preprocess": "pancakes_data.geometry",
@@ -86,6 +87,7 @@ __all__ = [
     "paper_across_set",
     "paper_within_set",
     "split_subjects",
+    "stdout_closed",
     "write_failure",
 ]
 

@@ -12,12 +12,11 @@ pancakes-data list --store DIR
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pancakes_data.errors import write_failure
+from pancakes_data.errors import stdout_closed, write_failure
 from pancakes_data.importers.body import import_body_packages
 from pancakes_data.importers.brain import import_brain_packages
 from pancakes_data.importers.folder import import_folder
@@ -113,8 +112,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 2 bad input)."""
-    args = _parser().parse_args(argv)
     try:
+        args = _parser().parse_args(argv)
         if args.command == "list":
             for d in Store(args.store):
                 splits = {k: len(v) for k, v in d.meta["splits"].items()}
@@ -203,10 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, KeyError) as exc:
         print(f"pancakes-data: error: {exc}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # `pancakes-data list ... | head`: the reader left; stop quietly
-        # Python flushes stdout again at exit; point it at devnull so that flush cannot raise too
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141  # the shell's code for a process ended by SIGPIPE (128 + 13)
+    except BrokenPipeError:  # `pancakes-data list ... | head`: the reader has gone; stop quietly
+        return stdout_closed()
     except OSError as exc:  # a full disk, a read-only or forbidden folder: one line, not a traceback
         if (line := write_failure(exc)) is None:
             raise

@@ -9,8 +9,10 @@ traceback.
 from __future__ import annotations
 
 import errno
+import os
+import sys
 
-__all__ = ["UserError", "write_failure"]
+__all__ = ["SIGPIPE_EXIT", "UserError", "stdout_closed", "write_failure"]
 
 _WRITE_ERRORS = {
     errno.ENOSPC: "no space left on the device",
@@ -19,6 +21,9 @@ _WRITE_ERRORS = {
     errno.EACCES: "permission denied",
     errno.EPERM: "operation not permitted",
 }
+
+# The shell's exit code for a process ended by SIGPIPE (128 + 13): what `cmd | head` expects.
+SIGPIPE_EXIT = 141
 
 
 class UserError(ValueError):
@@ -30,3 +35,13 @@ def write_failure(exc: OSError) -> str | None:
     forbidden folder), or None when it is something else (a bug: keep its traceback)."""
     reason = _WRITE_ERRORS.get(exc.errno)
     return None if reason is None else f"cannot write {exc.filename or 'the output'}: {reason}"
+
+
+def stdout_closed() -> int:
+    """After a ``BrokenPipeError`` on stdout (the reader of ``cmd | head`` has gone): point stdout
+    at the null device, so the flush Python does at exit cannot raise a second time (its traceback
+    is what the user would see), and return :data:`SIGPIPE_EXIT` for the command to exit with."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return SIGPIPE_EXIT

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pancakes_data.cluster import close_client, dask_client
-from pancakes_data.errors import write_failure
+from pancakes_data.errors import stdout_closed, write_failure
 from pancakes_synth.preview import save_preview
 from pancakes_synth.shards import generate_dataset
 from pancakes_synth.sources import DEFAULT_BANK
@@ -99,8 +99,8 @@ def _generate(args: argparse.Namespace) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 2 bad input)."""
-    args = _parser().parse_args(argv)
     try:
+        args = _parser().parse_args(argv)
         if args.command == "generate":
             m = _generate(args)
             print(
@@ -120,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"pancakes-synth: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `pancakes-synth ... | head`: the reader has gone; stop quietly
+        return stdout_closed()
     except OSError as exc:  # a full disk, a read-only or forbidden folder: one line, not a traceback
         if (line := write_failure(exc)) is None:
             raise

@@ -46,13 +46,13 @@ def _missing_train_extra() -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
+    """Run the CLI; returns the exit code (0 ok, 2 bad input, 130 interrupted, 141 output pipe closed)."""
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     if args.command in TRAINING_COMMANDS and (missing := _missing_train_extra()):
         print(f"pancakes {args.command}: error: needs the [train] extra ({missing} is missing): {TRAIN_EXTRA}",
               file=sys.stderr)  # fmt: skip
         return 2
-    from pancakes_data import UserError, write_failure
+    from pancakes_data import UserError, stdout_closed, write_failure
     from pancakes_model.app.commands import COMMANDS
     from pancakes_model.runtime import keep_freed_memory
 
@@ -63,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"pancakes: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `pancakes ... | head`: the reader has gone; stop quietly
+        return stdout_closed()
     except OSError as exc:  # the machine refused a write: a full disk, a read-only or forbidden folder
         line = write_failure(exc)
         if line is None:
