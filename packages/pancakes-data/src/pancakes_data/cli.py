@@ -111,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 ok, 2 bad input)."""
+    """Run the CLI; returns the exit code (0 ok, 2 bad input, 141 output pipe closed)."""
     try:
         args = _parser().parse_args(argv)
         if args.command == "list":

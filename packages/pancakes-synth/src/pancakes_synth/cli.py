@@ -98,7 +98,7 @@ def _generate(args: argparse.Namespace) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 ok, 2 bad input)."""
+    """Run the CLI; returns the exit code (0 ok, 2 bad input, 130 interrupted, 141 output pipe closed)."""
     try:
         args = _parser().parse_args(argv)
         if args.command == "generate":
