@@ -45,6 +45,17 @@ def test_the_dev_config_holds_the_losing_case_and_enough_sets():
     assert dev.sets >= 100
     assert ("heldout:spots", "foreground") in {(f.spec, f.target) for f in dev.families}
     assert any(f.spec.startswith("store:") for f in dev.families)
+    assert all(dev.sets_of(f) >= dev.sets for f in dev.families)
+
+
+@pytest.mark.parametrize("value", ["0", "2.5", "true", '"400"'])
+def test_a_dev_familys_own_number_of_sets_must_be_a_whole_number(tmp_path, value):
+    from pancakes_model.training.config import ConfigError
+
+    dev = tmp_path / "dev.toml"
+    dev.write_text(f'[dev]\nsets = 10\n[[dev.families]]\nname = "a"\nspec = "heldout:spots"\nsets = {value}\n')
+    with pytest.raises(ConfigError, match="dev family 'a': sets must be a whole number ≥ 1, got"):
+        load_dev(dev)
 
 
 def test_a_config_extends_another_and_says_only_what_differs(tmp_path):

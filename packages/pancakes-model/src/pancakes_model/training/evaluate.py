@@ -9,7 +9,9 @@ stage rule: the model is shipped only when it is non-inferior to OLD on every fa
 lower bound > −0.01) and better on the pooled mean (CI above 0).
 
 Baseline scores depend on the dev sets only, so they are cached next to the results
-(``baselines-<hash>.json``), keyed by the dev config and the baseline code.
+(``baselines-<hash>.json``, one file per version of the baseline code), each entry keyed by what
+makes its sets: the family's definition, S, the number of sets, the seed, M and K — adding sets to
+one family recomputes that family's rows only.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from pancakes_model.render import protocol_grid, save_png
 from pancakes_model.training import baselines, validation
 from pancakes_model.training.annotations import finetune_evidence, match_evidence, render_annotations
 from pancakes_model.training.config import ConfigError
-from pancakes_model.training.devset import DevConfig, family_sets, load_dev
+from pancakes_model.training.devset import DevConfig, DevFamily, family_sets, load_dev
 from pancakes_model.training.report import render_markdown, write_block
 from pancakes_model.training.stagerule import compare_models, paired
 from pancakes_model.training.validation import predict_label_grid, predict_labels, set_arrays
@@ -82,15 +84,19 @@ def _summary(values: Sequence[float], seed: int) -> dict:
     }
 
 
-def _baseline_cache(out: Path | None, dev: DevConfig, n_sets: int) -> Path | None:
-    """The baseline rows' file: a function of the dev config, the number of sets and the baselines'
-    code. Its entries are keyed by family, S and method, so runs over any families and sizes share it."""
+def _baseline_cache(out: Path | None) -> Path | None:
+    """The baseline rows' file: one per version of the baselines' code; its entries are keyed by
+    :func:`_baseline_key`, so runs over any families, sizes and numbers of sets share it."""
     if out is None:
         return None
-    key = json.dumps(
-        [Path(dev.path).read_text(encoding="utf-8") if dev.path else "", n_sets, inspect.getsource(baselines)]
-    )
-    return out / f"baselines-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    return out / f"baselines-{hashlib.sha256(inspect.getsource(baselines).encode()).hexdigest()[:16]}.json"
+
+
+def _baseline_key(dev: DevConfig, fam: DevFamily, s: int, n: int, method: str) -> str:
+    """What a baseline row is a function of: the family's sets (definition, S, count, seed, store)
+    and the budget M, K."""
+    what = json.dumps([dataclasses.astuple(fam), s, n, dev.seed, dev.M, dev.K, str(dev.store)])
+    return f"{fam.name}|{s}|{method}|{hashlib.sha256(what.encode()).hexdigest()[:16]}"
 
 
 def _reference_cache(out: Path | None, dev: DevConfig, kw: dict, weights: str) -> Path | None:
@@ -99,11 +105,12 @@ def _reference_cache(out: Path | None, dev: DevConfig, kw: dict, weights: str) -
     second candidate against the shipped model does not pay for the shipped model again."""
     if out is None:
         return None
-    families = kw["families"] or [f.name for f in dev.families]
-    base = _baseline_cache(out, dev, kw["n_sets"] or dev.sets)
-    code = "".join(inspect.getsource(m) for m in (sys.modules[__name__], validation))
+    families = [dev.family(f) for f in kw["families"]] if kw["families"] else list(dev.families)
+    sets = [(dataclasses.astuple(f), kw["n_sets"] or dev.sets_of(f)) for f in families]
+    code = "".join(inspect.getsource(m) for m in (sys.modules[__name__], validation, baselines))
     sizes = list(kw["sizes"] or dev.sizes)
-    key = f"{base.name}|{families}|{sizes}|{sha256(resolve(weights))}|{hashlib.sha256(code.encode()).hexdigest()}"
+    setup = json.dumps([sets, sizes, dev.seed, dev.M, dev.K, str(dev.store)])
+    key = f"{setup}|{sha256(resolve(weights))}|{hashlib.sha256(code.encode()).hexdigest()}"
     return out / f"reference-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
 
@@ -123,21 +130,21 @@ def evaluate(
     model.eval()
     M, K, seed = dev.M, dev.K, dev.seed
     sizes = list(sizes or dev.sizes)
-    n_sets = n_sets or dev.sets
     fams = [dev.family(f) for f in families] if families else list(dev.families)
+    n_of = {f.name: n_sets or dev.sets_of(f) for f in fams}
     results: dict = {
-        "M": M, "K": K, "n_sets": n_sets, "seed": seed,
+        "M": M, "K": K, "n_sets": n_sets or dev.sets, "family_sets": n_of, "seed": seed,
         "sources": {}, "grid": {}, "consistency": {}, "margin": {}, "diagnosis": {},
     }  # fmt: skip
-    cache = _baseline_cache(Path(cache_dir) if cache_dir else None, dev, n_sets)
+    cache = _baseline_cache(Path(cache_dir) if cache_dir else None)
     cached = json.loads(cache.read_text(encoding="utf-8")) if cache is not None and cache.is_file() else {}
     s_paired = max(sizes)
     for fam in fams:
         for s in sizes:
-            sets = family_sets(fam, s=s, n=n_sets, seed=seed, store=dev.store)
+            sets = family_sets(fam, s=s, n=n_of[fam.name], seed=seed, store=dev.store)
             for method in METHODS:
                 t0 = time.perf_counter()
-                key = f"{fam.name}|{s}|{method}"
+                key = _baseline_key(dev, fam, s, n_of[fam.name], method)
                 if method != "pancakes" and key in cached:
                     entry = cached[key]
                 else:

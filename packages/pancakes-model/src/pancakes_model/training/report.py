@@ -53,8 +53,14 @@ def stages_markdown(provenance: dict) -> list[str]:
 def render_markdown(results: dict, *, provenance: dict | None = None) -> str:
     """The evaluation table with the quality-bar verdicts (and the stage rule when compared)."""
     n_sets = results["n_sets"]
+    per_family = results.get("family_sets", {})
+    more: dict[int, list[str]] = {}
+    for fam, n in per_family.items():
+        if n != n_sets:
+            more.setdefault(n, []).append(fam)
+    others = "".join(f"; {', '.join(fams)}: {n}" for n, fams in sorted(more.items(), reverse=True))
     lines = [
-        f"Set metrics at M = {results['M']}, K = {results['K']}; mean over {n_sets} sets per cell "
+        f"Set metrics at M = {results['M']}, K = {results['K']}; mean over {n_sets} sets per cell{others} "
         "with 95% bootstrap CI. HD95 in pixels (lower is better; sets where no candidate is present in "
         "every image are left out of the HD95 mean, count in brackets). Dev families: `configs/dev.toml`.",
         "",
@@ -63,10 +69,11 @@ def render_markdown(results: dict, *, provenance: dict | None = None) -> str:
     ]
     verdicts = []
     for fam, by_s in results["sources"].items():
+        n = per_family.get(fam, n_sets)
         for s, by_m in by_s.items():
             for method, e in by_m.items():
                 name = f"**{method}**" if method == "pancakes" else method
-                cells = [_cell(e["set_dice"], n_sets), _cell(e["set_iou"], n_sets), _cell(e["set_hd95"], n_sets, True)]
+                cells = [_cell(e["set_dice"], n), _cell(e["set_iou"], n), _cell(e["set_hd95"], n, True)]
                 lines.append(f"| {fam} | {s} | {name} | " + " | ".join(cells) + " |")
         margin = results.get("margin", {}).get(fam)
         if margin:
