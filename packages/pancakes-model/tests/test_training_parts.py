@@ -224,3 +224,27 @@ def test_a_source_can_keep_its_own_intensity_flip(tmp_path):
     (tmp_path / "b.toml").write_text(body.replace('intensity_flip = "image"', 'intensity_flip = "pixel"'))
     with pytest.raises(ValueError, match=r"data.sources \(procedural\): intensity_flip must be .*got 'pixel'"):
         load_config(tmp_path / "b.toml")
+
+
+def test_the_stage_rule_pools_the_first_sets_of_each_family_and_bounds_each_on_all_of_its_own():
+    """A family scored on more sets (its own ``sets``) sharpens its own bound without weighing more
+    in the pooled difference."""
+    from pancakes_model.training.stagerule import compare_models, paired
+
+    rng = np.random.default_rng(0)
+
+    def results(values: dict) -> dict:
+        return {
+            "n_sets": 4,
+            "sources": {f: {"3": {"pancakes": {"set_dice": {"values": list(v)}}}} for f, v in values.items()},
+        }
+
+    old = {"a": rng.uniform(0, 1, 4), "b": rng.uniform(0, 1, 12)}
+    step = rng.normal(0, 0.01, 12)  # differences that vary, as between two models
+    new = {"a": old["a"] + 0.05 + step[:4], "b": old["b"] + step - np.r_[np.zeros(4), np.full(8, 0.5)]}
+    out = compare_models(results(new), results(old), seed=0)
+    assert out["families"]["b"]["n"] == 12
+    assert out["families"]["b"]["mean"] == pytest.approx(np.mean(new["b"] - old["b"]))
+    pooled = paired(np.r_[new["a"], new["b"][:4]], np.r_[old["a"], old["b"][:4]], 0)
+    assert out["pooled"]["n"] == 8 and out["pooled"]["mean"] == pytest.approx(pooled["mean"])
+    assert out["pooled"]["mean"] > 0 and not out["accept"]  # b's own sets fail its bound

@@ -7,7 +7,9 @@ evaluation, fine-tuning and the candidate table apply them.
 - **Set size**: Pancakes' Set Dice at S = 5 within ``SIZE_DRIFT`` of its S = 1 (a bigger set may
   not cost much more than that).
 - **Stage rule** (ship a continued model or not): on every dev family the paired new − current CI
-  lower bound above ``NON_INFERIOR``, and the pooled difference's CI lower bound above 0.
+  lower bound above ``NON_INFERIOR`` (over all of the family's sets), and the pooled difference's
+  CI lower bound above 0 (over the first ``[dev] sets`` sets of every family: a family scored on
+  more sets for the sake of its own bound does not weigh more in the pooled mean).
 - **Forgetting** (fine-tuning): the pooled dev Set Dice may drop by at most ``FORGETTING``.
 """
 
@@ -64,14 +66,19 @@ def forgets(drop: float) -> bool:
 
 def compare_models(new: dict, old: dict, *, s: str = "3", seed: int = 0) -> dict:
     """The stage rule on two evaluations of the same dev sets: paired new − old per family and
-    pooled; ``accept`` when every family passes non-inferiority and the pooled CI is above 0."""
+    pooled; ``accept`` when every family passes non-inferiority and the pooled CI is above 0.
+
+    The pooled difference takes the first ``new["n_sets"]`` sets of each family (the dev config's
+    ``sets``; sets are drawn by index, so they are the same sets in both), every family with equal
+    weight; each family's own bound uses all of its sets."""
     per, pooled_new, pooled_old = {}, [], []
+    first = new.get("n_sets")
     for fam, by_s in new["sources"].items():
         a = by_s[s]["pancakes"]["set_dice"]["values"]
         b = old["sources"][fam][s]["pancakes"]["set_dice"]["values"]
         per[fam] = paired(a, b, seed)
-        pooled_new += a
-        pooled_old += b
+        pooled_new += a[:first]
+        pooled_old += b[:first]
     pooled = paired(pooled_new, pooled_old, seed)
     accept = all(v["low"] > NON_INFERIOR for v in per.values()) and pooled["low"] > 0
     return {"S": int(s), "families": per, "pooled": pooled, "accept": bool(accept)}
