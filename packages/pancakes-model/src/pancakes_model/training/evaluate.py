@@ -106,10 +106,13 @@ def _reference_cache(out: Path | None, dev: DevConfig, kw: dict, weights: str) -
     if out is None:
         return None
     families = [dev.family(f) for f in kw["families"]] if kw["families"] else list(dev.families)
-    sets = [(dataclasses.astuple(f), kw["n_sets"] or dev.sets_of(f)) for f in families]
     code = "".join(inspect.getsource(m) for m in (sys.modules[__name__], validation, baselines))
-    sizes = list(kw["sizes"] or dev.sizes)
-    setup = json.dumps([sets, sizes, dev.seed, dev.M, dev.K, str(dev.store)])
+    # the same sets as the baseline rows: their keys say what makes each family's sets at each S
+    setup = [
+        _baseline_key(dev, f, s, kw["n_sets"] or dev.sets_of(f), "pancakes")
+        for f in families
+        for s in kw["sizes"] or dev.sizes
+    ]
     key = f"{setup}|{sha256(resolve(weights))}|{hashlib.sha256(code.encode()).hexdigest()}"
     return out / f"reference-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
