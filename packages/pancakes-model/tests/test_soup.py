@@ -31,6 +31,22 @@ def test_average_is_the_weighted_mean_of_every_parameter(tmp_path):
     assert soup.provenance["steps"] == 0 and "average" in soup.provenance["hardware"]
 
 
+def _stage(steps: int) -> dict:
+    return {"steps": steps, "sets_seen": 4 * steps, "wall_time_s": 1.0}
+
+
+def test_checkpoints_of_one_run_keep_the_history_that_covers_most_steps(tmp_path):
+    torch.manual_seed(0)
+    model = Pancakes()
+    early = tmp_path / "early.safetensors"
+    late = tmp_path / "late.safetensors"
+    model.save_pretrained(early, provenance={"stages": [_stage(10), _stage(30)]})
+    model.save_pretrained(late, provenance={"stages": [_stage(10), _stage(35)]})
+    soup = average_weights([(str(early), 1.0), (str(late), 1.0)])
+    assert [s["steps"] for s in soup.provenance["stages"]] == [10, 35, 0]
+    assert soup.provenance["totals"]["steps"] == 45
+
+
 def test_a_weight_of_zero_gives_the_other_model_exactly(tmp_path):
     a, pa = _saved(tmp_path, "a", 1)
     _, pb = _saved(tmp_path, "b", 2)

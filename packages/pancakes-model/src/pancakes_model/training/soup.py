@@ -43,6 +43,11 @@ def parse_ingredient(text: str) -> tuple[str, float]:
     return path, value
 
 
+def _history_length(provenance: dict) -> tuple[int, int]:
+    stages = provenance.get("stages") or []
+    return len(stages), sum(int(s.get("steps", 0)) for s in stages)
+
+
 def average_weights(ingredients: Sequence[tuple[str | Path, float]]) -> Pancakes:
     """The weighted mean of the parameters of models with one architecture.
 
@@ -51,8 +56,8 @@ def average_weights(ingredients: Sequence[tuple[str | Path, float]]) -> Pancakes
 
     Returns:
         A model with the first ingredient's config and preprocessing (label caps included) and
-        ``provenance`` = the longest stage history among the ingredients plus one stage of 0 steps
-        that names every ingredient (file name, SHA-256, weight).
+        ``provenance`` = the longest stage history among the ingredients (ties: the most steps)
+        plus one stage of 0 steps that names every ingredient (file name, SHA-256, weight).
 
     Raises:
         UserError: fewer than one ingredient, weights summing to 0, or models whose architectures
@@ -91,7 +96,9 @@ def average_weights(ingredients: Sequence[tuple[str | Path, float]]) -> Pancakes
     out = Pancakes(first.config)
     out.load_state_dict(soup)
     out.preprocess = first.preprocess
-    longest = max((m.provenance for m in models), key=lambda p: len(p.get("stages") or []))
+    # checkpoints of one resumed run have as many stages as each other; the later one's last stage
+    # covers more steps, so ties go to the most training
+    longest = max((m.provenance for m in models), key=_history_length)
     stage = {
         "steps": 0,
         "sets_seen": 0,
