@@ -18,6 +18,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 
 import torch
 from _common import ROOT, peak_rss_mb, timeit, write_block
@@ -73,21 +74,37 @@ def rss_child(kind: str, s: int, m: int, k: int) -> None:
 
 
 FORWARD_CODE = """
-import json, statistics, sys, time, torch
+import dataclasses, json, os, statistics, sys, time, torch
 torch.set_num_threads(2)
-from pancakes_model import Pancakes
-model = Pancakes.from_pretrained().eval()
+from pancakes_model import Pancakes, PancakesConfig
+known = {f.name for f in dataclasses.fields(PancakesConfig)}
+arch = json.loads(os.environ["PANCAKES_BENCH_ARCH"])
+assert not any(v for k, v in arch.items() if k not in known), "a field the older tree lacks is switched on"
 x = torch.rand(1, 3, 1, 128, 128, generator=torch.Generator().manual_seed(0))
-times = []
+torch.manual_seed(0)
+arms = {"shipped": Pancakes.from_pretrained().eval(),
+        "architecture": Pancakes(**{k: v for k, v in arch.items() if k in known}).eval()}
+out = {}
 with torch.inference_mode():
-    for i in range(45):
-        t = time.perf_counter(); model(x, 8, 20); times.append(time.perf_counter() - t)
-print(json.dumps({"forward": statistics.median(times[5:])}))
+    for name, model in arms.items():
+        times = []
+        for i in range(45):
+            t = time.perf_counter(); model(x, 8, 20); times.append(time.perf_counter() - t)
+        out[name] = statistics.median(times[5:])
+print(json.dumps(out))
 """
 
 
-def previous_forward(previous: str, rounds: int = 6) -> dict:
-    """Median forward time of this tree and of ``previous`` in alternating fresh processes."""
+def previous_forward(previous: str, architecture: dict, rounds: int = 6) -> dict[str, dict[str, list[float]]]:
+    """Median forward times of this tree and of ``previous`` in alternating fresh processes.
+
+    Two arms in every process: each tree's own shipped weights (what a user of each release runs)
+    and one architecture, ``architecture``, in both trees with random weights (what the code costs,
+    apart from what a wider shipped network costs). Fields the older tree lacks must be off.
+
+    Returns:
+        {"shipped" | "architecture": {"previous" | "this": [seconds per round]}}.
+    """
     import atexit
     import os
 
@@ -98,13 +115,17 @@ def previous_forward(previous: str, rounds: int = 6) -> dict:
                    capture_output=True)  # fmt: skip
     atexit.register(subprocess.run, ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
                     capture_output=True)  # fmt: skip
-    env_prev = dict(os.environ, PYTHONPATH=os.pathsep.join(str(p / "src") for p in (tree / "packages").iterdir()))
-    times: dict[str, list[float]] = {"previous": [], "this": []}
+    arch = json.dumps(architecture)
+    env_this = dict(os.environ, PANCAKES_BENCH_ARCH=arch)
+    env_prev = dict(env_this, PYTHONPATH=os.pathsep.join(str(p / "src") for p in (tree / "packages").iterdir()))
+    times: dict[str, dict[str, list[float]]] = {"shipped": {"previous": [], "this": []},
+                                                "architecture": {"previous": [], "this": []}}  # fmt: skip
     for _ in range(rounds):
-        for arm, env in (("previous", env_prev), ("this", dict(os.environ))):
+        for tree_name, env in (("previous", env_prev), ("this", env_this)):
             out = subprocess.run([sys.executable, "-c", FORWARD_CODE], check=True, capture_output=True, text=True,
                                  env=env, cwd=ROOT).stdout  # fmt: skip
-            times[arm].append(json.loads(out.strip().splitlines()[-1])["forward"])
+            for arm, seconds in json.loads(out.strip().splitlines()[-1]).items():
+                times[arm][tree_name].append(seconds)
     return times
 
 
@@ -196,10 +217,13 @@ def main() -> None:
     rows: list[tuple[str, str, str]] = []
     data: dict = {"parameters": n_params}
     base = ratios_vs_unet(shipped)
-    prev = previous_forward(args.previous)
+    # the code's cost at this release's width: its shipped config without the parts the previous
+    # release cannot build (the set-context branch, switched off in both trees)
+    architecture = {**asdict(shipped.config), "label_caps": (), "set_context": 0, "context_per_image": False}
+    prev = previous_forward(args.previous, architecture)
     import statistics
 
-    paired = [t / p for t, p in zip(prev["this"], prev["previous"])]
+    paired = {arm: [t / p for t, p in zip(v["this"], v["previous"])] for arm, v in prev.items()}
     rows.append(("bare UNet S=3 (the featurizer alone)", f"{base['unet'] * 1e3:.0f} ms", ""))
     rows.append(("label path of segment S=3, M=8, K=20 (logits → argmax → input grid)",
                  f"{base['label_path'] * 1e3:.0f} ms = {base['label_path'] / base['unet']:.2f}× the bare UNet",
@@ -215,8 +239,13 @@ def main() -> None:
             "≤ 1.25×",
         )
     )
-    rows.append((f"  same, vs {args.previous} (alternating fresh processes, median of 40 forwards each)",
-                 f"{statistics.median(paired):.2f}× ({', '.join(f'{p:.2f}' for p in paired)})", "≤ 1.0×"))  # fmt: skip
+    rows.append((f"  same, vs {args.previous}, one architecture (this release's UNet, no set context) in both "
+                 "trees (alternating fresh processes, median of 40 forwards each)",
+                 f"{statistics.median(paired['architecture']):.2f}× "
+                 f"({', '.join(f'{p:.2f}' for p in paired['architecture'])})", "≤ 1.0×"))  # fmt: skip
+    rows.append((f"  same, vs {args.previous}, each tree's shipped weights (what a user of each runs)",
+                 f"{statistics.median(paired['shipped']):.2f}× ({', '.join(f'{p:.2f}' for p in paired['shipped'])})",
+                 ""))  # fmt: skip
     data["ratios"] = {"seconds": base, "vs_previous": prev, "previous": args.previous}
 
     inf = {}
@@ -265,7 +294,7 @@ def main() -> None:
         phi = model.features(x1)
         v = model.embedding(8, 20)
         t_ours = timeit(lambda: model.sampler(phi, v).softmax(2), repeat=9)
-        concat = ConcatConvSampler(features=32, embed_dims=v.shape[-1]).eval()
+        concat = ConcatConvSampler(features=shipped.config.features, embed_dims=v.shape[-1]).eval()
         t_concat = timeit(lambda: concat(phi, v).softmax(2), repeat=3, warmup=1)
         rows.append(("sampler alone S=1, M=8, K=20: ours (query·key)", f"{t_ours * 1e3:.1f} ms", ""))
         rows.append(
@@ -277,7 +306,7 @@ def main() -> None:
         )
         data["sampler_ms"] = {"ours": t_ours * 1e3, "concat_conv": t_concat * 1e3}
         if not args.quick:
-            official = OfficialSampler(features=32, embed_dims=v.shape[-1]).eval()
+            official = OfficialSampler(features=shipped.config.features, embed_dims=v.shape[-1]).eval()
             t_off = timeit(lambda: official(phi, v).softmax(2), repeat=1, warmup=1)
             rows.append(
                 ("  the authors' three 3×3 convs per map", f"{t_off * 1e3:.0f} ms ({t_off / t_ours:.0f}× ours)", "")
