@@ -31,8 +31,8 @@ Files in OUT (the lent machine returns at most 8): ``checkpoint.safetensors``, `
 ``best.safetensors``, ``ema.safetensors`` (the moving average of the weights: the shipped recipe
 sets ``train.ema``), ``log.jsonl``, ``metrics.csv``, ``curve.png``, ``gpu.json``. Back here,
 ``python benchmarks/train_gpu.py --report OUT/gpu.json`` writes the figures into the pancakes-model
-README; the average is judged by the stage rule (``pancakes evaluate --model OUT/ema.safetensors
---compare default``) like every candidate.
+README; the cooldown's end is judged by the stage rule (``pancakes evaluate --model
+OUT/last.safetensors --compare default``) like every candidate (configs/gpu.toml says why that one).
 """
 
 from __future__ import annotations

@@ -331,7 +331,7 @@ def test_a_family_with_its_own_number_of_sets_recomputes_only_its_baseline_rows(
     b_first = first["sources"]["toy-b"]["3"]["pancakes"]["set_dice"]["values"]
     b_second = rows["toy-b"]["3"]["pancakes"]["set_dice"]["values"]
     assert len(b_second) == 3 and b_second[:2] == b_first  # the first sets are the same sets
-    assert "mean over 2 sets per cell; toy-b: 3 with" in (tmp_path / "b" / "table.md").read_text()
+    assert "mean over 2 sets per cell (toy-b: 3) with" in (tmp_path / "b" / "table.md").read_text()
 
 
 @pytest.mark.slow

@@ -58,7 +58,8 @@ def render_markdown(results: dict, *, provenance: dict | None = None) -> str:
     for fam, n in per_family.items():
         if n != n_sets:
             more.setdefault(n, []).append(fam)
-    others = "".join(f"; {', '.join(fams)}: {n}" for n, fams in sorted(more.items(), reverse=True))
+    others = "; ".join(f"{', '.join(fams)}: {n}" for n, fams in sorted(more.items(), reverse=True))
+    others = f" ({others})" if others else ""
     lines = [
         f"Set metrics at M = {results['M']}, K = {results['K']}; mean over {n_sets} sets per cell{others} "
         "with 95% bootstrap CI. HD95 in pixels (lower is better; sets where no candidate is present in "
