@@ -42,7 +42,7 @@ def test_a_local_dask_cluster_writes_the_files_of_a_local_run(tmp_path):
         }
     finally:
         close_client(client)
-    assert all(len(meta["set_context"]) == 64 for meta in metas.values())
+    assert all(len(meta["set_context"]) == 2 * shipped.config.features for meta in metas.values())
     for name, meta in metas.items():
         local, dask = tmp_path / f"local-{name}", tmp_path / f"dask-{name}"
         assert meta["M"] == 3 and (dask / "run.json").is_file()

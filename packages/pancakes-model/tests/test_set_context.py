@@ -76,7 +76,7 @@ def test_images_of_a_set_see_each_other_and_the_order_does_not_matter(per_image)
         assert not torch.allclose(alone[0], q[0], atol=1e-4)
     plain = Pancakes(features=8, sampler_dims=8)
     with pytest.raises(ValueError, match="no set-context branch"):
-        plain.queries(x, torch.zeros(1, 64))
+        plain.queries(x, torch.zeros(1, 2 * plain.config.features))
 
 
 def test_the_branch_learns_from_zero():
@@ -112,7 +112,7 @@ def test_per_image_inputs_grow_at_zero_and_leave_a_set_of_one_as_the_shared_bran
     x = _images(1, 4)
     with torch.no_grad():
         assert torch.equal(grown.factors(x, 3, 5).labels(), shared.factors(x, 3, 5).labels())
-        torch.nn.init.normal_(grown.context.mlp[0].weight[:, 64:], std=0.3)
+        torch.nn.init.normal_(grown.context.mlp[0].weight[:, 2 * grown.config.features :], std=0.3)  # per-image part
         # one image is its own set: its difference from the set is zero, whatever those weights are
         torch.testing.assert_close(grown.queries(x[:, :1]), shared.queries(x[:, :1]), rtol=1e-4, atol=1e-5)
         # in a set of four each image is modulated by how it differs from the others
@@ -147,7 +147,7 @@ def test_segment_and_match_use_the_whole_set_s_summary(pngs, tmp_path):
     base = ["-M", "3", "-K", "4", "--model", str(weights), "--quiet"]
     assert main(["segment", str(pngs), "--out", str(out), *base]) == 0
     meta = json.loads((out / "run.json").read_text())
-    assert len(meta["set_context"]) == 64
+    assert len(meta["set_context"]) == 2 * Pancakes.from_pretrained(weights).config.features  # mean and spread
     # the Python API segments the same set with the same summary
     arrays = [np.asarray(Image.open(pngs / f"img{i}.png"), np.float32) for i in range(3)]
     api = segment(arrays, 3, 4, model=Pancakes.from_pretrained(weights))
