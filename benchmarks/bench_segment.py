@@ -3,7 +3,9 @@
 Targets: ≥ 20 images/s for read + inference + write (issue 7); since the streaming design
 (issues 13/14) within 10 % of commit 8d69f14 (23.6 images/s there), measured as a ratio in the same
 run: both versions run alternately in fresh processes of the same kind (a `git archive` of that
-commit is made under benchmarks/results/ when git knows it). Also: start-up of a fresh process.
+commit is made under benchmarks/results/ when git knows it). The ratio is taken with that commit's
+weights in both versions (the pipeline's cost; the shipped network is wider since card item 57), and
+reported with each version's own weights too. Also: start-up of a fresh process.
 Writes the figures into packages/pancakes-model/README.md.
 """
 
