@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from pancakes_data import Preprocess, SlicePlan, split_subjects
-from pancakes_data.preprocess import normalize_intensity, pad_to_square, resize_labels, square_pixels
+from pancakes_data.preprocess import (
+    normalize_intensity,
+    pad_to_square,
+    resize_image,
+    resize_labels,
+    resize_to_square,
+    square_pixels,
+)
 
 
 def test_normalize_intensity_percentiles_ct_window_dtype_and_constant():
@@ -32,6 +40,43 @@ def test_pad_square_pixels_and_label_resizing():
     lab[:, 100:102] = 3  # a 2-pixel line: nearest-neighbour halving could lose it, soft masks keep it
     small = resize_labels(lab, 128)
     assert small.shape == (128, 128) and (small == 3).any()
+
+
+def _filters(x: np.ndarray, size: int) -> np.ndarray:
+    """The resize as ndimage's filters compute it (the definition resize_image must keep)."""
+    factor = x.shape[0] / size
+    if factor > 1:
+        x = ndimage.gaussian_filter(x, sigma=factor / 4)
+    return ndimage.zoom(x, size / x.shape[0], order=1, mode="nearest", grid_mode=True)[:size, :size]
+
+
+@pytest.mark.parametrize("n", [5, 64, 127, 128, 129, 257, 700, 1031])
+def test_resize_image_equals_the_gaussian_then_linear_zoom(n):
+    # shrinking by integer and odd factors, growing, and a kernel longer than the image (n = 5)
+    x = np.random.default_rng(n).random((n, n)).astype(np.float32)
+    x[n // 3 :, : n // 2] += 2.0  # an edge, where the blur and the interpolation both matter
+    out = resize_image(x, 128)
+    assert out.shape == (128, 128) and out.dtype == np.float32
+    np.testing.assert_allclose(out, _filters(x, 128), atol=2e-6)
+    if n == 128:
+        np.testing.assert_array_equal(out, x)
+
+
+@pytest.mark.parametrize("shape", [(300, 70), (70, 300), (129, 128), (33, 200)])
+def test_resize_to_square_equals_padding_then_resizing(shape):
+    x = np.random.default_rng(0).random(shape).astype(np.float32)
+    np.testing.assert_allclose(resize_to_square(x, 64), resize_image(pad_to_square(x), 64), atol=1e-6)
+
+
+def test_resize_with_nan_keeps_the_nan_where_the_blur_reaches():
+    # a matrix product would turn whole rows and columns into NaN; the filters keep it local
+    x = np.random.default_rng(1).random((512, 512)).astype(np.float32)
+    x[10, 10] = np.nan
+    for out in (resize_image(x, 64), resize_to_square(x[:, :400], 64)):
+        assert 0 < np.isnan(out).sum() < 64
+    np.testing.assert_array_equal(resize_image(x, 64), _filters(x, 64))
+    with pytest.raises(ValueError, match="square 2D image"):
+        resize_image(x[:, :100], 64)
 
 
 @pytest.mark.parametrize(("shape", "spacing"), [((60, 80), None), ((50, 70), (1.0, 2.5)), ((300, 70), None)])

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from pancakes_data.preprocess import normalize_intensity, pad_to_square, resize_image, resize_labels, square_pixels
+from pancakes_data.preprocess import normalize_intensity, pad_to_square, resize_labels, resize_to_square, square_pixels
 
 __all__ = ["DEFAULT_PREPROCESS", "Preprocess", "SlicePlan"]
 
@@ -108,7 +108,7 @@ class SlicePlan:
         sq = square_pixels(image, self.spacing, order=1) if self.spacing is not None else image
         if tuple(sq.shape) != self.square:
             raise ValueError(f"slice has shape {image.shape}, the plan was made for {self.shape}")
-        return np.clip(resize_image(pad_to_square(sq), self.size), 0.0, 1.0)
+        return np.clip(resize_to_square(sq, self.size), 0.0, 1.0)
 
     def forward_labels(self, labels: np.ndarray) -> np.ndarray:
         """Label map (H, W) → (size, size), label by label (soft masks, largest wins)."""
