@@ -5,7 +5,8 @@
 * Geometry: resample to square pixels, zero-pad to a square, anti-alias with a Gaussian of
   σ = ¼ · (old size / new size), resize to the target size (linear interpolation). Blur and
   interpolation together are one (size × n) matrix per axis, applied as two matrix products: the
-  blurred full-size image is never made (``ndimage.gaussian_filter`` made it, ~14× slower at 4000²).
+  blurred full-size image that ``ndimage.gaussian_filter`` made is never made
+  (``benchmarks/bench_resize.py``).
 * Labels: each label is resized on its own as a soft binary mask and the largest wins, so thin
   labels survive down-sampling better than with nearest-neighbour.
 """
@@ -131,6 +132,12 @@ def resample_matrix(n: int, size: int) -> np.ndarray:
     return out
 
 
+def _finite(x: np.ndarray) -> bool:
+    """Whether every value is finite, without an image-sized mask: a float64 sum of float32
+    values cannot overflow, and one NaN or inf makes it non-finite."""
+    return bool(np.isfinite(np.sum(x, dtype=np.float64)))
+
+
 def _resize_separable(x: np.ndarray, size: int) -> np.ndarray:
     """The same resize with ndimage's filters: for images with NaN or inf, which a matrix product
     would spread over whole rows and columns instead of the blur's reach."""
@@ -151,7 +158,7 @@ def resize_image(image: np.ndarray, size: int) -> np.ndarray:
     x = np.asarray(image, dtype=np.float32)
     if x.ndim != 2 or x.shape[0] != x.shape[1]:
         raise ValueError(f"resize_image needs a square 2D image, got shape {x.shape}")
-    if not np.isfinite(x).all():
+    if not _finite(x):
         return _resize_separable(x, size)
     weights = resample_matrix(x.shape[0], size)
     return (weights @ x) @ weights.T
@@ -166,7 +173,7 @@ def resize_to_square(image: np.ndarray, size: int) -> np.ndarray:
     x = np.asarray(image, dtype=np.float32)
     h, w = x.shape
     n = max(h, w)
-    if not np.isfinite(x).all():
+    if not _finite(x):
         return _resize_separable(pad_to_square(x), size)
     weights = resample_matrix(n, size)
     top, left = (n - h) // 2, (n - w) // 2
