@@ -4,9 +4,11 @@
   voxels > 0; then min–max to [0, 1].
 * Geometry: resample to square pixels, zero-pad to a square, anti-alias with a Gaussian of
   σ = ¼ · (old size / new size), resize to the target size (linear interpolation). Blur and
-  interpolation together are one (size × n) matrix per axis, applied as two matrix products: the
+  interpolation together are one sparse (size × n) matrix per axis, applied as two products: the
   blurred full-size image that ``ndimage.gaussian_filter`` made is never made
-  (``benchmarks/bench_resize.py``).
+  (``benchmarks/bench_resize.py``). Sparse, not dense: ~1/30 of the multiply-adds at 4000², and
+  scipy's sparse product runs in the calling thread — a dense ``@`` starts OpenBLAS's own thread
+  pool, which fought the model's threads and cost `pancakes segment` a third of its speed.
 * Labels: each label is resized on its own as a soft binary mask and the largest wins, so thin
   labels survive down-sampling better than with nearest-neighbour.
 """
@@ -17,7 +19,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, sparse
 
 __all__ = [
     "normalize_intensity",
@@ -100,36 +102,38 @@ def _mirror(index: np.ndarray, n: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=16)
-def resample_matrix(n: int, size: int) -> np.ndarray:
-    """The (size, n) float32 weights of :func:`resize_image` along one axis of length n.
+def resample_matrix(n: int, size: int) -> sparse.csr_array:
+    """The (size, n) float32 weights of :func:`resize_image` along one axis of length n, sparse.
 
     Row i is a Gaussian of σ = n / (4 · size) (when shrinking; mirrored at the edges, radius 4σ,
     as ``ndimage.gaussian_filter``) evaluated by linear interpolation at the output pixel's centre
     (i + ½) · n / size − ½, clamped to the edge pixels (as ``ndimage.zoom`` with ``order=1``,
-    ``grid_mode=True``, ``mode="nearest"``). Read-only: cached per (n, size).
+    ``grid_mode=True``, ``mode="nearest"``). Cached per (n, size): do not modify it.
     """
     factor = n / size
     pos = np.clip((np.arange(size) + 0.5) * factor - 0.5, 0, n - 1)
     lower = np.floor(pos).astype(np.int64)
     upper = np.minimum(lower + 1, n - 1)
     frac = pos - lower
-    weights = np.zeros((size, n))
-    rows = np.arange(size)[:, None]
     if factor > 1:
         sigma = factor / 4
         radius = int(4.0 * sigma + 0.5)  # ndimage.gaussian_filter's truncate = 4
         taps = np.arange(-radius, radius + 1)
         kernel = np.exp(-0.5 * (taps / sigma) ** 2)
         kernel /= kernel.sum()
-        for index, share in ((lower, 1 - frac), (upper, frac)):
-            cols = _mirror(index[:, None] + taps, n)
-            np.add.at(weights, (np.broadcast_to(rows, cols.shape), cols), share[:, None] * kernel)
     else:
-        np.add.at(weights, (rows[:, 0], lower), 1 - frac)
-        np.add.at(weights, (rows[:, 0], upper), frac)
-    out = weights.astype(np.float32)
-    out.flags.writeable = False
-    return out
+        taps, kernel = np.zeros(1, np.int64), np.ones(1)
+    rows = np.broadcast_to(np.arange(size)[:, None], (size, taps.size))
+    parts = [
+        (_mirror(index[:, None] + taps, n), share[:, None] * kernel)
+        for index, share in ((lower, 1 - frac), (upper, frac))
+    ]
+    cols = np.concatenate([c.ravel() for c, _ in parts])
+    values = np.concatenate([v.ravel() for _, v in parts])
+    # coo → csr sums the duplicates (mirrored taps, lower = upper at the edge) in float64
+    weights = sparse.coo_array((values, (np.concatenate([rows.ravel()] * 2), cols)), shape=(size, n)).tocsr()
+    weights.sum_duplicates()
+    return weights.astype(np.float32)
 
 
 def _finite(x: np.ndarray) -> bool:
@@ -153,7 +157,7 @@ def resize_image(image: np.ndarray, size: int) -> np.ndarray:
 
     Equals ``ndimage.gaussian_filter`` (σ = ¼ · n / size when shrinking) followed by
     ``ndimage.zoom(order=1, grid_mode=True, mode="nearest")`` to float32 rounding, as
-    W · image · Wᵀ with W = :func:`resample_matrix`.
+    W · image · Wᵀ with the sparse W = :func:`resample_matrix`.
     """
     x = np.asarray(image, dtype=np.float32)
     if x.ndim != 2 or x.shape[0] != x.shape[1]:
@@ -161,7 +165,7 @@ def resize_image(image: np.ndarray, size: int) -> np.ndarray:
     if not _finite(x):
         return _resize_separable(x, size)
     weights = resample_matrix(x.shape[0], size)
-    return (weights @ x) @ weights.T
+    return _product(weights, weights, x)
 
 
 def resize_to_square(image: np.ndarray, size: int) -> np.ndarray:
@@ -177,7 +181,12 @@ def resize_to_square(image: np.ndarray, size: int) -> np.ndarray:
         return _resize_separable(pad_to_square(x), size)
     weights = resample_matrix(n, size)
     top, left = (n - h) // 2, (n - w) // 2
-    return (weights[:, top : top + h] @ x) @ weights[:, left : left + w].T
+    return _product(weights[:, top : top + h], weights[:, left : left + w], x)
+
+
+def _product(rows: sparse.csr_array, cols: sparse.csr_array, x: np.ndarray) -> np.ndarray:
+    """rows · x · colsᵀ as two sparse-times-dense products, float32 (size, size)."""
+    return np.ascontiguousarray((cols @ (rows @ x).T).T, dtype=np.float32)
 
 
 def resize_labels(labels: np.ndarray, size: int) -> np.ndarray:
