@@ -3,7 +3,7 @@
 `SlicePlan.forward` shrinks every slice to the model's 128² grid: a Gaussian blur of
 σ = ¼ · (n / 128), then linear interpolation (`pancakes_data.preprocess`). It was
 ``ndimage.gaussian_filter`` then ``ndimage.zoom``, which blurs the whole full-size image; it is now
-W · image · Wᵀ with the (128 × n) weights W of blur and interpolation together
+W · image · Wᵀ with the sparse (128 × n) weights W of blur and interpolation together
 (`resample_matrix`), equal to float32 rounding (a test), and a non-square slice is no longer padded
 to a square copy first (`resize_to_square`). Per slice size: median time of each route and the
 largest temporary each allocates beside its input (tracemalloc's peak). Runs both routes in this

@@ -162,10 +162,7 @@ def resize_image(image: np.ndarray, size: int) -> np.ndarray:
     x = np.asarray(image, dtype=np.float32)
     if x.ndim != 2 or x.shape[0] != x.shape[1]:
         raise ValueError(f"resize_image needs a square 2D image, got shape {x.shape}")
-    if not _finite(x):
-        return _resize_separable(x, size)
-    weights = resample_matrix(x.shape[0], size)
-    return _product(weights, weights, x)
+    return resize_to_square(x, size)  # a square needs no padding: the same products
 
 
 def resize_to_square(image: np.ndarray, size: int) -> np.ndarray:
@@ -181,12 +178,8 @@ def resize_to_square(image: np.ndarray, size: int) -> np.ndarray:
         return _resize_separable(pad_to_square(x), size)
     weights = resample_matrix(n, size)
     top, left = (n - h) // 2, (n - w) // 2
-    return _product(weights[:, top : top + h], weights[:, left : left + w], x)
-
-
-def _product(rows: sparse.csr_array, cols: sparse.csr_array, x: np.ndarray) -> np.ndarray:
-    """rows · x · colsᵀ as two sparse-times-dense products, float32 (size, size)."""
-    return np.ascontiguousarray((cols @ (rows @ x).T).T, dtype=np.float32)
+    rows, cols = weights[:, top : top + h], weights[:, left : left + w]
+    return np.ascontiguousarray((cols @ (rows @ x).T).T, dtype=np.float32)  # two sparse × dense products
 
 
 def resize_labels(labels: np.ndarray, size: int) -> np.ndarray:
