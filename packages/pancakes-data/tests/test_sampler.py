@@ -32,12 +32,26 @@ def test_label_present_in_every_element(toy):
 
 
 def test_two_targets_from_one_protocol(toy):
-    cfg = SamplerConfig(set_size=(2, 2), targets=2, augment=False, split="all")
+    cfg = SamplerConfig(set_size=(2, 2), batch_size=4, targets=2, augment=False, split="all")
+    for _, batch in zip(range(3), iter(SetSampler([toy], config=cfg))):
+        assert batch["targets"].shape[:2] == (2, 4)
+        assert not (batch["targets"][0] * batch["targets"][1]).any()
+        assert (batch["targets"].flatten(3).sum(-1) >= cfg.min_pixels).all()
+        for b, meta in enumerate(batch["meta"]):
+            assert not set(meta["labels"]) & set(meta["second_labels"])
+            proto = toy.protocol(meta["protocol"])
+            for s, i in enumerate(meta["ids"]):
+                expected = np.isin(np.asarray(proto.maps[i]), meta["second_labels"])
+                assert np.array_equal(batch["targets"][1, b, s, 0].numpy(), expected)
+
+
+def test_second_target_of_a_whole_foreground_is_the_background(toy):
+    mix = TargetMix.only("foreground")
+    cfg = SamplerConfig(set_size=(3, 3), targets=2, augment=False, split="all", target_mix=mix)
     batch = next(iter(SetSampler([toy], config=cfg)))
-    assert batch["targets"].shape[0] == 2
-    labels = batch["meta"][0]["labels"]
-    assert labels[0] != labels[1]
-    assert not (batch["targets"][0] * batch["targets"][1]).any()
+    meta = batch["meta"][0]
+    assert 0 not in meta["labels"] and meta["second_labels"] == [0]
+    torch.testing.assert_close(batch["targets"].sum(0), torch.ones_like(batch["targets"][0]))
 
 
 def test_deterministic_and_s_varies(toy):

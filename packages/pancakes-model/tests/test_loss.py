@@ -8,6 +8,7 @@ from pancakes_model import (
     candidate_dice_losses,
     joint_set_dice_loss,
     set_dice_loss,
+    winner_only_joint_set_dice_loss,
     winner_only_set_dice_loss,
 )
 
@@ -86,6 +87,50 @@ def test_joint_variant_uses_two_labels_of_one_protocol():
     assert res.label.tolist() == [[0, 1]]
     with pytest.raises(ValueError, match="T = 1 or 2"):
         joint_set_dice_loss(probs, torch.cat([y, y[:1]]))
+
+
+def _two_targets(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(2, 3, 1, 32, 32, generator=g)
+    lab = torch.randint(0, 3, (2, 3, 1, 32, 32), generator=g)
+    return x, torch.stack([(lab == 1).float(), (lab == 2).float()])  # two disjoint structures
+
+
+def test_winner_only_joint_matches_full_joint_loss_value_and_gradients():
+    torch.manual_seed(0)
+    model = Pancakes()
+    x, y = _two_targets(5)
+    full = joint_set_dice_loss(model(x, M=4, K=6), y)
+    full.loss.backward()
+    grads_full = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    fast = winner_only_joint_set_dice_loss(model, x, y, 4, 6)
+    fast.loss.backward()
+    assert fast.protocol.tolist() == full.protocol.tolist()
+    assert fast.label.tolist() == full.label.tolist()
+    assert all(k1 != k2 for k1, k2 in fast.label.tolist())
+    assert fast.loss.item() == pytest.approx(full.loss.item(), rel=1e-5)
+    for a, b in zip(grads_full, (p.grad for p in model.parameters())):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("w", [0.0, 0.4])
+def test_winner_only_joint_weight_mixes_the_single_and_the_joint_loss(w):
+    torch.manual_seed(1)
+    model = Pancakes()
+    x, y = _two_targets(6)
+    probs = model(x, M=4, K=6)
+    expected = w * joint_set_dice_loss(probs, y).loss + (1 - w) * set_dice_loss(probs, y[0]).loss
+    expected.backward()
+    grads_full = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    fast = winner_only_joint_set_dice_loss(model, x, y, 4, 6, joint_weight=w)
+    fast.loss.backward()
+    assert fast.loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    for a, b in zip(grads_full, (p.grad for p in model.parameters())):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="joint_weight"):
+        winner_only_joint_set_dice_loss(model, x, y, 4, 6, joint_weight=1.5)
 
 
 def test_bad_target_shape():

@@ -93,7 +93,8 @@ class SamplerConfig:
     Attributes:
         set_size: inclusive range of S, drawn per batch.
         batch_size: sets per batch B.
-        targets: T targets per set from the same protocol (1, or 2 for appendix D: two structures).
+        targets: T targets per set from the same protocol (1, or 2 for appendix D: the mix's target and
+            another structure of its protocol, disjoint from it).
         split: subject split of the real datasets ("train", "val", "test", "all").
         augment: apply the Table-3 augmentations.
         intensity_flip: where they invert intensities (p = 0.5): ``"image"`` — each image of a
@@ -209,9 +210,6 @@ class SetSampler(torch.utils.data.IterableDataset):
 
     # ------------------------------------------------------------------ one set
     def _mix(self, src: Source) -> TargetMix:
-        # appendix D pairs two structures of one protocol
-        if self.config.targets == 2:
-            return TargetMix.only("structure")
         return src.target_mix if src.target_mix is not None else self.config.target_mix
 
     def _augmentation(self, src: Source) -> SetAugmentation | None:
@@ -220,11 +218,20 @@ class SetSampler(torch.utils.data.IterableDataset):
             return self.augmentation
         return self._augmentations[src.intensity_flip]
 
-    def _second(self, rng: np.random.Generator, maps: np.ndarray, first: list[int]) -> int | None:
+    def _second(self, rng: np.random.Generator, maps: np.ndarray, first: list[int]) -> list[int] | None:
+        """Appendix D's second structure of the first target's protocol: another label that every
+        image shows (the background included: a whole-foreground target pairs with it), else the
+        rest of the image. The first target keeps the mix's granularity, so the pair asks one
+        protocol to separate what a coarser one would merge (two grey classes, a parcel and its
+        neighbours, nuclei and background)."""
         counts = np.stack([np.bincount(m.ravel(), minlength=int(maps.max()) + 1) for m in maps])
-        both = np.flatnonzero((counts >= self.config.min_pixels).all(0))
-        both = both[(both != 0) & ~np.isin(both, first)]
-        return int(both[rng.integers(both.size)]) if both.size else None
+        shown = np.flatnonzero((counts >= self.config.min_pixels).all(0))
+        shown = shown[~np.isin(shown, first)]
+        if shown.size:
+            return [int(shown[rng.integers(shown.size)])]
+        rest = np.setdiff1d(np.flatnonzero(counts.sum(0)), first)
+        rest_pixels = np.isin(maps, rest).reshape(maps.shape[0], -1).sum(1)
+        return rest.tolist() if rest.size and (rest_pixels >= self.config.min_pixels).all() else None
 
     def _real(self, rng: np.random.Generator, src: Source, s: int) -> dict | None:
         cfg, d = self.config, src.data
@@ -272,7 +279,7 @@ class SetSampler(torch.utils.data.IterableDataset):
         intensities instead of its labels (:func:`~pancakes_data.targets.draw_levels`). A mix
         without ``levels`` draws nothing here, so existing recipes see the same sets."""
         w = self._mix(src).weights()
-        if w["levels"] <= 0 or self.config.targets != 1 or rng.random() >= w["levels"] / sum(w.values()):
+        if w["levels"] <= 0 or rng.random() >= w["levels"] / sum(w.values()):
             return raw
         drawn = draw_levels(rng, raw["images"], min_pixels=self.config.min_pixels)
         if drawn is None:
@@ -294,7 +301,7 @@ class SetSampler(torch.utils.data.IterableDataset):
                 second = self._second(rng, raw["maps"], raw["labels"])
                 if second is None:
                     continue
-                groups.append([second])
+                groups.append(second)
             break
         else:
             raise ValueError(f"could not find a label present in S={s} images after 100 tries; lower set_size")
@@ -308,7 +315,8 @@ class SetSampler(torch.utils.data.IterableDataset):
         meta = {
             **raw["meta"],
             "target": raw["kind"],
-            "labels": [v for g in groups for v in g] if self.config.targets == 2 else groups[0],
+            "labels": groups[0],
+            **({"second_labels": groups[1]} if self.config.targets == 2 else {}),
             "label_names": raw["names"],
         }
         # (S, T, H, W) → (T, S, 1, H, W)

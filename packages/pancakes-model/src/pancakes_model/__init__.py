@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
         joint_set_dice_loss,
         set_dice_loss,
         set_soft_dice_loss,
+        winner_only_joint_set_dice_loss,
         winner_only_set_dice_loss,
     )
     from pancakes_model.network import (
@@ -54,6 +55,7 @@ _LAZY = {
             "joint_set_dice_loss",
             "set_dice_loss",
             "set_soft_dice_loss",
+            "winner_only_joint_set_dice_loss",
             "winner_only_set_dice_loss",
         )
     },
@@ -91,6 +93,7 @@ __all__ = [  # the names of _LAZY and the version (a test checks they agree)
     "segment_collection",
     "set_dice_loss",
     "set_soft_dice_loss",
+    "winner_only_joint_set_dice_loss",
     "winner_only_set_dice_loss",
 ]
 

@@ -23,6 +23,7 @@ __all__ = [
     "joint_set_dice_loss",
     "set_dice_loss",
     "set_soft_dice_loss",
+    "winner_only_joint_set_dice_loss",
     "winner_only_set_dice_loss",
 ]
 
@@ -94,6 +95,23 @@ def set_dice_loss(probs: torch.Tensor, targets: torch.Tensor, *, eps: float = EP
     return LossResult(loss, m, k, table.detach())
 
 
+def _pair_table(d1: torch.Tensor, d2: torch.Tensor) -> torch.Tensor:
+    """(B, M, K) losses of two targets → (B, M, K1, K2) mean loss of every pair of labels of one
+    protocol, a pair of one label with itself priced out: two structures need two labels."""
+    k = d1.shape[-1]
+    pair = (d1[:, :, :, None] + d2[:, :, None, :]) / 2
+    if k > 1:
+        pair = pair + torch.eye(k, device=pair.device)[None, None] * 4.0
+    return pair
+
+
+def _argmin_pair(pair: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    k = pair.shape[-1]
+    flat = pair.detach().flatten(1).argmin(dim=1)
+    mi, rest = flat // (k * k), flat % (k * k)
+    return mi, rest // k, rest % k
+
+
 def joint_set_dice_loss(probs: torch.Tensor, targets: torch.Tensor, *, eps: float = EPS) -> LossResult:
     """Appendix-D variant: two targets of one protocol must be matched by two labels of ONE protocol.
 
@@ -113,15 +131,9 @@ def joint_set_dice_loss(probs: torch.Tensor, targets: torch.Tensor, *, eps: floa
         raise ValueError(f"the joint loss supports T = 1 or 2 targets, got T={t}")
     d1 = candidate_dice_losses(probs, targets[0], eps=eps)  # (B, M, K)
     d2 = candidate_dice_losses(probs, targets[1], eps=eps)
-    b, _m, k = d1.shape
-    pair = (d1[:, :, :, None] + d2[:, :, None, :]) / 2  # (B, M, K1, K2)
-    if k > 1:
-        # Two different structures need two different labels.
-        pair = pair + torch.eye(k, device=pair.device)[None, None] * 4.0
-    flat = pair.detach().flatten(1).argmin(dim=1)
-    mi, rest = flat // (k * k), flat % (k * k)
-    k1, k2 = rest // k, rest % k
-    loss = pair[torch.arange(b), mi, k1, k2].mean()
+    pair = _pair_table(d1, d2)
+    mi, k1, k2 = _argmin_pair(pair)
+    loss = pair[torch.arange(pair.shape[0]), mi, k1, k2].mean()
     return LossResult(loss, mi, torch.stack([k1, k2], dim=1), ((d1 + d2) / 2).detach())
 
 
@@ -236,3 +248,55 @@ def winner_only_set_dice_loss(
     chosen = probs_w[torch.arange(b), :, k]  # (B, S, H, W)
     loss = set_soft_dice_loss(chosen, targets, eps=eps).mean()
     return LossResult(loss, m, k, table)
+
+
+def winner_only_joint_set_dice_loss(
+    model, images: torch.Tensor, targets: torch.Tensor, M: int, K: int, *, joint_weight: float = 1.0, eps: float = EPS
+) -> LossResult:
+    """``(1 − w)·`` the winner-only loss of the first target ``+ w ·`` the appendix-D joint loss of
+    both, from the factored logits (the tables without autograd, only the winning protocols' K maps
+    with it).
+
+    The joint term asks one protocol for two labels, one per structure: a protocol whose label
+    merges the two (two neighbouring grey levels, two brightness classes, a small parcel and its
+    neighbour) costs at least one of them. The single term (w < 1) keeps the evaluation's own
+    criterion — the best label of any protocol for the first target — in the objective. With
+    w = 1 the value and gradients equal ``joint_set_dice_loss(model(images, M, K), targets)``.
+
+    Args:
+        model: a :class:`~pancakes_model.Pancakes`.
+        images: (B, S, C, H, W).
+        targets: (2, B, S, 1, H, W) binary, two disjoint structures of one protocol.
+        joint_weight: w in [0, 1].
+
+    Returns:
+        The loss; ``protocol``/``label`` are the joint winner's m (B,) and (k1, k2) (B, 2); ``table``
+        the first target's (B, M, K).
+    """
+    if targets.ndim != 6 or targets.shape[0] != 2:
+        raise ValueError(f"joint targets must be (2, B, S, 1, H, W), got {tuple(targets.shape)}")
+    if not 0.0 <= joint_weight <= 1.0:
+        raise ValueError(f"joint_weight must be in [0, 1], got {joint_weight}")
+    b, s = images.shape[:2]
+    factors = model.factors(images, M, K)
+    d1 = candidate_table(factors, targets[0], eps=eps)  # (B, M, K), 2 where a label is not offered
+    d2 = candidate_table(factors, targets[1], eps=eps)
+    mi, k1, k2 = _argmin_pair(_pair_table(d1, d2))
+    rows = torch.arange(b)
+
+    def winners(protocol: torch.Tensor) -> torch.Tensor:  # (B,) → (B, S, K, H, W) with autograd
+        return rearrange(factors.probs(protocol.repeat_interleave(s)), "(B S) K H W -> B S K H W", B=b)
+
+    joint_probs = winners(mi)
+    joint = (
+        set_soft_dice_loss(joint_probs[rows, :, k1], targets[0], eps=eps)
+        + set_soft_dice_loss(joint_probs[rows, :, k2], targets[1], eps=eps)
+    ) / 2
+    loss = joint_weight * joint.mean()
+    if joint_weight < 1.0:
+        m1, l1 = _argmin_mk(d1)
+        # the same protocol's maps are reused: one recomputation less where both winners agree
+        probs1 = joint_probs if bool((m1 == mi).all()) else winners(m1)
+        single = set_soft_dice_loss(probs1[rows, :, l1], targets[0], eps=eps)
+        loss = loss + (1.0 - joint_weight) * single.mean()
+    return LossResult(loss, mi, torch.stack([k1, k2], dim=1), d1)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pancakes_model.loss import joint_set_dice_loss, winner_only_set_dice_loss
+from pancakes_model.loss import winner_only_joint_set_dice_loss, winner_only_set_dice_loss
 from pancakes_model.network import Pancakes
 
 __all__ = ["Objective", "draw_mk", "featurizer_dtype", "native_bf16", "resize", "train_step"]
@@ -20,16 +20,18 @@ __all__ = ["Objective", "draw_mk", "featurizer_dtype", "native_bf16", "resize", 
 
 class Objective(torch.nn.Module):
     """The training loss as a module (so DistributedDataParallel can wrap it): images (B, S, 1, H, W)
-    and targets (T, B, S, 1, H, W) → the winner-only set loss (T = 1) or the joint one (T = 2)."""
+    and targets (T, B, S, 1, H, W) → the winner-only set loss (T = 1) or the joint one (T = 2, its
+    share ``joint_weight``, the rest the first target's winner-only loss)."""
 
-    def __init__(self, model: Pancakes) -> None:
+    def __init__(self, model: Pancakes, *, joint_weight: float = 1.0) -> None:
         super().__init__()
         self.model = model
+        self.joint_weight = joint_weight
 
     def forward(self, images: torch.Tensor, targets: torch.Tensor, M: int, K: int):
         if targets.shape[0] == 1:
             return winner_only_set_dice_loss(self.model, images, targets[0], M, K)
-        return joint_set_dice_loss(self.model(images, M, K), targets)
+        return winner_only_joint_set_dice_loss(self.model, images, targets, M, K, joint_weight=self.joint_weight)
 
 
 def draw_mk(seed: int, step: int, m_range: tuple[int, int], k_range: tuple[int, int]) -> tuple[int, int]:

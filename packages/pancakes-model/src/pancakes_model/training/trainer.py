@@ -121,7 +121,7 @@ class Trainer:
         self.log = RunLog(self.out, enabled=self.rank == 0)
         torch.manual_seed(t.seed)
         self.model = self._build_model(t)
-        self.objective = Objective(self.model)
+        self.objective = Objective(self.model, joint_weight=t.joint_weight)
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.objective = torch.nn.parallel.DistributedDataParallel(self.objective, device_ids=ids)
