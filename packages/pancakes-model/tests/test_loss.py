@@ -62,16 +62,23 @@ def test_winner_only_matches_full_loss_value_and_gradients():
     x = torch.rand(2, 3, 1, 32, 32, generator=g)
     y = (torch.rand(2, 3, 1, 32, 32, generator=g) > 0.6).float()
     full = set_dice_loss(model(x, M=4, K=6), y)
-    full.loss.backward()
-    grads_full = [p.grad.clone() for p in model.parameters()]
-    model.zero_grad()
-    fast = winner_only_set_dice_loss(model, x, y, 4, 6)
-    fast.loss.backward()
+    fast = _same_value_and_gradients(model, full.loss, lambda: winner_only_set_dice_loss(model, x, y, 4, 6))
     assert fast.protocol.tolist() == full.protocol.tolist()
     assert fast.label.tolist() == full.label.tolist()
-    assert fast.loss.item() == pytest.approx(full.loss.item(), rel=1e-5)
+
+
+def _same_value_and_gradients(model, expected: torch.Tensor, fast_loss):
+    """Backward of ``expected`` (built on the full probabilities), then of ``fast_loss()``: the
+    same value and the same gradients of every parameter; returns the fast result."""
+    expected.backward()
+    grads_full = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    fast = fast_loss()
+    fast.loss.backward()
+    assert fast.loss.item() == pytest.approx(expected.item(), rel=1e-5)
     for a, b in zip(grads_full, (p.grad for p in model.parameters())):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    return fast
 
 
 def test_joint_variant_uses_two_labels_of_one_protocol():
@@ -101,17 +108,10 @@ def test_winner_only_joint_matches_full_joint_loss_value_and_gradients():
     model = Pancakes()
     x, y = _two_targets(5)
     full = joint_set_dice_loss(model(x, M=4, K=6), y)
-    full.loss.backward()
-    grads_full = [p.grad.clone() for p in model.parameters()]
-    model.zero_grad()
-    fast = winner_only_joint_set_dice_loss(model, x, y, 4, 6)
-    fast.loss.backward()
+    fast = _same_value_and_gradients(model, full.loss, lambda: winner_only_joint_set_dice_loss(model, x, y, 4, 6))
     assert fast.protocol.tolist() == full.protocol.tolist()
     assert fast.label.tolist() == full.label.tolist()
     assert all(k1 != k2 for k1, k2 in fast.label.tolist())
-    assert fast.loss.item() == pytest.approx(full.loss.item(), rel=1e-5)
-    for a, b in zip(grads_full, (p.grad for p in model.parameters())):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("w", [0.0, 0.4])
@@ -121,14 +121,9 @@ def test_winner_only_joint_weight_mixes_the_single_and_the_joint_loss(w):
     x, y = _two_targets(6)
     probs = model(x, M=4, K=6)
     expected = w * joint_set_dice_loss(probs, y).loss + (1 - w) * set_dice_loss(probs, y[0]).loss
-    expected.backward()
-    grads_full = [p.grad.clone() for p in model.parameters()]
-    model.zero_grad()
-    fast = winner_only_joint_set_dice_loss(model, x, y, 4, 6, joint_weight=w)
-    fast.loss.backward()
-    assert fast.loss.item() == pytest.approx(expected.item(), rel=1e-5)
-    for a, b in zip(grads_full, (p.grad for p in model.parameters())):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    _same_value_and_gradients(
+        model, expected, lambda: winner_only_joint_set_dice_loss(model, x, y, 4, 6, joint_weight=w)
+    )
     with pytest.raises(ValueError, match="joint_weight"):
         winner_only_joint_set_dice_loss(model, x, y, 4, 6, joint_weight=1.5)
 
