@@ -194,6 +194,8 @@ def test_config_errors(tmp_path):
 
     with pytest.raises(ConfigError, match=r"data.target_mix: target mix weights must be >= 0"):
         load_config(None, ["data.target_mix={small = -1.0}"])
+    with pytest.raises(ConfigError, match=r"joint_weight in \[0, 1\]; got 2, 1.5"):
+        load_config(None, ["train.targets=2", "train.joint_weight=1.5"])
     one = load_config(None, ['data.sources=[{spec = "procedural", target_mix = {small = 1.0}}]'])
     assert one.data.sources[0].target_mix == {"small": 1.0}
 

@@ -109,9 +109,7 @@ class TrainSection:
     K: tuple[int, int] = (5, 40)
     S: tuple[int, int] = (2, 5)
     targets: int = 1  # 2 = appendix-D "complete protocol" variant
-    # with targets = 2: the joint term's share of the loss, the rest the first target's winner-only
-    # loss (1 = appendix D alone; :func:`pancakes_model.loss.winner_only_joint_set_dice_loss`)
-    joint_weight: float = 1.0
+    joint_weight: float = 1.0  # targets = 2: the joint loss's share, the rest winner-only (1: appendix D)
     curriculum: tuple[tuple[float, int], ...] = ((0.6, 64), (1.0, 128))  # (fraction of steps, size)
     seed: int = 0
     init: str = ""  # start from these weights ("default" = the shipped model; "" = random)
@@ -302,10 +300,8 @@ def _check(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"train.ema must be in [0, 1) (0 = no moving average), got {t.ema}")
     if not 0 < t.context_lr_scale <= 1000:
         raise ConfigError(f"train.context_lr_scale must be in (0, 1000], got {t.context_lr_scale}")
-    if t.targets not in (1, 2):
-        raise ConfigError(f"train.targets must be 1 or 2, got {t.targets}")
-    if not 0 <= t.joint_weight <= 1:
-        raise ConfigError(f"train.joint_weight must be in [0, 1], got {t.joint_weight}")
+    if t.targets not in (1, 2) or not 0 <= t.joint_weight <= 1:
+        raise ConfigError(f"train.targets must be 1 or 2, joint_weight in [0, 1]; got {t.targets}, {t.joint_weight}")
     if t.workers < 0 or t.threads < 0:
         raise ConfigError(f"train.workers and train.threads must be >= 0, got {t.workers}, {t.threads}")
     for frac, size in t.curriculum:
