@@ -230,8 +230,8 @@ class SetSampler(torch.utils.data.IterableDataset):
         if shown.size:
             return [int(shown[rng.integers(shown.size)])]
         rest = np.setdiff1d(np.flatnonzero(counts.sum(0)), first)
-        rest_pixels = np.isin(maps, rest).reshape(maps.shape[0], -1).sum(1)
-        return rest.tolist() if rest.size and (rest_pixels >= self.config.min_pixels).all() else None
+        enough = (counts[:, rest].sum(1) >= self.config.min_pixels).all()
+        return rest.tolist() if rest.size and enough else None
 
     def _real(self, rng: np.random.Generator, src: Source, s: int) -> dict | None:
         cfg, d = self.config, src.data

@@ -224,6 +224,13 @@ def _table_sums_blocks(flat_q, y, key, bias, m_count: int, k_count: int, *, elem
     return torch.cat(sums)
 
 
+def _protocol_probs(factors: LogitFactors, protocol: torch.Tensor, s: int) -> torch.Tensor:
+    """(B,) one protocol per set → its K maps for each of the set's S images, (B, S, K, H, W),
+    with autograd: the only probabilities the winner-only losses build."""
+    probs = factors.probs(protocol.repeat_interleave(s))
+    return rearrange(probs, "(B S) K H W -> B S K H W", B=protocol.shape[0])
+
+
 def winner_only_set_dice_loss(
     model, images: torch.Tensor, targets: torch.Tensor, M: int, K: int, *, eps: float = EPS
 ) -> LossResult:
@@ -243,9 +250,7 @@ def winner_only_set_dice_loss(
     factors = model.factors(images, M, K)  # q with grad; keys recomputed below for the winners
     table = candidate_table(factors, targets, eps=eps)  # (B, M, K)
     m, k = _argmin_mk(table)
-    per_image = m.repeat_interleave(s)  # set b's winning protocol for each of its S images
-    probs_w = rearrange(factors.probs(per_image), "(B S) K H W -> B S K H W", B=b)
-    chosen = probs_w[torch.arange(b), :, k]  # (B, S, H, W)
+    chosen = _protocol_probs(factors, m, s)[torch.arange(b), :, k]  # (B, S, H, W)
     loss = set_soft_dice_loss(chosen, targets, eps=eps).mean()
     return LossResult(loss, m, k, table)
 
@@ -283,11 +288,7 @@ def winner_only_joint_set_dice_loss(
     d2 = candidate_table(factors, targets[1], eps=eps)
     mi, k1, k2 = _argmin_pair(_pair_table(d1, d2))
     rows = torch.arange(b)
-
-    def winners(protocol: torch.Tensor) -> torch.Tensor:  # (B,) → (B, S, K, H, W) with autograd
-        return rearrange(factors.probs(protocol.repeat_interleave(s)), "(B S) K H W -> B S K H W", B=b)
-
-    joint_probs = winners(mi)
+    joint_probs = _protocol_probs(factors, mi, s)
     joint = (
         set_soft_dice_loss(joint_probs[rows, :, k1], targets[0], eps=eps)
         + set_soft_dice_loss(joint_probs[rows, :, k2], targets[1], eps=eps)
@@ -296,7 +297,7 @@ def winner_only_joint_set_dice_loss(
     if joint_weight < 1.0:
         m1, l1 = _argmin_mk(d1)
         # the same protocol's maps are reused: one recomputation less where both winners agree
-        probs1 = joint_probs if bool((m1 == mi).all()) else winners(m1)
+        probs1 = joint_probs if bool((m1 == mi).all()) else _protocol_probs(factors, m1, s)
         single = set_soft_dice_loss(probs1[rows, :, l1], targets[0], eps=eps)
         loss = loss + (1.0 - joint_weight) * single.mean()
     return LossResult(loss, mi, torch.stack([k1, k2], dim=1), d1)
