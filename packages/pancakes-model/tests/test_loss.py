@@ -151,6 +151,22 @@ def test_candidate_table_equals_the_softmax_path(layout, size, m, k):
         torch.testing.assert_close(candidate_table(f, y), candidate_dice_losses(probs, y), rtol=1e-5, atol=1e-6)
 
 
+def test_one_pass_of_tables_equals_one_table_per_target():
+    from pancakes_model.loss import candidate_table, candidate_tables
+
+    torch.manual_seed(9)
+    model = Pancakes()
+    x = torch.rand(2, 3, 1, 32, 32)
+    y = (torch.rand(2, 2, 3, 1, 32, 32) > torch.tensor([0.3, 0.8]).view(2, 1, 1, 1, 1, 1)).float()
+    with torch.no_grad():
+        f = model.factors(x, 6, 9)
+        both = candidate_tables(f, y)
+        assert both.shape == (2, 2, 6, 9)
+        for t in range(2):
+            torch.testing.assert_close(both[t], candidate_table(f, y[t]), rtol=1e-6, atol=1e-7)
+        assert not torch.allclose(both[0], both[1])  # the two targets' tables differ
+
+
 @pytest.mark.parametrize("elements", [1 << 27, 3 * 12 * 20 * 24 * 24])  # one block; 3 images a block, short last
 def test_the_accelerator_blocks_give_the_cpu_loop_sums(elements):
     from pancakes_model.loss import _table_sums_blocks, _table_sums_cache
@@ -158,7 +174,7 @@ def test_the_accelerator_blocks_give_the_cpu_loop_sums(elements):
     gen = torch.Generator().manual_seed(8)
     n, d, m, k, pixels = 7, 16, 12, 20, 24 * 24
     q = torch.nn.functional.normalize(torch.randn(n, d, pixels, generator=gen), dim=1)
-    y = (torch.rand(n, pixels, generator=gen) > 0.7).float()
+    y = (torch.rand(n, 2, pixels, generator=gen) > 0.7).float()  # two targets: the joint loss's tables
     key, bias = torch.randn(m * k, d, generator=gen), torch.randn(m * k, 1, generator=gen)
     cache = _table_sums_cache(q, y, key, bias, m, k)
     torch.testing.assert_close(

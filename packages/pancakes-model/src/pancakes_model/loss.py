@@ -9,6 +9,7 @@ mean the same region in every image.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +21,7 @@ __all__ = [
     "LossResult",
     "candidate_dice_losses",
     "candidate_table",
+    "candidate_tables",
     "joint_set_dice_loss",
     "set_dice_loss",
     "set_soft_dice_loss",
@@ -165,43 +167,60 @@ def candidate_table(factors: LogitFactors, targets: torch.Tensor, *, eps: float 
         (B, M, K) mean over s of 1 − (2Σpy + ε)/(Σp + Σy + ε); 2 for a label its protocol does not
         offer (``factors.offered``), above every real loss.
     """
+    return candidate_tables(factors, [targets], eps=eps)[0]
+
+
+def candidate_tables(factors: LogitFactors, targets: Sequence[torch.Tensor], *, eps: float = EPS) -> torch.Tensor:
+    """:func:`candidate_table` of T targets of the same sets from one pass of exponentials.
+
+    The exponentials are the table's cost; each further target adds one column to the batched
+    product, so the joint loss's two tables cost little more than one.
+
+    Args:
+        factors: logits of N = B·S images in factored form.
+        targets: T tensors (B, S, 1, H, W) or (B, S, H, W), binary.
+
+    Returns:
+        (T, B, M, K), row t equal to ``candidate_table(factors, targets[t])``.
+    """
     q = factors.q.detach()
     n, d, h, w = q.shape
-    b = targets.shape[0]
+    b = targets[0].shape[0]
     if factors.bound > 60 or n % b:
         raise ValueError(f"candidate_table needs logits bounded by 60 and B·S images, got {factors.bound}, N={n}")
-    y = _flat_targets(targets, b, n // b).reshape(n, h * w).to(q.dtype)
+    y = torch.stack([_flat_targets(t, b, n // b).reshape(n, h * w) for t in targets], dim=1).to(q.dtype)  # (N, T, P)
     m_count, k_count = factors.shape
     key = factors.key.detach().reshape(m_count * k_count, d)
     bias = factors.bias.detach().reshape(m_count * k_count, 1)
     flat_q = rearrange(q, "N D H W -> N D (H W)")  # a strided view for channels_last: addmm reads it as is
     with torch.no_grad():
         table_sums = _table_sums_cache if q.device.type == "cpu" else _table_sums_blocks
-        sums = table_sums(flat_q, y, key, bias, m_count, k_count)
-        sums = sums.permute(0, 1, 3, 2)  # (N, M, 2, K): Σ p·y, Σ p
-        dice = (2 * sums[:, :, 0] + eps) / (sums[:, :, 1] + y.sum(1)[:, None, None] + eps)
-        table = rearrange(1 - dice, "(B S) M K -> B S M K", B=b).mean(dim=1)
+        sums = table_sums(flat_q, y, key, bias, m_count, k_count)  # (N, M, K, T + 1): Σ p·y_t, then Σ p
+        overlap = rearrange(sums[..., :-1], "N M K T -> T N M K")
+        dice = (2 * overlap + eps) / (sums[..., -1] + rearrange(y.sum(-1), "N T -> T N 1 1") + eps)
+        table = rearrange(1 - dice, "T (B S) M K -> T B S M K", B=b).mean(dim=2)
     if factors.offered is not None:  # a label a protocol does not offer never wins (nor an empty target)
         table = table.masked_fill(~factors.offered, 2.0)
     return table
 
 
 def _table_sums_cache(flat_q, y, key, bias, m_count: int, k_count: int) -> torch.Tensor:
-    """CPU: (N, D, P) queries, (N, P) targets → (N, M, K, 2) sums Σ p·y and Σ p, image by image in
-    pixel chunks whose (M·K, chunk) block of exponentials (~1 MB) stays in cache."""
+    """CPU: (N, D, P) queries, (N, T, P) targets → (N, M, K, T + 1) sums Σ p·y_t and Σ p, image by
+    image in pixel chunks whose (M·K, chunk) block of exponentials (~1 MB) stays in cache."""
     n, _, pixels = flat_q.shape
     # Pixel chunks of all M·K candidates at once: one addmm, one exp, one sum over K and one batched
     # product per chunk. Per-protocol (K, H·W) blocks made ~6 small ops per (image, protocol) and a
     # short-row reduction: 12 images at M = 10, K = 22 took 185-240 ms that way and 150-169 ms this
     # way (one thread, alternating runs beside a training run).
     chunk = max(256, (1 << 18) // (m_count * k_count))
-    sums = flat_q.new_zeros((n, m_count, k_count, 2))
+    sums = flat_q.new_zeros((n, m_count, k_count, y.shape[1] + 1))
     for i in range(n):
         qi, yi = flat_q[i], y[i]
         for s0 in range(0, pixels, chunk):
             e = torch.addmm(bias, key, qi[:, s0 : s0 + chunk]).exp_().view(m_count, k_count, -1)
             rz = e.sum(1).reciprocal_()  # (M, chunk): 1 / Σ_k e_k
-            sums[i].baddbmm_(e, torch.stack([yi[s0 : s0 + chunk] * rz, rz], dim=-1))
+            columns = [yt[s0 : s0 + chunk] * rz for yt in yi] + [rz]
+            sums[i].baddbmm_(e, torch.stack(columns, dim=-1))  # (M, K, chunk) @ (M, chunk, T + 1)
     return sums
 
 
@@ -219,8 +238,9 @@ def _table_sums_blocks(flat_q, y, key, bias, m_count: int, k_count: int, *, elem
         e = torch.baddbmm(bias.expand(g, mk, 1), key.expand(g, mk, -1), qb).exp_()  # (G, M·K, P)
         e = e.view(g * m_count, k_count, pixels)
         rz = e.sum(1).reciprocal_()  # (G·M, P)
-        yz = yb.repeat_interleave(m_count, dim=0) * rz  # (G·M, P)
-        sums.append(torch.bmm(e, torch.stack([yz, rz], dim=-1)).view(g, m_count, k_count, 2))
+        yz = yb.repeat_interleave(m_count, dim=0) * rz[:, None]  # (G·M, T, P)
+        columns = torch.cat([yz, rz[:, None]], dim=1).transpose(1, 2)  # (G·M, P, T + 1)
+        sums.append(torch.bmm(e, columns).view(g, m_count, k_count, -1))
     return torch.cat(sums)
 
 
@@ -284,8 +304,7 @@ def winner_only_joint_set_dice_loss(
         raise ValueError(f"joint_weight must be in [0, 1], got {joint_weight}")
     b, s = images.shape[:2]
     factors = model.factors(images, M, K)
-    d1 = candidate_table(factors, targets[0], eps=eps)  # (B, M, K), 2 where a label is not offered
-    d2 = candidate_table(factors, targets[1], eps=eps)
+    d1, d2 = candidate_tables(factors, targets, eps=eps)  # (B, M, K) each, 2 where a label is not offered
     mi, k1, k2 = _argmin_pair(_pair_table(d1, d2))
     rows = torch.arange(b)
     joint_probs = _protocol_probs(factors, mi, s)
