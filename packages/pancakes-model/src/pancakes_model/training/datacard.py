@@ -19,8 +19,8 @@ from pathlib import Path
 from pancakes_data.importers.body import BODY_SOURCES
 from pancakes_data.importers.microscopy import MICROSCOPY_SOURCES
 from pancakes_model.training.config import load_config
-from pancakes_model.training.devset import DevConfig, load_dev
-from pancakes_model.training.report import write_block
+from pancakes_model.training.devset import load_dev
+from pancakes_model.training.report import set_counts_note, write_block
 
 __all__ = ["main", "render_data_card"]
 
@@ -156,6 +156,7 @@ def render_data_card(configs: Sequence[str | Path], dev: str | Path) -> str:
             what, pkg, files, lic = _describe(s.spec)
             lines.append(f"| training ({Path(path).name}) | `{s.spec}` | {what} | {pkg} | {files} | {lic} |")
     d = load_dev(dev)
+    counts = set_counts_note(d.sets, {f.name: d.sets_of(f) for f in d.families})
     reserved = ", ".join(sorted({p for f in d.families for p in f.packages})) or "their packages"
     for fam in d.families:
         what, pkg, files, lic = _describe(fam.spec)
@@ -163,16 +164,10 @@ def render_data_card(configs: Sequence[str | Path], dev: str | Path) -> str:
     lines += [
         "",
         f"Dev families come from `{Path(dev).as_posix()}`: {d.sets} sets per family and S ∈ {list(d.sizes)}"
-        f"{_own_sets(d)}, seed {d.seed}. A training config naming one of them, or reading the files of {reserved}, "
+        f"{counts}, seed {d.seed}. A training config naming one of them, or reading the files of {reserved}, "
         "is refused when loaded.",
     ]
     return "\n".join(lines) + "\n"
-
-
-def _own_sets(d: DevConfig) -> str:
-    """ " (fine-parcels: 400)" for the families with their own number of sets."""
-    own = [f"{f.name}: {d.sets_of(f)}" for f in d.families if d.sets_of(f) != d.sets]
-    return f" ({', '.join(own)})" if own else ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from pancakes_model.training.stagerule import (
@@ -19,7 +20,7 @@ from pancakes_model.training.stagerule import (
     meets_size_drift,
 )
 
-__all__ = ["candidates_markdown", "render_markdown", "stages_markdown", "write_block"]
+__all__ = ["candidates_markdown", "render_markdown", "set_counts_note", "stages_markdown", "write_block"]
 
 
 def _cell(v: dict, n_sets: int, hd: bool = False) -> str:
@@ -50,18 +51,23 @@ def stages_markdown(provenance: dict) -> list[str]:
     return ["Training stages (cumulative):", "", *lines, ""]
 
 
+def set_counts_note(default: int, per_family: Mapping[str, int]) -> str:
+    """ " (fine-parcels: 400; a, b: 50)" for the families whose number of sets is not ``default``."""
+    more: dict[int, list[str]] = {}
+    for fam, n in per_family.items():
+        if n != default:
+            more.setdefault(n, []).append(fam)
+    note = "; ".join(f"{', '.join(fams)}: {n}" for n, fams in sorted(more.items(), reverse=True))
+    return f" ({note})" if note else ""
+
+
 def render_markdown(results: dict, *, provenance: dict | None = None) -> str:
     """The evaluation table with the quality-bar verdicts (and the stage rule when compared)."""
     n_sets = results["n_sets"]
     per_family = results.get("family_sets", {})
-    more: dict[int, list[str]] = {}
-    for fam, n in per_family.items():
-        if n != n_sets:
-            more.setdefault(n, []).append(fam)
-    others = "; ".join(f"{', '.join(fams)}: {n}" for n, fams in sorted(more.items(), reverse=True))
-    others = f" ({others})" if others else ""
     lines = [
-        f"Set metrics at M = {results['M']}, K = {results['K']}; mean over {n_sets} sets per cell{others} "
+        f"Set metrics at M = {results['M']}, K = {results['K']}; mean over {n_sets} sets per cell"
+        f"{set_counts_note(n_sets, per_family)} "
         "with 95% bootstrap CI. HD95 in pixels (lower is better; sets where no candidate is present in "
         "every image are left out of the HD95 mean, count in brackets). Dev families: `configs/dev.toml`.",
         "",
