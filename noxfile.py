@@ -268,7 +268,7 @@ def train_gpu(session: nox.Session) -> None:
     session.run("python", "benchmarks/train_gpu.py", *args)
 
 
-STAGE = "stage54-cpu"  # the long CPU stage (several sittings; see continuation/README.md)
+STAGE = "stage55-cpu"  # the long CPU stage (several sittings; see continuation/README.md)
 CONTINUATION = ROOT / "continuation" / STAGE
 STAGE_CONFIG = ROOT / "configs" / f"{STAGE}.toml"
 
